@@ -1,0 +1,157 @@
+/* kith_node: the sans-I/O node. The driver (libuv in src/uvnode, an
+ * in-process loop in tests, the simulator later) feeds it events and drains
+ * the actions it wants done. The node never blocks, never reads the clock or
+ * the RNG except through kith_env, and touches storage only through the
+ * kith_store interface.
+ *
+ *   events in:  kith_node_accept / conn_opened / conn_data / conn_closed,
+ *               kith_node_timer, kith_node_flush, client calls
+ *   actions out: kith_node_poll() -> write, connect, close, arm timer, and
+ *               events for the client (messages, joins, errors, ...)
+ *
+ * Durability: kith_node_send() appends the message to the room log; it is
+ * transmitted and reported as sent (KITH_EV_SENT) only after the next
+ * kith_node_flush() has synced the store. The driver calls flush once per
+ * loop turn, so many sends share one fdatasync (group commit). */
+#ifndef KITH_NODE_H
+#define KITH_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kith/env.h"
+#include "kith/err.h"
+
+typedef struct kith_node kith_node;
+struct kith_identity;
+struct kith_store;
+
+#define KITH_ROOM_ID_LEN 32
+#define KITH_MEMBER_ID_LEN 32
+
+typedef struct kith_node_config {
+    const char *addr; /* address hint others use to reach us, "host:port"; may be NULL */
+    const char *nick; /* default display name; NULL -> "anon" */
+    uint64_t invite_ttl_ms; /* default invite lifetime; 0 -> 24 h */
+} kith_node_config;
+
+enum kith_event_type {
+    KITH_EV_MESSAGE = 1, /* a message in a room (also our own, once sent) */
+    KITH_EV_SENT, /* our message is durable and on its way: `seq` */
+    KITH_EV_ROOM, /* we joined or created a room */
+    KITH_EV_JOIN, /* a member joined a room */
+    KITH_EV_NICK, /* a member changed display name: text = new name */
+    KITH_EV_PEER_UP, /* a session with a member is established */
+    KITH_EV_PEER_DOWN,
+    KITH_EV_ERROR, /* something failed: text says what, err the code */
+    KITH_EV_INFO, /* a notice for the person: text */
+};
+
+typedef struct kith_event {
+    int type;
+    bool has_room;
+    uint8_t room_id[KITH_ROOM_ID_LEN];
+    const char *room_name;
+    uint8_t author[KITH_MEMBER_ID_LEN];
+    const char *nick; /* author's or member's display name */
+    uint32_t msg_type; /* 1 text, 2 action, 3 nick */
+    const char *text; /* not NUL-terminated for messages: use text_len */
+    size_t text_len;
+    uint64_t wall_ms;
+    uint64_t seq;
+    bool self; /* authored by this node */
+    bool history; /* replayed from the log at start-up or from a sync */
+    int err;
+} kith_event;
+
+enum kith_action_type {
+    KITH_ACT_WRITE = 1, /* write data to conn */
+    KITH_ACT_CONNECT, /* open conn to addr ("host:port"); answer with conn_opened or conn_closed */
+    KITH_ACT_CLOSE, /* close conn; reason says why */
+    KITH_ACT_TIMER, /* call kith_node_timer after delay_ms (replaces any armed timer) */
+    KITH_ACT_EVENT, /* give ev to the client */
+};
+
+typedef struct kith_action {
+    int type;
+    uint64_t conn;
+    const uint8_t *data;
+    size_t len;
+    const char *addr;
+    const char *reason;
+    uint64_t delay_ms;
+    kith_event ev;
+} kith_action;
+
+/* The identity and store must outlive the node. Loads every room found in the
+ * store (replaying its log; KITH_EV_ROOM and history events are queued). */
+KITH_WUR int kith_node_new(const kith_env *env, struct kith_store *store,
+    const struct kith_identity *self, const kith_node_config *cfg, kith_node **out);
+/* Frees without I/O: call kith_node_flush first for a clean shutdown. */
+void kith_node_free(kith_node *node);
+
+/* Next action, 1 if one was returned, 0 when none is pending. Pointers in
+ * the action stay valid until the next call to any kith_node function. */
+int kith_node_poll(kith_node *node, kith_action *out);
+
+/* Driver events. */
+uint64_t kith_node_accept(kith_node *node); /* inbound connection: its new id */
+void kith_node_conn_opened(kith_node *node, uint64_t conn); /* outbound connect succeeded */
+void kith_node_conn_data(kith_node *node, uint64_t conn, const uint8_t *data, size_t len);
+void kith_node_conn_closed(kith_node *node, uint64_t conn);
+void kith_node_timer(kith_node *node);
+/* Sync the store and release what waited on it. */
+KITH_WUR int kith_node_flush(kith_node *node);
+
+/* Client calls. Errors come back at once; later results come as events. */
+KITH_WUR int kith_node_create_room(kith_node *node, const char *name,
+    uint8_t room_id[KITH_ROOM_ID_LEN]);
+/* A fresh invite code for the room (expiry: ttl_ms, 0 -> default). */
+KITH_WUR int kith_node_invite(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    uint64_t ttl_ms, char *code, size_t cap);
+/* Start joining with a pasted code; KITH_EV_ROOM or KITH_EV_ERROR follows. */
+KITH_WUR int kith_node_join(kith_node *node, const char *code);
+/* msg_type 1 text, 2 action. Returns the message's sequence number in *seq. */
+KITH_WUR int kith_node_send(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    uint32_t msg_type, const char *text, size_t len, uint64_t *seq);
+/* Change our display name (announced in every room). */
+KITH_WUR int kith_node_set_nick(kith_node *node, const char *nick);
+
+/* Queries. */
+typedef struct kith_room_info {
+    uint8_t id[KITH_ROOM_ID_LEN];
+    const char *name;
+    size_t members;
+    size_t online; /* members with an established session */
+    uint64_t epoch;
+    size_t messages;
+} kith_room_info;
+
+typedef struct kith_member_info {
+    uint8_t id[KITH_MEMBER_ID_LEN];
+    const char *nick;
+    char fingerprint[24];
+    int role; /* 4 admin, 3 moderator, 2 member, 1 observer */
+    bool self;
+    bool online;
+} kith_member_info;
+
+const char *kith_node_nick(const kith_node *node);
+void kith_node_fingerprint(const kith_node *node, char out[24]);
+size_t kith_node_room_count(const kith_node *node);
+KITH_WUR int kith_node_room_at(const kith_node *node, size_t i, kith_room_info *out);
+/* Find a room by exact name or by a hex prefix of its id (>= 4 chars). */
+KITH_WUR int kith_node_room_find(const kith_node *node, const char *name_or_id,
+    uint8_t room_id[KITH_ROOM_ID_LEN]);
+KITH_WUR int kith_node_room_info(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    kith_room_info *out);
+size_t kith_node_member_count(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN]);
+KITH_WUR int kith_node_member_at(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    size_t i, kith_member_info *out);
+/* Call cb for the last `max` messages of a room, oldest first (ev->history set). */
+typedef void (*kith_history_cb)(void *ud, const kith_event *ev);
+KITH_WUR int kith_node_history(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    size_t max, kith_history_cb cb, void *ud);
+
+#endif

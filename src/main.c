@@ -1,0 +1,5 @@
+/* main: placeholder until the client lands. */
+int main(void)
+{
+    return 0;
+}

@@ -1,0 +1,126 @@
+/* room: a room's membership log and the state it defines.
+ *
+ * A room begins with a genesis op signed by its founder; the room id is the
+ * BLAKE2b-256 of the genesis op's signed bytes. Every op names the ops it
+ * follows (their ids), so the log is a hash-linked DAG verified back to the
+ * genesis: an op is applied only when its parents are known, its signature is
+ * valid and its author held the needed role in the state those parents define.
+ *
+ * A signed op is the canonical map {0: body (bin), 1: Ed25519 signature over
+ * KITH_DOMAIN_OP || body}; the body is a canonical map whose keys are listed
+ * in proto/kith.md. Op id = BLAKE2b-256 of the signed op bytes.
+ *
+ * Keys live in the log too: the genesis seals epoch key 0 to the founder's
+ * X25519 key, and each add op seals the current epoch key to the new member
+ * (crypto_box_seal), so a node rebuilds its keys from its log alone. Removal,
+ * bans, roles beyond founder/member and rekeys come in a later issue as more
+ * op kinds; the body keys leave room for them.
+ *
+ * Invites: codes a person can paste, "kith1:" + base64url of a canonical map
+ * (room id, inviter id, one-time secret, address hint, expiry). The secret
+ * only proves to the inviter that the joiner was invited; it never is, and
+ * never derives, a room key. */
+#ifndef KITH_ROOM_H
+#define KITH_ROOM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "util/util.h"
+
+#define KITH_OP_VERSION 1
+#define KITH_ROOM_NAME_MAX 64 /* bytes of UTF-8 */
+#define KITH_NICK_MAX 32
+#define KITH_ADDR_MAX 96 /* "host:port" hint */
+#define KITH_ROOM_MAX_MEMBERS 1024
+#define KITH_ROOM_MAX_OPS 65536
+#define KITH_ROOM_MAX_PARENTS 8
+#define KITH_OP_MAX 4096 /* bytes of one signed op */
+#define KITH_INVITE_SECRET_LEN 16
+#define KITH_INVITE_CODE_MAX 320
+
+enum kith_op_kind {
+    KITH_OP_GENESIS = 0,
+    KITH_OP_ADD = 1,
+    /* later: remove, ban, unban, set role, set topic, set name, invite
+     * issued, invite revoked, rekey, leave */
+};
+
+enum kith_role {
+    KITH_ROLE_OBSERVER = 1,
+    KITH_ROLE_MEMBER = 2,
+    KITH_ROLE_MODERATOR = 3,
+    KITH_ROLE_ADMIN = 4,
+};
+
+typedef struct kith_member {
+    uint8_t id[KITH_ID_LEN];
+    uint8_t dh[KITH_DH_LEN];
+    uint8_t role;
+    char nick[KITH_NICK_MAX + 1]; /* as given in the op that added them */
+    char addr[KITH_ADDR_MAX + 1]; /* address hint, may be empty */
+} kith_member;
+
+typedef struct kith_room kith_room;
+
+/* New room: signs a genesis op (name, founder as admin, epoch key 0 from env
+ * randomness sealed to the founder). The signed genesis is appended to
+ * genesis_out. `self` must outlive the room. */
+KITH_WUR int kith_room_create(const kith_env *env, const kith_identity *self, const char *name,
+    const char *nick, const char *addr, kith_buf *genesis_out, kith_room **out);
+/* Room from a received or stored genesis; verifies it. */
+KITH_WUR int kith_room_open(const kith_env *env, const kith_identity *self, const uint8_t *genesis,
+    size_t len, kith_room **out);
+void kith_room_free(kith_room *room); /* wipes keys */
+
+/* Verify and apply one signed op. 0 when applied; KITH_EEXIST when already
+ * applied (harmless); KITH_ENOENT when a parent is unknown (try again after
+ * the parent); KITH_EPERM when the author lacks the role; KITH_ECRYPTO,
+ * KITH_EPROTO, KITH_ENONCANON for bad bytes. The room is unchanged on error. */
+KITH_WUR int kith_room_apply(kith_room *room, const uint8_t *op, size_t len);
+
+/* Admit a member: sign an add op (parents = current heads, the current epoch
+ * key sealed to member_dh after checking member_cert), apply it, and append
+ * the signed op to op_out. invite_id may be NULL. */
+KITH_WUR int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
+    const uint8_t member_dh[KITH_DH_LEN], const uint8_t member_cert[KITH_SIG_LEN], const char *nick,
+    const char *addr, const uint8_t *invite_id, kith_buf *op_out);
+
+const uint8_t *kith_room_id(const kith_room *room);
+const char *kith_room_name(const kith_room *room);
+/* Current epoch and its key; the key is NULL when self holds none (not a member). */
+uint64_t kith_room_epoch(const kith_room *room);
+const uint8_t *kith_room_key(const kith_room *room, uint64_t epoch);
+
+size_t kith_room_member_count(const kith_room *room);
+const kith_member *kith_room_member_at(const kith_room *room, size_t i);
+const kith_member *kith_room_member(const kith_room *room, const uint8_t id[KITH_ID_LEN]);
+
+/* Applied ops in application order (a causal order: parents first). */
+size_t kith_room_op_count(const kith_room *room);
+const uint8_t *kith_room_op_at(const kith_room *room, size_t i, size_t *len);
+
+typedef struct kith_invite {
+    uint8_t room_id[KITH_HASH_LEN];
+    uint8_t inviter[KITH_ID_LEN];
+    uint8_t secret[KITH_INVITE_SECRET_LEN];
+    char addr[KITH_ADDR_MAX + 1];
+    uint64_t expires_ms; /* Unix ms */
+} kith_invite;
+
+/* Code into out (NUL-terminated, at most KITH_INVITE_CODE_MAX bytes). */
+KITH_WUR int kith_invite_encode(const kith_env *env, const kith_invite *inv, char *out, size_t cap);
+/* Parse a pasted code (surrounding whitespace ignored). KITH_EINVAL with
+ * nothing filled in when the code is not a kith invite. */
+KITH_WUR int kith_invite_decode(const kith_env *env, const char *code, kith_invite *out);
+/* Public id of an invite: BLAKE2b-256 keyed by the secret, of "kith/1 invite id". */
+void kith_invite_id(const uint8_t secret[KITH_INVITE_SECRET_LEN], uint8_t id[KITH_HASH_LEN]);
+/* Proof the joiner sends: keyed by the secret over room id, joiner id and the
+ * Noise handshake hash of this session, so it can't be replayed elsewhere. */
+void kith_invite_proof(const uint8_t secret[KITH_INVITE_SECRET_LEN],
+    const uint8_t room_id[KITH_HASH_LEN], const uint8_t joiner[KITH_ID_LEN],
+    const uint8_t binding[64], uint8_t proof[KITH_HASH_LEN]);
+
+#endif
