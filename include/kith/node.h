@@ -105,8 +105,8 @@ void kith_node_timer(kith_node *node);
 KITH_WUR int kith_node_flush(kith_node *node);
 
 /* Client calls. Errors come back at once; later results come as events. */
-KITH_WUR int kith_node_create_room(kith_node *node, const char *name,
-    uint8_t room_id[KITH_ROOM_ID_LEN]);
+KITH_WUR int kith_node_create_room(
+    kith_node *node, const char *name, uint8_t room_id[KITH_ROOM_ID_LEN]);
 /* A fresh invite code for the room (expiry: ttl_ms, 0 -> default). */
 KITH_WUR int kith_node_invite(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     uint64_t ttl_ms, char *code, size_t cap);
@@ -142,16 +142,16 @@ void kith_node_fingerprint(const kith_node *node, char out[24]);
 size_t kith_node_room_count(const kith_node *node);
 KITH_WUR int kith_node_room_at(const kith_node *node, size_t i, kith_room_info *out);
 /* Find a room by exact name or by a hex prefix of its id (>= 4 chars). */
-KITH_WUR int kith_node_room_find(const kith_node *node, const char *name_or_id,
-    uint8_t room_id[KITH_ROOM_ID_LEN]);
-KITH_WUR int kith_node_room_info(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
-    kith_room_info *out);
+KITH_WUR int kith_node_room_find(
+    const kith_node *node, const char *name_or_id, uint8_t room_id[KITH_ROOM_ID_LEN]);
+KITH_WUR int kith_node_room_info(
+    const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], kith_room_info *out);
 size_t kith_node_member_count(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN]);
 KITH_WUR int kith_node_member_at(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     size_t i, kith_member_info *out);
 /* Call cb for the last `max` messages of a room, oldest first (ev->history set). */
 typedef void (*kith_history_cb)(void *ud, const kith_event *ev);
-KITH_WUR int kith_node_history(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
-    size_t max, kith_history_cb cb, void *ud);
+KITH_WUR int kith_node_history(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], size_t max,
+    kith_history_cb cb, void *ud);
 
 #endif

@@ -43,12 +43,12 @@ void kith_identity_wipe(kith_identity *id);
 /* Serialize for a key file. With a non-NULL, non-empty passphrase the secrets
  * are sealed with XChaCha20-Poly1305 under a key from Argon2id
  * (crypto_pwhash, salt stored in the file). out is appended to. */
-KITH_WUR int kith_identity_save(const kith_env *env, const kith_identity *id, const char *pass,
-    kith_buf *out);
+KITH_WUR int kith_identity_save(
+    const kith_env *env, const kith_identity *id, const char *pass, kith_buf *out);
 /* Parse a key file; KITH_EPASS when the passphrase is wrong or missing,
  * KITH_EPROTO when the file is damaged. Checks the certificate. */
-KITH_WUR int kith_identity_load(const kith_env *env, const uint8_t *data, size_t len,
-    const char *pass, kith_identity *out);
+KITH_WUR int kith_identity_load(
+    const kith_env *env, const uint8_t *data, size_t len, const char *pass, kith_identity *out);
 /* True when the key file bytes are passphrase-sealed. */
 bool kith_identity_file_sealed(const uint8_t *data, size_t len);
 
@@ -68,8 +68,8 @@ KITH_WUR int kith_verify(const kith_env *env, const uint8_t pk[KITH_ID_LEN], con
 /* BLAKE2b-256 of data. */
 void kith_hash(uint8_t out[KITH_HASH_LEN], const uint8_t *data, size_t len);
 /* Keyed BLAKE2b of (label || data), outlen in [16, 64]: derives subkeys and tags. */
-void kith_keyed_hash(uint8_t *out, size_t outlen, const uint8_t key[KITH_KEY_LEN], const char *label,
-    const uint8_t *data, size_t len);
+void kith_keyed_hash(uint8_t *out, size_t outlen, const uint8_t key[KITH_KEY_LEN],
+    const char *label, const uint8_t *data, size_t len);
 
 /* crypto_box_seal of msg to an X25519 public key; out gets len + 48 bytes. */
 KITH_WUR int kith_seal_to(const uint8_t dh_pk[KITH_DH_LEN], const uint8_t *msg, size_t len,

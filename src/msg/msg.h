@@ -65,8 +65,8 @@ typedef struct kith_envelope {
 } kith_envelope;
 
 /* Room tag of an epoch: keyed BLAKE2b-128(epoch key, "kith/1 room tag" || epoch). */
-void kith_msg_room_tag(const uint8_t epoch_key[KITH_KEY_LEN], uint64_t epoch,
-    uint8_t tag[KITH_ROOM_TAG_LEN]);
+void kith_msg_room_tag(
+    const uint8_t epoch_key[KITH_KEY_LEN], uint64_t epoch, uint8_t tag[KITH_ROOM_TAG_LEN]);
 /* Message id: BLAKE2b-256 of the envelope bytes. */
 void kith_msg_id(const uint8_t *envelope, size_t len, uint8_t id[KITH_HASH_LEN]);
 
@@ -76,8 +76,8 @@ KITH_WUR int kith_msg_seal(const kith_env *env, const kith_identity *author, con
     const uint8_t epoch_key[KITH_KEY_LEN], kith_buf *out);
 
 /* Parse an envelope (canonical, bounded). */
-KITH_WUR int kith_msg_parse_envelope(const kith_env *env, const uint8_t *data, size_t len,
-    kith_envelope *out);
+KITH_WUR int kith_msg_parse_envelope(
+    const kith_env *env, const uint8_t *data, size_t len, kith_envelope *out);
 
 /* Decrypt with the epoch key, parse the inner map (canonical), check it
  * names the envelope's epoch and the given room, and verify the author's

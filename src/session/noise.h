@@ -44,8 +44,8 @@ enum kith_noise_action {
 
 /* protocol: full name, e.g. "Noise_XX_25519_ChaChaPoly_BLAKE2b". KITH_EINVAL
  * for an unknown pattern or another suite. */
-KITH_WUR int kith_noise_new(const kith_env *env, const char *protocol, bool initiator,
-    kith_noise **out);
+KITH_WUR int kith_noise_new(
+    const kith_env *env, const char *protocol, bool initiator, kith_noise **out);
 void kith_noise_free(kith_noise *hs);
 /* Set before the first message. Keys are copied. */
 KITH_WUR int kith_noise_set_prologue(kith_noise *hs, const uint8_t *p, size_t len);
@@ -57,8 +57,8 @@ KITH_WUR int kith_noise_set_psk(kith_noise *hs, const uint8_t psk[32]);
 int kith_noise_action(const kith_noise *hs);
 KITH_WUR int kith_noise_write_message(kith_noise *hs, const uint8_t *payload, size_t len,
     uint8_t *out, size_t outcap, size_t *outlen);
-KITH_WUR int kith_noise_read_message(kith_noise *hs, const uint8_t *msg, size_t len,
-    uint8_t *payload, size_t cap, size_t *plen);
+KITH_WUR int kith_noise_read_message(
+    kith_noise *hs, const uint8_t *msg, size_t len, uint8_t *payload, size_t cap, size_t *plen);
 /* After the last message: the two transport cipher states (for the initiator
  * `send` is the first of Split()'s pair). */
 KITH_WUR int kith_noise_split(kith_noise *hs, kith_noise_cs *send, kith_noise_cs *recv);

@@ -37,8 +37,8 @@ typedef struct kith_session kith_session;
 typedef int (*kith_session_msg_cb)(void *ud, const uint8_t *msg, size_t len);
 
 /* The identity must outlive the session. */
-KITH_WUR int kith_session_new(const kith_env *env, const kith_identity *self, bool initiator,
-    kith_session **out);
+KITH_WUR int kith_session_new(
+    const kith_env *env, const kith_identity *self, bool initiator, kith_session **out);
 void kith_session_free(kith_session *s); /* wipes keys */
 
 /* Initiator: append the first handshake frame to out. Responder: no-op. */

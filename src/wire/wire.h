@@ -68,20 +68,21 @@ static inline const kith_wire_node *kith_wire_root(const kith_wire_doc *doc)
 /* i-th element of an ARRAY, or NULL. */
 const kith_wire_node *kith_wire_elem(const kith_wire_doc *doc, const kith_wire_node *arr, size_t i);
 /* Value for an unsigned-integer key in a MAP, or NULL if absent. */
-const kith_wire_node *kith_wire_get(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key);
+const kith_wire_node *kith_wire_get(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key);
 
 /* Typed getters: KITH_ENOENT when absent, KITH_EPROTO on a wrong type or size. */
-KITH_WUR int kith_wire_get_uint(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key,
-    uint64_t *out);
+KITH_WUR int kith_wire_get_uint(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, uint64_t *out);
 KITH_WUR int kith_wire_get_bin(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key,
     const uint8_t **p, size_t *len);
 /* BIN of exactly `len` bytes, copied out. */
-KITH_WUR int kith_wire_get_fixed(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key,
-    uint8_t *out, size_t len);
-KITH_WUR int kith_wire_get_str(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key,
-    const char **p, size_t *len);
-KITH_WUR int kith_wire_get_array(const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key,
-    const kith_wire_node **arr);
+KITH_WUR int kith_wire_get_fixed(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, uint8_t *out, size_t len);
+KITH_WUR int kith_wire_get_str(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, const char **p, size_t *len);
+KITH_WUR int kith_wire_get_array(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, const kith_wire_node **arr);
 
 /* Writer. Errors are sticky: check kith_wire_writer_error() (or the return of
  * kith_wire_finish) once at the end. Ints and lengths always take their
