@@ -85,4 +85,39 @@ KITH_WUR int kith_local_seal(const kith_env *env, const uint8_t key[KITH_KEY_LEN
 KITH_WUR int kith_local_open(const uint8_t key[KITH_KEY_LEN], const uint8_t *in, size_t len,
     uint8_t *out, size_t outcap, size_t *outlen);
 
+/* ---- Additions by the crypto module (see docs/internals/crypto.md). ---- */
+
+/* Longest message kith_sign/kith_verify accept (KITH_ETOOBIG above it), and
+ * the longest signature domain (KITH_EINVAL above it). Domains are
+ * concatenated with the message without a separator, so no kith domain may
+ * be a prefix of another. */
+#define KITH_SIGN_MAX (2u * 1024u * 1024u)
+#define KITH_DOMAIN_MAX 64
+/* kith_seal_to's overhead: ephemeral X25519 key + Poly1305 tag. */
+#define KITH_SEAL_OVERHEAD 48
+/* Longest passphrase in bytes (KITH_EINVAL above it). */
+#define KITH_PASS_MAX 1024
+/* Exact key file sizes (proto/kith.md section 3). */
+#define KITH_KEYFILE_PLAIN_LEN 153
+#define KITH_KEYFILE_SEALED_LEN 158
+/* Argon2id limits kith_identity_load accepts from a file (KITH_ETOOBIG above
+ * them), so a hostile file can't ask for gigabytes of memory or hours of CPU. */
+#define KITH_KEYFILE_MAX_OPSLIMIT 8u
+#define KITH_KEYFILE_MAX_MEMLIMIT (256u * 1024u * 1024u)
+
+/* Identity from its two secrets (Ed25519 seed, X25519 secret key): derives
+ * the public keys and signs the certificate. Deterministic. */
+KITH_WUR int kith_identity_from_secrets(
+    const uint8_t ed_seed[32], const uint8_t dh_sk[KITH_DH_LEN], kith_identity *out);
+/* kith_identity_save with explicit Argon2id limits (opslimit in [1, MAX],
+ * memlimit in bytes in [8192, MAX]); kith_identity_save uses
+ * crypto_pwhash_OPSLIMIT_INTERACTIVE / MEMLIMIT_INTERACTIVE. Tests use the
+ * minimum to stay fast. */
+KITH_WUR int kith_identity_save_ex(const kith_env *env, const kith_identity *id, const char *pass,
+    uint32_t opslimit, uint64_t memlimit, kith_buf *out);
+/* kith_seal_to with the ephemeral key drawn from env randomness, so the
+ * simulator stays reproducible. Same format: crypto_box_seal_open opens it. */
+KITH_WUR int kith_seal_to_env(const kith_env *env, const uint8_t dh_pk[KITH_DH_LEN],
+    const uint8_t *msg, size_t len, uint8_t *out, size_t outcap, size_t *outlen);
+
 #endif
