@@ -88,4 +88,28 @@ KITH_WUR int kith_msg_open(const kith_env *env, const kith_envelope *envl,
     const uint8_t room_id[KITH_HASH_LEN], const uint8_t epoch_key[KITH_KEY_LEN], kith_buf *plain,
     kith_inner *out);
 
+/* Below: internals exposed for tests, fuzzing and tools. */
+
+/* Room tag, message key and envelope AD are defined byte by byte in
+ * proto/kith.md section 4. Valid UTF-8 (shortest forms, no surrogates, no
+ * NUL): the rule for bodies, shared with room names and nicks. */
+bool kith_msg_utf8_valid(const uint8_t *p, size_t len);
+
+/* Canonical, padded inner map for `in` (no signature), appended to out.
+ * KITH_EINVAL when `in` breaks a rule open() would reject, KITH_ETOOBIG for
+ * an oversize body. */
+KITH_WUR int kith_msg_encode_inner(const kith_inner *in, kith_buf *out);
+
+/* Encrypt an already signed plaintext (inner || signature) into an envelope
+ * for `epoch`, appended to out. seal() = encode_inner + sign + this. */
+KITH_WUR int kith_msg_seal_plain(const kith_env *env, uint64_t epoch,
+    const uint8_t epoch_key[KITH_KEY_LEN], const uint8_t *plain, size_t len, kith_buf *out);
+
+/* The decoder open() runs on the decrypted plaintext: split off the last 64
+ * bytes as the signature, parse the inner map canonically, check version,
+ * room id, epoch, body, deps, seq/prev, then verify the signature over the
+ * exact inner bytes. out->body points into plain. */
+KITH_WUR int kith_msg_parse_inner(const kith_env *env, const uint8_t *plain, size_t len,
+    const uint8_t room_id[KITH_HASH_LEN], uint64_t epoch, kith_inner *out);
+
 #endif
