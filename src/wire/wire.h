@@ -44,6 +44,9 @@ typedef struct kith_wire_node {
     int64_t i; /* INT */
     const uint8_t *p; /* STR, BIN: points into the parsed input */
     size_t len;
+    /* ARRAY, MAP: p/len are the container's exact encoded bytes (header
+     * included), also inside the parsed input: hash or verify a nested signed
+     * structure over these, never over a re-encoding. */
 } kith_wire_node;
 
 typedef struct kith_wire_doc {
@@ -83,6 +86,10 @@ KITH_WUR int kith_wire_get_str(
     const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, const char **p, size_t *len);
 KITH_WUR int kith_wire_get_array(
     const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, const kith_wire_node **arr);
+KITH_WUR int kith_wire_get_map(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, const kith_wire_node **out);
+KITH_WUR int kith_wire_get_bool(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, bool *out);
 
 /* Writer. Errors are sticky: check kith_wire_writer_error() (or the return of
  * kith_wire_finish) once at the end. Ints and lengths always take their
@@ -96,12 +103,24 @@ void kith_wire_writer_init(kith_wire_writer *w, kith_buf *out);
 void kith_wire_map(kith_wire_writer *w, uint32_t pairs);
 void kith_wire_array(kith_wire_writer *w, uint32_t n);
 void kith_wire_uint(kith_wire_writer *w, uint64_t v);
+/* Any int64: negative values take the shortest negative form, the others are
+ * written as kith_wire_uint would. */
+void kith_wire_int(kith_wire_writer *w, int64_t v);
 void kith_wire_bool(kith_wire_writer *w, bool v);
 void kith_wire_nil(kith_wire_writer *w);
 void kith_wire_bin(kith_wire_writer *w, const void *p, size_t len);
+/* KITH_EINVAL (sticky) unless p[0..len) is valid UTF-8: canonical readers
+ * refuse anything else. */
 void kith_wire_str(kith_wire_writer *w, const char *p, size_t len);
 /* Raw pre-encoded msgpack value (already canonical), e.g. a nested signed op. */
 void kith_wire_raw(kith_wire_writer *w, const void *p, size_t len);
 KITH_WUR int kith_wire_finish(kith_wire_writer *w);
+static inline int kith_wire_writer_error(const kith_wire_writer *w)
+{
+    return w->err;
+}
+/* Strict UTF-8 check (no overlongs, no surrogates, <= U+10FFFF), the one the
+ * canonical reader and kith_wire_str apply. */
+bool kith_wire_utf8_valid(const uint8_t *s, size_t len);
 
 #endif
