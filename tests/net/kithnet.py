@@ -256,6 +256,7 @@ class Node:
                         self.proc.wait(timeout=5.0)
         except Exception as e:  # noqa: BLE001 - clean-up must go on
             log("%s: clean-up: %s" % (self.name, e))
+        self._join_readers(3.0)  # so the stderr scan sees every line
         if self.own_home:
             if os.environ.get("KITH_NET_KEEP"):
                 log("%s: home kept at %s" % (self.name, self.home))
