@@ -1,0 +1,226 @@
+/* node/frame: encode and decode node-protocol frames (proto/kith.md §6).
+ * Every field read from the network is type- and size-checked here so the
+ * node sees only well-formed frames. */
+#include "node/frame.h"
+
+#include <sodium.h>
+
+static int finish(kith_wire_writer *w)
+{
+    return kith_wire_finish(w);
+}
+
+static void put_str(kith_wire_writer *w, const char *s, size_t max)
+{
+    kith_wire_str(w, s ? s : "", s ? strnlen(s, max) : 0);
+}
+
+int kith_frame_join_req(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN],
+    const uint8_t proof[KITH_HASH_LEN], const uint8_t cert[KITH_SIG_LEN], const char *nick,
+    const char *addr)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 6);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_JOIN_REQ);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, room_id, KITH_HASH_LEN);
+    kith_wire_uint(&w, 2);
+    kith_wire_bin(&w, proof, KITH_HASH_LEN);
+    kith_wire_uint(&w, 3);
+    put_str(&w, nick, KITH_NICK_MAX);
+    kith_wire_uint(&w, 4);
+    put_str(&w, addr, KITH_ADDR_MAX);
+    kith_wire_uint(&w, 5);
+    kith_wire_bin(&w, cert, KITH_SIG_LEN);
+    return finish(&w);
+}
+
+int kith_frame_join_ok(kith_buf *out, const kith_room *room)
+{
+    size_t n = kith_room_op_count(room);
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 3);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_JOIN_OK);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, kith_room_id(room), KITH_HASH_LEN);
+    kith_wire_uint(&w, 2);
+    kith_wire_array(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *op = kith_room_op_at(room, i, &len);
+        kith_wire_bin(&w, op, len);
+    }
+    return finish(&w);
+}
+
+int kith_frame_join_err(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const char *reason)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 3);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_JOIN_ERR);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, room_id, KITH_HASH_LEN);
+    kith_wire_uint(&w, 2);
+    put_str(&w, reason, KITH_FRAME_REASON_MAX);
+    return finish(&w);
+}
+
+int kith_frame_op(
+    kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const uint8_t *op, size_t len)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 3);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_OP);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, room_id, KITH_HASH_LEN);
+    kith_wire_uint(&w, 2);
+    kith_wire_bin(&w, op, len);
+    return finish(&w);
+}
+
+int kith_frame_msg(kith_buf *out, const uint8_t *envelope, size_t len)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 2);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_MSG);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, envelope, len);
+    return finish(&w);
+}
+
+int kith_frame_sync(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], uint64_t nops,
+    const uint8_t (*authors)[KITH_ID_LEN], const uint64_t *seqs, size_t n)
+{
+    if (n > KITH_FRAME_MAX_VEC)
+        return KITH_ETOOBIG;
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 4);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_SYNC);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, room_id, KITH_HASH_LEN);
+    kith_wire_uint(&w, 2);
+    kith_wire_uint(&w, nops);
+    kith_wire_uint(&w, 3);
+    kith_wire_array(&w, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        kith_wire_array(&w, 2);
+        kith_wire_bin(&w, authors[i], KITH_ID_LEN);
+        kith_wire_uint(&w, seqs[i]);
+    }
+    return finish(&w);
+}
+
+/* Copy a str field into a NUL-terminated buffer, rejecting embedded NULs and
+ * anything over the cap rather than truncating it silently. */
+static int get_cstr(
+    const kith_wire_doc *doc, const kith_wire_node *map, uint64_t key, char *out, size_t max)
+{
+    const char *p;
+    size_t len;
+    int rc = kith_wire_get_str(doc, map, key, &p, &len);
+    if (rc)
+        return rc == KITH_ENOENT ? KITH_EPROTO : rc;
+    if (len > max || memchr(p, '\0', len))
+        return KITH_EPROTO;
+    memcpy(out, p, len);
+    out[len] = '\0';
+    return 0;
+}
+
+static int need(int rc)
+{
+    return rc == KITH_ENOENT ? KITH_EPROTO : rc;
+}
+
+int kith_frame_decode(
+    const kith_env *env, const uint8_t *data, size_t len, kith_wire_doc *doc, kith_frame *f)
+{
+    memset(f, 0, sizeof *f);
+    int rc = kith_wire_parse(env, data, len, KITH_WIRE_MAX_FRAME, KITH_WIRE_CANONICAL, doc);
+    if (rc)
+        return rc;
+    const kith_wire_node *m = kith_wire_root(doc);
+    if (m->type != KITH_WIRE_MAP)
+        return KITH_EPROTO;
+    uint64_t type;
+    if ((rc = need(kith_wire_get_uint(doc, m, 0, &type))))
+        return rc;
+    f->doc = doc;
+    f->type = (uint32_t)type;
+    if (type != KITH_FR_MSG) {
+        if ((rc = need(kith_wire_get_fixed(doc, m, 1, f->room_id, KITH_HASH_LEN))))
+            return rc;
+    }
+    switch (type) {
+    case KITH_FR_JOIN_REQ:
+        if ((rc = need(kith_wire_get_fixed(doc, m, 2, f->proof, KITH_HASH_LEN))))
+            return rc;
+        if ((rc = get_cstr(doc, m, 3, f->nick, KITH_NICK_MAX)))
+            return rc;
+        if ((rc = get_cstr(doc, m, 4, f->addr, KITH_ADDR_MAX)))
+            return rc;
+        return need(kith_wire_get_fixed(doc, m, 5, f->cert, KITH_SIG_LEN));
+    case KITH_FR_JOIN_OK:
+        if ((rc = need(kith_wire_get_array(doc, m, 2, &f->arr))))
+            return rc;
+        f->count = f->arr->n;
+        if (f->count == 0 || f->count > KITH_ROOM_MAX_OPS)
+            return KITH_EPROTO;
+        return 0;
+    case KITH_FR_JOIN_ERR:
+        return get_cstr(doc, m, 2, f->reason, KITH_FRAME_REASON_MAX);
+    case KITH_FR_OP:
+        if ((rc = need(kith_wire_get_bin(doc, m, 2, &f->data, &f->len))))
+            return rc;
+        return f->len > KITH_OP_MAX ? KITH_ETOOBIG : 0;
+    case KITH_FR_MSG:
+        if ((rc = need(kith_wire_get_bin(doc, m, 1, &f->data, &f->len))))
+            return rc;
+        return f->len > KITH_MSG_MAX_ENVELOPE ? KITH_ETOOBIG : 0;
+    case KITH_FR_SYNC:
+        if ((rc = need(kith_wire_get_uint(doc, m, 2, &f->nops))))
+            return rc;
+        if ((rc = need(kith_wire_get_array(doc, m, 3, &f->arr))))
+            return rc;
+        f->count = f->arr->n;
+        return f->count > KITH_FRAME_MAX_VEC ? KITH_ETOOBIG : 0;
+    default:
+        return KITH_EPROTO;
+    }
+}
+
+int kith_frame_op_at(const kith_frame *f, size_t i, const uint8_t **op, size_t *len)
+{
+    const kith_wire_node *n = kith_wire_elem(f->doc, f->arr, i);
+    if (!n || n->type != KITH_WIRE_BIN || n->len > KITH_OP_MAX)
+        return KITH_EPROTO;
+    *op = n->p;
+    *len = n->len;
+    return 0;
+}
+
+int kith_frame_vec_at(const kith_frame *f, size_t i, uint8_t author[KITH_ID_LEN], uint64_t *seq)
+{
+    const kith_wire_node *e = kith_wire_elem(f->doc, f->arr, i);
+    if (!e || e->type != KITH_WIRE_ARRAY || e->n != 2)
+        return KITH_EPROTO;
+    const kith_wire_node *a = kith_wire_elem(f->doc, e, 0);
+    const kith_wire_node *s = kith_wire_elem(f->doc, e, 1);
+    if (!a || a->type != KITH_WIRE_BIN || a->len != KITH_ID_LEN || !s || s->type != KITH_WIRE_UINT)
+        return KITH_EPROTO;
+    memcpy(author, a->p, KITH_ID_LEN);
+    *seq = s->u;
+    return 0;
+}

@@ -1,0 +1,69 @@
+/* node/frame: the node protocol, i.e. the application messages two nodes
+ * exchange inside an established session. Each frame is a canonical msgpack
+ * map {0: type, ...}; the keys per type are in proto/kith.md section 6.
+ * Decoding is bounded by the wire module; the decoded frame points into the
+ * input bytes and the doc, which must outlive it. */
+#ifndef KITH_FRAME_H
+#define KITH_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto/crypto.h"
+#include "msg/msg.h"
+#include "room/room.h"
+#include "util/util.h"
+#include "wire/wire.h"
+
+enum kith_frame_type {
+    KITH_FR_JOIN_REQ = 2, /* joiner -> inviter: room id, proof, nick, addr, cert */
+    KITH_FR_JOIN_OK = 3, /* inviter -> joiner: room id, every op of the room */
+    KITH_FR_JOIN_ERR = 4, /* inviter -> joiner: room id, reason */
+    KITH_FR_OP = 5, /* a membership op: room id, op */
+    KITH_FR_MSG = 6, /* an envelope */
+    KITH_FR_SYNC = 7, /* room id, op count, version vector [[author, seq], ...] */
+};
+
+#define KITH_FRAME_REASON_MAX 120
+#define KITH_FRAME_MAX_VEC KITH_ROOM_MAX_MEMBERS
+
+typedef struct kith_frame {
+    uint32_t type;
+    uint8_t room_id[KITH_HASH_LEN];
+    uint8_t proof[KITH_HASH_LEN];
+    uint8_t cert[KITH_SIG_LEN];
+    char nick[KITH_NICK_MAX + 1];
+    char addr[KITH_ADDR_MAX + 1];
+    char reason[KITH_FRAME_REASON_MAX + 1];
+    const uint8_t *data; /* OP: signed op; MSG: envelope */
+    size_t len;
+    uint64_t nops; /* SYNC: ops the sender holds */
+    size_t count; /* JOIN_OK: ops; SYNC: vector entries */
+    const kith_wire_doc *doc;
+    const kith_wire_node *arr;
+} kith_frame;
+
+/* Encoders append one frame to out. */
+KITH_WUR int kith_frame_join_req(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN],
+    const uint8_t proof[KITH_HASH_LEN], const uint8_t cert[KITH_SIG_LEN], const char *nick,
+    const char *addr);
+KITH_WUR int kith_frame_join_ok(kith_buf *out, const kith_room *room);
+KITH_WUR int kith_frame_join_err(
+    kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const char *reason);
+KITH_WUR int kith_frame_op(
+    kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const uint8_t *op, size_t len);
+KITH_WUR int kith_frame_msg(kith_buf *out, const uint8_t *envelope, size_t len);
+/* SYNC: vec holds n entries of (32-byte author, 8-byte big-endian seq). */
+KITH_WUR int kith_frame_sync(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], uint64_t nops,
+    const uint8_t (*authors)[KITH_ID_LEN], const uint64_t *seqs, size_t n);
+
+/* Decode one frame. KITH_EPROTO / KITH_ENONCANON / KITH_ETOOBIG on bad bytes. */
+KITH_WUR int kith_frame_decode(
+    const kith_env *env, const uint8_t *data, size_t len, kith_wire_doc *doc, kith_frame *out);
+/* JOIN_OK: i-th op. SYNC: i-th vector entry. */
+KITH_WUR int kith_frame_op_at(const kith_frame *f, size_t i, const uint8_t **op, size_t *len);
+KITH_WUR int kith_frame_vec_at(
+    const kith_frame *f, size_t i, uint8_t author[KITH_ID_LEN], uint64_t *seq);
+
+#endif

@@ -1,0 +1,199 @@
+/* node internals shared by the node's source files (node.c: state, events,
+ * actions; node_room.c: rooms, messages, persistence; node_net.c:
+ * connections, sessions, joins and sync). Not a public interface. */
+#ifndef KITH_NODE_IMPL_H
+#define KITH_NODE_IMPL_H
+
+#include "crypto/crypto.h"
+#include "kith/node.h"
+#include "msg/msg.h"
+#include "node/frame.h"
+#include "room/room.h"
+#include "session/session.h"
+#include "store/store.h"
+#include "util/map.h"
+#include "util/util.h"
+
+#define NODE_MAX_CONNS 256
+#define NODE_MAX_ROOMS 256
+#define NODE_MAX_HELD 4096 /* out-of-order messages held per room */
+#define NODE_MAX_HELD_OPS 256 /* ops waiting for a parent */
+#define NODE_MAX_SEEN (1u << 22)
+#define NODE_MAX_INVITES 1024
+#define NODE_TICK_MS 1000
+#define NODE_HANDSHAKE_TIMEOUT_MS 10000
+#define NODE_JOIN_TIMEOUT_MS 20000
+#define NODE_SYNC_INTERVAL_MS 60000
+#define NODE_SYNC_BATCH_BYTES (2u << 20)
+#define NODE_BACKOFF_MIN_MS 1000
+#define NODE_BACKOFF_MAX_MS 60000
+
+/* Log record kinds: the first byte of every record in a room's log. */
+enum {
+    REC_OP = 1, /* signed op, sealed with the node's local key */
+    REC_ENVELOPE = 2, /* envelope exactly as received or sent */
+    REC_INVITE = 3, /* sealed: secret (16) || expires_ms (8, BE) */
+    REC_INVITE_USED = 4, /* sealed: invite id (32) */
+};
+
+typedef struct hist {
+    uint8_t id[KITH_HASH_LEN];
+    uint8_t author[KITH_ID_LEN];
+    uint64_t seq;
+    uint32_t type;
+    uint64_t wall_ms;
+    char *body;
+    size_t body_len;
+    uint8_t *env;
+    size_t env_len;
+} hist;
+
+typedef struct author_st {
+    uint8_t id[KITH_ID_LEN];
+    uint64_t seq; /* highest sequence delivered without a gap */
+    uint8_t (*ids)[KITH_HASH_LEN]; /* ids[s-1] = id of sequence s */
+    size_t cap;
+    char nick[KITH_NICK_MAX + 1]; /* from the author's latest nick message */
+} author_st;
+
+typedef struct held {
+    uint8_t id[KITH_HASH_LEN];
+    uint8_t author[KITH_ID_LEN];
+    uint64_t seq;
+    uint8_t *env;
+    size_t len;
+} held;
+
+typedef struct invite_st {
+    uint8_t secret[KITH_INVITE_SECRET_LEN];
+    uint8_t id[KITH_HASH_LEN];
+    uint64_t expires_ms;
+    bool used;
+} invite_st;
+
+typedef struct nroom {
+    kith_room *room;
+    char log[33];
+    uint8_t tag[KITH_ROOM_TAG_LEN];
+    uint64_t tag_epoch;
+    bool has_tag;
+    hist *hist;
+    size_t nhist, caphist;
+    kith_map seen;
+    author_st *authors;
+    size_t nauthors;
+    held *held;
+    size_t nheld;
+    invite_st *inv;
+    size_t ninv;
+    uint8_t **held_ops;
+    size_t *held_op_len;
+    size_t nheld_ops;
+    uint64_t lamport;
+} nroom;
+
+typedef struct nconn {
+    uint64_t id;
+    bool outbound;
+    bool connected;
+    bool established;
+    bool doomed; /* close after the current feed returns */
+    const char *doom_reason;
+    kith_session *s;
+    uint8_t peer[KITH_ID_LEN];
+    uint64_t started_ms;
+    uint64_t last_sync_ms;
+    int dial; /* index into node->dials, or -1 */
+    bool joining;
+    kith_invite inv;
+} nconn;
+
+typedef struct dial_st {
+    uint8_t member[KITH_ID_LEN];
+    char addr[KITH_ADDR_MAX + 1];
+    uint64_t next_ms;
+    uint64_t backoff_ms;
+    uint64_t conn; /* 0 when not dialing */
+} dial_st;
+
+typedef struct qact {
+    kith_action a;
+    uint8_t *blob;
+} qact;
+
+typedef struct outmsg {
+    nroom *room;
+    size_t hist;
+} outmsg;
+
+struct kith_node {
+    const kith_env *env;
+    kith_store *store;
+    const kith_identity *self;
+    uint8_t local_key[KITH_KEY_LEN];
+    char nick[KITH_NICK_MAX + 1];
+    char addr[KITH_ADDR_MAX + 1];
+    uint64_t invite_ttl_ms;
+
+    nroom *rooms[NODE_MAX_ROOMS];
+    size_t nrooms;
+    nconn *conns[NODE_MAX_CONNS];
+    size_t nconns;
+    uint64_t next_conn;
+    dial_st *dials;
+    size_t ndials;
+
+    qact *q;
+    size_t qhead, qlen, qcap;
+    uint8_t *last_blob;
+
+    outmsg *out;
+    size_t nout, capout;
+    bool timer_armed;
+
+    kith_wire_doc *doc; /* scratch for frame decoding */
+    kith_buf feed_out; /* handshake bytes produced during a feed */
+    nconn *feeding;
+    bool loading;
+};
+
+/* node.c */
+void node_push_write(kith_node *n, uint64_t conn, const uint8_t *data, size_t len);
+void node_push_close(kith_node *n, uint64_t conn, const char *reason);
+void node_push_connect(kith_node *n, uint64_t conn, const char *addr);
+void node_push_event(kith_node *n, const kith_event *ev, const char *text, size_t text_len);
+void node_event_error(kith_node *n, const nroom *r, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void node_event_info(kith_node *n, const nroom *r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void node_room_event(kith_node *n, kith_event *ev, const nroom *r);
+
+/* node_room.c */
+nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN]);
+KITH_WUR int node_room_add(kith_node *n, kith_room *room, nroom **out);
+void node_room_free(kith_node *n, nroom *r);
+KITH_WUR int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len);
+KITH_WUR int node_persist_op(kith_node *n, nroom *r, const uint8_t *op, size_t len);
+KITH_WUR int node_load(kith_node *n);
+/* Process an envelope for a room: dedup, open, order, deliver. from_conn is
+ * NULL when it comes from our own log or our own send. 0 when accepted or a
+ * harmless duplicate; KITH_ECRYPTO / KITH_EPROTO when the sender is at fault. */
+KITH_WUR int node_accept_envelope(
+    kith_node *n, nroom *r, const uint8_t *env, size_t len, bool persist, bool notify);
+nroom *node_room_by_tag(const kith_node *n, const uint8_t tag[KITH_ROOM_TAG_LEN]);
+KITH_WUR int node_apply_op(
+    kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify);
+const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN]);
+author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create);
+bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
+void node_refresh_tag(nroom *r);
+
+/* node_net.c */
+void node_refresh_dials(kith_node *n);
+void node_broadcast(kith_node *n, nroom *r, const kith_buf *frame, const nconn *except);
+KITH_WUR int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame);
+bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN]);
+void node_conn_free(kith_node *n, nconn *c);
+void node_send_sync(kith_node *n, nconn *c, nroom *r);
+
+#endif

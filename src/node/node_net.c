@@ -1,0 +1,685 @@
+/* node/node_net: the node's connections — sessions, the node protocol frames
+ * (proto/kith.md §6), joining with an invite, sync on connect, and dialing
+ * members with backoff. A peer that sends anything malformed or unverifiable
+ * is disconnected: garbage is never applied or passed on. */
+#include <sodium.h>
+#include <stdio.h>
+
+#include "node/node_impl.h"
+
+static nconn *conn_by_id(const kith_node *n, uint64_t id)
+{
+    for (size_t i = 0; i < n->nconns; i++) {
+        if (n->conns[i]->id == id)
+            return n->conns[i];
+    }
+    return NULL;
+}
+
+bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN])
+{
+    for (size_t i = 0; i < n->nconns; i++) {
+        const nconn *c = n->conns[i];
+        if (c->established && memcmp(c->peer, id, KITH_ID_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+static nconn *conn_new(kith_node *n, bool outbound)
+{
+    if (n->nconns >= NODE_MAX_CONNS)
+        return NULL;
+    nconn *c = kith_calloc(n->env, 1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (kith_session_new(n->env, n->self, outbound, &c->s)) {
+        kith_free(n->env, c);
+        return NULL;
+    }
+    c->id = n->next_conn++;
+    c->outbound = outbound;
+    c->dial = -1;
+    c->started_ms = kith_mono_ms(n->env);
+    n->conns[n->nconns++] = c;
+    return c;
+}
+
+static const char *peer_nick(const kith_node *n, const uint8_t id[KITH_ID_LEN])
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        if (node_is_member(n->rooms[i], id))
+            return node_nick_of(n, n->rooms[i], id);
+    }
+    return NULL;
+}
+
+static void peer_event(kith_node *n, int type, const uint8_t id[KITH_ID_LEN])
+{
+    const char *nick = peer_nick(n, id);
+    if (!nick)
+        return;
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = type;
+    memcpy(ev.author, id, KITH_ID_LEN);
+    ev.nick = nick;
+    node_push_event(n, &ev, NULL, 0);
+}
+
+void node_conn_free(kith_node *n, nconn *c)
+{
+    for (size_t i = 0; i < n->nconns; i++) {
+        if (n->conns[i] == c) {
+            n->conns[i] = n->conns[--n->nconns];
+            break;
+        }
+    }
+    if (c->dial >= 0 && (size_t)c->dial < n->ndials && n->dials[c->dial].conn == c->id)
+        n->dials[c->dial].conn = 0;
+    kith_session_free(c->s);
+    sodium_memzero(&c->inv, sizeof c->inv);
+    kith_free(n->env, c);
+}
+
+/* The connection is gone (closed by us or by the network). */
+static void conn_gone(kith_node *n, nconn *c, bool tell_driver, const char *reason)
+{
+    if (tell_driver)
+        node_push_close(n, c->id, reason);
+    if (c->joining) {
+        node_event_error(n, NULL, KITH_EIO, "join failed: %s",
+            c->established ? "the inviter closed the connection" : "could not reach the inviter");
+    }
+    if (c->dial >= 0 && (size_t)c->dial < n->ndials) {
+        dial_st *d = &n->dials[c->dial];
+        if (d->conn == c->id) {
+            d->conn = 0;
+            if (!c->established) {
+                d->backoff_ms = d->backoff_ms ? KITH_MIN(d->backoff_ms * 2, NODE_BACKOFF_MAX_MS)
+                                              : NODE_BACKOFF_MIN_MS;
+            }
+            d->next_ms
+                = kith_mono_ms(n->env) + (d->backoff_ms ? d->backoff_ms : NODE_BACKOFF_MIN_MS);
+        }
+    }
+    bool was_up = c->established;
+    uint8_t peer[KITH_ID_LEN];
+    memcpy(peer, c->peer, KITH_ID_LEN);
+    node_conn_free(n, c);
+    if (was_up && !node_peer_online(n, peer))
+        peer_event(n, KITH_EV_PEER_DOWN, peer);
+}
+
+static void conn_fail(kith_node *n, nconn *c, const char *reason)
+{
+    if (n->feeding == c) {
+        c->doomed = true;
+        c->doom_reason = reason;
+        return;
+    }
+    KITH_LOGI(n->env, "closing connection %llu: %s", (unsigned long long)c->id, reason);
+    conn_gone(n, c, true, reason);
+}
+
+/* Handshake bytes produced during a feed go out before anything the frame
+ * handlers send in the same turn. */
+static void flush_feed_out(kith_node *n, nconn *c)
+{
+    if (n->feed_out.len) {
+        node_push_write(n, c->id, n->feed_out.data, n->feed_out.len);
+        kith_buf_reset(&n->feed_out);
+    }
+}
+
+int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame)
+{
+    if (n->feeding == c)
+        flush_feed_out(n, c);
+    kith_buf out;
+    kith_buf_init(&out, n->env, KITH_SESSION_MAX_APP + KITH_SESSION_MAX_APP / 16);
+    int rc = kith_session_send(c->s, frame->data, frame->len, &out);
+    if (!rc)
+        node_push_write(n, c->id, out.data, out.len);
+    kith_buf_free(&out);
+    return rc;
+}
+
+void node_broadcast(kith_node *n, nroom *r, const kith_buf *frame, const nconn *except)
+{
+    /* Backwards: a failed send frees its conn, moving the last one here. */
+    for (size_t i = n->nconns; i > 0; i--) {
+        nconn *c = n->conns[i - 1];
+        if (c == except || !c->established || c->joining || !node_is_member(r, c->peer))
+            continue;
+        if (node_conn_send(n, c, frame))
+            conn_fail(n, c, "could not send");
+    }
+}
+
+/* ---- sync ---- */
+
+void node_send_sync(kith_node *n, nconn *c, nroom *r)
+{
+    size_t na = r->nauthors;
+    uint8_t(*authors)[KITH_ID_LEN] = kith_calloc(n->env, na ? na : 1, KITH_ID_LEN);
+    uint64_t *seqs = kith_calloc(n->env, na ? na : 1, sizeof *seqs);
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    if (authors && seqs) {
+        for (size_t i = 0; i < na; i++) {
+            memcpy(authors[i], r->authors[i].id, KITH_ID_LEN);
+            seqs[i] = r->authors[i].seq;
+        }
+        if (kith_frame_sync(&frame, kith_room_id(r->room), kith_room_op_count(r->room),
+                (const uint8_t(*)[KITH_ID_LEN])authors, seqs, KITH_MIN(na, KITH_FRAME_MAX_VEC))
+                == 0
+            && node_conn_send(n, c, &frame) != 0)
+            conn_fail(n, c, "could not send");
+    }
+    c->last_sync_ms = kith_mono_ms(n->env);
+    kith_buf_free(&frame);
+    kith_free(n->env, authors);
+    kith_free(n->env, seqs);
+}
+
+/* Answer a SYNC: the ops the peer lacks, then the messages it lacks, oldest
+ * first, up to a batch limit; past the limit we send our own SYNC back,
+ * which makes the peer ask again once it has processed this batch. */
+static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
+{
+    kith_map theirs;
+    kith_map_init(&theirs, n->env, KITH_FRAME_MAX_VEC);
+    int rc = 0;
+    for (size_t i = 0; i < f->count && !rc; i++) {
+        uint8_t author[KITH_ID_LEN];
+        uint64_t seq;
+        rc = kith_frame_vec_at(f, i, author, &seq);
+        if (!rc)
+            rc = kith_map_put(&theirs, author, seq);
+    }
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    size_t nops = kith_room_op_count(r->room);
+    for (size_t i = 0; !rc && f->nops < nops && i < nops; i++) {
+        size_t len;
+        const uint8_t *op = kith_room_op_at(r->room, i, &len);
+        kith_buf_reset(&frame);
+        rc = kith_frame_op(&frame, kith_room_id(r->room), op, len);
+        if (!rc)
+            rc = node_conn_send(n, c, &frame);
+    }
+    size_t sent = 0;
+    bool more = false;
+    for (size_t i = 0; !rc && i < r->nhist; i++) {
+        const hist *h = &r->hist[i];
+        uint64_t have = 0;
+        kith_map_get(&theirs, h->author, &have);
+        if (h->seq <= have)
+            continue;
+        /* Our own unsent messages go out after the flush, not here. */
+        bool unsent = false;
+        for (size_t o = 0; o < n->nout; o++)
+            unsent |= n->out[o].room == r && n->out[o].hist == i;
+        if (unsent)
+            continue;
+        if (sent >= NODE_SYNC_BATCH_BYTES) {
+            more = true;
+            break;
+        }
+        kith_buf_reset(&frame);
+        rc = kith_frame_msg(&frame, h->env, h->env_len);
+        if (!rc)
+            rc = node_conn_send(n, c, &frame);
+        sent += h->env_len;
+    }
+    kith_buf_free(&frame);
+    kith_map_free(&theirs);
+    if (!rc && more)
+        node_send_sync(n, c, r);
+    return rc;
+}
+
+/* ---- joining ---- */
+
+static void send_join_err(
+    kith_node *n, nconn *c, const uint8_t room_id[KITH_HASH_LEN], const char *reason)
+{
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, 512);
+    if (kith_frame_join_err(&frame, room_id, reason) == 0)
+        (void)node_conn_send(n, c, &frame);
+    kith_buf_free(&frame);
+}
+
+static int send_join_ok(kith_node *n, nconn *c, nroom *r)
+{
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    int rc = kith_frame_join_ok(&frame, r->room);
+    if (!rc)
+        rc = node_conn_send(n, c, &frame);
+    kith_buf_free(&frame);
+    return rc;
+}
+
+/* Inviter side: the joiner proves it holds an invite secret we issued,
+ * bound to this session's handshake hash so the proof can't be replayed on
+ * another connection. */
+static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
+{
+    nroom *r = node_room_by_id(n, f->room_id);
+    if (!r) {
+        send_join_err(n, c, f->room_id, "this node is not in that room");
+        return 0;
+    }
+    if (node_is_member(r, c->peer)) {
+        /* A retry after a lost answer: send the room again. */
+        return send_join_ok(n, c, r);
+    }
+    invite_st *match = NULL;
+    for (size_t i = 0; i < r->ninv && !match; i++) {
+        uint8_t proof[KITH_HASH_LEN];
+        kith_invite_proof(r->inv[i].secret, f->room_id, c->peer, kith_session_binding(c->s), proof);
+        if (sodium_memcmp(proof, f->proof, KITH_HASH_LEN) == 0)
+            match = &r->inv[i];
+    }
+    if (!match) {
+        send_join_err(n, c, f->room_id, "invite not recognised");
+        return 0;
+    }
+    if (match->used) {
+        send_join_err(n, c, f->room_id, "invite already used");
+        return 0;
+    }
+    if (kith_wall_ms(n->env) > match->expires_ms) {
+        send_join_err(n, c, f->room_id, "invite expired");
+        return 0;
+    }
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    size_t before = kith_room_member_count(r->room);
+    int rc = kith_room_add(
+        r->room, c->peer, kith_session_peer_dh(c->s), f->cert, f->nick, f->addr, match->id, &op);
+    if (rc) {
+        kith_buf_free(&op);
+        send_join_err(n, c, f->room_id, "could not admit you (bad certificate?)");
+        KITH_LOGW(n->env, "join refused: %s", kith_strerror(rc));
+        return 0;
+    }
+    match->used = true;
+    rc = node_persist_op(n, r, op.data, op.len);
+    if (!rc)
+        rc = node_persist(n, r, REC_INVITE_USED, match->id, KITH_HASH_LEN);
+    if (rc)
+        KITH_LOGE(n->env, "could not log the new member: %s", kith_strerror(rc));
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    if (kith_frame_op(&frame, kith_room_id(r->room), op.data, op.len) == 0)
+        node_broadcast(n, r, &frame, c);
+    kith_buf_free(&frame);
+    kith_buf_free(&op);
+    for (size_t i = before; i < kith_room_member_count(r->room); i++) {
+        const kith_member *m = kith_room_member_at(r->room, i);
+        kith_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.type = KITH_EV_JOIN;
+        node_room_event(n, &ev, r);
+        memcpy(ev.author, m->id, KITH_ID_LEN);
+        ev.nick = m->nick;
+        node_push_event(n, &ev, NULL, 0);
+    }
+    rc = send_join_ok(n, c, r);
+    if (!rc)
+        node_send_sync(n, c, r);
+    node_refresh_dials(n);
+    peer_event(n, KITH_EV_PEER_UP, c->peer);
+    return rc;
+}
+
+/* Joiner side: rebuild the room from its ops, verified from the genesis. */
+static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
+{
+    if (!c->joining || memcmp(f->room_id, c->inv.room_id, KITH_HASH_LEN) != 0)
+        return KITH_EPROTO;
+    const uint8_t *op;
+    size_t len;
+    int rc = kith_frame_op_at(f, 0, &op, &len);
+    if (rc)
+        return rc;
+    kith_room *room;
+    rc = kith_room_open(n->env, n->self, op, len, &room);
+    if (rc)
+        return rc;
+    if (memcmp(kith_room_id(room), c->inv.room_id, KITH_HASH_LEN) != 0) {
+        kith_room_free(room);
+        return KITH_EPROTO;
+    }
+    nroom *r;
+    rc = node_room_add(n, room, &r);
+    if (rc) {
+        kith_room_free(room);
+        return rc;
+    }
+    rc = node_persist_op(n, r, op, len);
+    for (size_t i = 1; !rc && i < f->count; i++) {
+        rc = kith_frame_op_at(f, i, &op, &len);
+        if (!rc)
+            rc = node_apply_op(n, r, op, len, true, false);
+        if (rc == KITH_EEXIST)
+            rc = 0;
+    }
+    if (!rc && (!node_is_member(r, n->self->id_pk) || !r->has_tag))
+        rc = KITH_EPROTO; /* the inviter did not admit us after all */
+    if (rc) {
+        n->nrooms--;
+        node_room_free(n, r);
+        return rc;
+    }
+    c->joining = false;
+    sodium_memzero(&c->inv, sizeof c->inv);
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_ROOM;
+    node_room_event(n, &ev, r);
+    node_push_event(n, &ev, NULL, 0);
+    peer_event(n, KITH_EV_PEER_UP, c->peer);
+    node_send_sync(n, c, r);
+    node_refresh_dials(n);
+    return 0;
+}
+
+int kith_node_join(kith_node *n, const char *code)
+{
+    kith_invite inv;
+    int rc = kith_invite_decode(n->env, code, &inv);
+    if (rc)
+        return rc;
+    if (node_room_by_id(n, inv.room_id))
+        return KITH_EEXIST;
+    if (kith_wall_ms(n->env) > inv.expires_ms) {
+        sodium_memzero(&inv, sizeof inv);
+        return KITH_EEXPIRED;
+    }
+    if (memcmp(inv.inviter, n->self->id_pk, KITH_ID_LEN) == 0) {
+        sodium_memzero(&inv, sizeof inv);
+        return KITH_EINVAL; /* our own invite */
+    }
+    nconn *c = conn_new(n, true);
+    if (!c) {
+        sodium_memzero(&inv, sizeof inv);
+        return KITH_ENOMEM;
+    }
+    c->joining = true;
+    c->inv = inv;
+    sodium_memzero(&inv, sizeof inv);
+    node_push_connect(n, c->id, c->inv.addr);
+    return 0;
+}
+
+/* ---- frames ---- */
+
+typedef struct feed_ctx {
+    kith_node *n;
+    nconn *c;
+} feed_ctx;
+
+static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
+{
+    if (f->type == KITH_FR_JOIN_REQ)
+        return on_join_req(n, c, f);
+    if (f->type == KITH_FR_JOIN_OK)
+        return on_join_ok(n, c, f);
+    if (f->type == KITH_FR_JOIN_ERR) {
+        if (!c->joining)
+            return KITH_EPROTO;
+        node_event_error(n, NULL, KITH_EPERM, "join failed: %s", f->reason);
+        c->joining = false; /* reported: conn_gone must not report it again */
+        conn_fail(n, c, "join refused");
+        return 0;
+    }
+    if (c->joining)
+        return 0; /* nothing else matters until the join is answered */
+    if (f->type == KITH_FR_MSG) {
+        kith_envelope e;
+        int rc = kith_msg_parse_envelope(n->env, f->data, f->len, &e);
+        if (rc)
+            return rc;
+        nroom *r = node_room_by_tag(n, e.tag);
+        if (!r || !node_is_member(r, c->peer))
+            return 0; /* not a room we share (yet): ignore, don't punish */
+        rc = node_accept_envelope(n, r, f->data, f->len, true, true);
+        /* Unverifiable bytes are the sender's fault; a duplicate or an
+         * equivocation we detected is not grounds to drop the link. */
+        return rc == KITH_ECRYPTO || rc == KITH_EPROTO || rc == KITH_ENONCANON ? rc : 0;
+    }
+    nroom *r = node_room_by_id(n, f->room_id);
+    if (!r || !node_is_member(r, c->peer))
+        return 0;
+    if (f->type == KITH_FR_OP) {
+        int rc = node_apply_op(n, r, f->data, f->len, true, true);
+        return rc == KITH_EEXIST || rc == KITH_ETOOBIG ? 0 : rc;
+    }
+    if (f->type == KITH_FR_SYNC)
+        return on_sync(n, c, r, f);
+    return KITH_EPROTO;
+}
+
+static int on_frame(void *ud, const uint8_t *data, size_t len)
+{
+    feed_ctx *fc = ud;
+    kith_frame f;
+    int rc = kith_frame_decode(fc->n->env, data, len, fc->n->doc, &f);
+    if (!rc)
+        rc = dispatch(fc->n, fc->c, &f);
+    if (rc && !fc->c->doomed) {
+        KITH_LOGI(fc->n->env, "bad frame from a peer: %s", kith_strerror(rc));
+        conn_fail(fc->n, fc->c, "protocol error");
+    }
+    return fc->c->doomed ? KITH_EPROTO : 0;
+}
+
+/* Two sessions with one peer: keep the one whose initiator has the smaller
+ * member id. Both ends apply the same rule, so they close the same one. */
+static bool keep_over(const kith_node *n, const nconn *c)
+{
+    const uint8_t *initiator = c->outbound ? n->self->id_pk : c->peer;
+    const uint8_t *other = c->outbound ? c->peer : n->self->id_pk;
+    return memcmp(initiator, other, KITH_ID_LEN) < 0;
+}
+
+static void on_established(kith_node *n, nconn *c)
+{
+    c->established = true;
+    memcpy(c->peer, kith_session_peer_id(c->s), KITH_ID_LEN);
+    if (memcmp(c->peer, n->self->id_pk, KITH_ID_LEN) == 0) {
+        conn_fail(n, c, "connected to ourselves");
+        return;
+    }
+    if (c->joining) {
+        if (memcmp(c->peer, c->inv.inviter, KITH_ID_LEN) != 0) {
+            node_event_error(n, NULL, KITH_ECRYPTO,
+                "join failed: the node at %s is not the one that wrote the invite", c->inv.addr);
+            c->joining = false;
+            conn_fail(n, c, "wrong inviter");
+            return;
+        }
+        uint8_t proof[KITH_HASH_LEN];
+        kith_invite_proof(
+            c->inv.secret, c->inv.room_id, n->self->id_pk, kith_session_binding(c->s), proof);
+        kith_buf frame;
+        kith_buf_init(&frame, n->env, 1024);
+        int rc = kith_frame_join_req(
+            &frame, c->inv.room_id, proof, n->self->cert_sig, n->nick, n->addr);
+        if (!rc)
+            rc = node_conn_send(n, c, &frame);
+        kith_buf_free(&frame);
+        if (rc)
+            conn_fail(n, c, "could not send");
+        return;
+    }
+    bool shared = false;
+    for (size_t i = 0; i < n->nrooms; i++)
+        shared |= node_is_member(n->rooms[i], c->peer);
+    /* Inbound peers may be joiners who are not members yet: they get to ask. */
+    if (!shared && c->outbound) {
+        conn_fail(n, c, "peer shares no room");
+        return;
+    }
+    for (size_t i = 0; i < n->nconns; i++) {
+        nconn *o = n->conns[i];
+        if (o == c || !o->established || memcmp(o->peer, c->peer, KITH_ID_LEN) != 0)
+            continue;
+        if (keep_over(n, c)) {
+            conn_fail(n, o, "duplicate connection");
+            break;
+        }
+        conn_fail(n, c, "duplicate connection");
+        /* The kept one may have missed what went over this one. */
+        for (size_t r = 0; r < n->nrooms; r++) {
+            if (node_is_member(n->rooms[r], o->peer))
+                node_send_sync(n, o, n->rooms[r]);
+        }
+        return;
+    }
+    if (c->dial >= 0 && (size_t)c->dial < n->ndials)
+        n->dials[c->dial].backoff_ms = 0;
+    if (!shared)
+        return;
+    bool other_up = false;
+    for (size_t i = 0; i < n->nconns; i++) {
+        const nconn *o = n->conns[i];
+        other_up |= o != c && o->established && memcmp(o->peer, c->peer, KITH_ID_LEN) == 0;
+    }
+    if (!other_up)
+        peer_event(n, KITH_EV_PEER_UP, c->peer);
+    for (size_t i = 0; i < n->nrooms; i++) {
+        if (node_is_member(n->rooms[i], c->peer))
+            node_send_sync(n, c, n->rooms[i]);
+    }
+}
+
+/* ---- driver events ---- */
+
+uint64_t kith_node_accept(kith_node *n)
+{
+    nconn *c = conn_new(n, false);
+    if (!c) {
+        /* Too many connections: hand out an id that is closed at once. */
+        uint64_t id = n->next_conn++;
+        node_push_close(n, id, "too many connections");
+        return id;
+    }
+    c->connected = true;
+    return c->id;
+}
+
+void kith_node_conn_opened(kith_node *n, uint64_t id)
+{
+    nconn *c = conn_by_id(n, id);
+    if (!c)
+        return;
+    c->connected = true;
+    kith_buf out;
+    kith_buf_init(&out, n->env, 1024);
+    if (kith_session_start(c->s, &out) == 0)
+        node_push_write(n, c->id, out.data, out.len);
+    else
+        conn_fail(n, c, "handshake failed");
+    kith_buf_free(&out);
+}
+
+void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t len)
+{
+    nconn *c = conn_by_id(n, id);
+    if (!c)
+        return;
+    bool was = c->established;
+    feed_ctx fc = { n, c };
+    n->feeding = c;
+    kith_buf_reset(&n->feed_out);
+    int rc = kith_session_feed(c->s, data, len, &n->feed_out, on_frame, &fc);
+    flush_feed_out(n, c);
+    n->feeding = NULL;
+    if (c->doomed) {
+        conn_fail(n, c, c->doom_reason);
+        return;
+    }
+    if (rc) {
+        conn_fail(n, c, kith_session_established(c->s) ? "decryption failed" : "handshake failed");
+        return;
+    }
+    if (!was && kith_session_established(c->s))
+        on_established(n, c);
+}
+
+void kith_node_conn_closed(kith_node *n, uint64_t id)
+{
+    nconn *c = conn_by_id(n, id);
+    if (c)
+        conn_gone(n, c, false, NULL);
+}
+
+/* ---- dialing ---- */
+
+void node_refresh_dials(kith_node *n)
+{
+    for (size_t r = 0; r < n->nrooms; r++) {
+        kith_room *room = n->rooms[r]->room;
+        for (size_t i = 0; i < kith_room_member_count(room); i++) {
+            const kith_member *m = kith_room_member_at(room, i);
+            if (!m->addr[0] || memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0)
+                continue;
+            dial_st *d = NULL;
+            for (size_t k = 0; k < n->ndials && !d; k++) {
+                if (memcmp(n->dials[k].member, m->id, KITH_ID_LEN) == 0)
+                    d = &n->dials[k];
+            }
+            if (d)
+                continue;
+            d = kith_realloc(n->env, n->dials, (n->ndials + 1) * sizeof *d);
+            if (!d)
+                return;
+            n->dials = d;
+            d = &n->dials[n->ndials++];
+            memset(d, 0, sizeof *d);
+            memcpy(d->member, m->id, KITH_ID_LEN);
+            memcpy(d->addr, m->addr, sizeof d->addr);
+            /* The member with the larger id waits a little before dialing,
+             * so two nodes rarely dial each other at the same moment. */
+            bool wait = memcmp(n->self->id_pk, m->id, KITH_ID_LEN) > 0;
+            d->next_ms = kith_mono_ms(n->env) + (wait ? 2000 : 0);
+        }
+    }
+}
+
+void kith_node_timer(kith_node *n)
+{
+    n->timer_armed = false;
+    uint64_t now = kith_mono_ms(n->env);
+    for (size_t i = n->nconns; i > 0; i--) {
+        nconn *c = n->conns[i - 1];
+        if (!c->established && now - c->started_ms > NODE_HANDSHAKE_TIMEOUT_MS) {
+            conn_fail(n, c, "handshake timed out");
+        } else if (c->joining && now - c->started_ms > NODE_JOIN_TIMEOUT_MS) {
+            conn_fail(n, c, "join timed out");
+        } else if (c->established && !c->joining && now - c->last_sync_ms > NODE_SYNC_INTERVAL_MS) {
+            for (size_t r = 0; r < n->nrooms; r++) {
+                if (node_is_member(n->rooms[r], c->peer))
+                    node_send_sync(n, c, n->rooms[r]);
+            }
+        }
+    }
+    for (size_t i = 0; i < n->ndials; i++) {
+        dial_st *d = &n->dials[i];
+        if (d->conn || now < d->next_ms || node_peer_online(n, d->member))
+            continue;
+        nconn *c = conn_new(n, true);
+        if (!c)
+            break;
+        c->dial = (int)i;
+        d->conn = c->id;
+        d->next_ms = now + NODE_BACKOFF_MIN_MS;
+        node_push_connect(n, c->id, d->addr);
+    }
+}

@@ -1,0 +1,698 @@
+/* node/node_room: a node's rooms — the message history it holds, ordering and
+ * dedup of messages, the room log it persists, and loading it all back at
+ * start-up. */
+#include <sodium.h>
+#include <stdio.h>
+
+#include "node/node_impl.h"
+
+nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN])
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        if (memcmp(kith_room_id(n->rooms[i]->room), id, KITH_HASH_LEN) == 0)
+            return n->rooms[i];
+    }
+    return NULL;
+}
+
+nroom *node_room_by_tag(const kith_node *n, const uint8_t tag[KITH_ROOM_TAG_LEN])
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        nroom *r = n->rooms[i];
+        if (r->has_tag && sodium_memcmp(r->tag, tag, KITH_ROOM_TAG_LEN) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+void node_refresh_tag(nroom *r)
+{
+    uint64_t epoch = kith_room_epoch(r->room);
+    const uint8_t *key = kith_room_key(r->room, epoch);
+    r->has_tag = key != NULL;
+    if (key) {
+        kith_msg_room_tag(key, epoch, r->tag);
+        r->tag_epoch = epoch;
+    }
+}
+
+bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN])
+{
+    return kith_room_member(r->room, id) != NULL;
+}
+
+/* The log of a room is named by a keyed digest of its id, so the store's
+ * directory listing says nothing about which rooms this node is in. */
+static void log_name(const kith_node *n, const uint8_t room_id[KITH_HASH_LEN], char out[33])
+{
+    uint8_t tag[16];
+    kith_keyed_hash(tag, sizeof tag, n->local_key, "kith/1 log name", room_id, KITH_HASH_LEN);
+    kith_hex(out, tag, sizeof tag);
+}
+
+int node_room_add(kith_node *n, kith_room *room, nroom **out)
+{
+    if (n->nrooms >= NODE_MAX_ROOMS)
+        return KITH_ETOOBIG;
+    nroom *r = kith_calloc(n->env, 1, sizeof *r);
+    if (!r)
+        return KITH_ENOMEM;
+    r->room = room;
+    kith_map_init(&r->seen, n->env, NODE_MAX_SEEN);
+    log_name(n, kith_room_id(room), r->log);
+    node_refresh_tag(r);
+    n->rooms[n->nrooms++] = r;
+    *out = r;
+    return 0;
+}
+
+void node_room_free(kith_node *n, nroom *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nhist; i++) {
+        kith_free(n->env, r->hist[i].body);
+        kith_free(n->env, r->hist[i].env);
+    }
+    kith_free(n->env, r->hist);
+    for (size_t i = 0; i < r->nauthors; i++)
+        kith_free(n->env, r->authors[i].ids);
+    kith_free(n->env, r->authors);
+    for (size_t i = 0; i < r->nheld; i++)
+        kith_free(n->env, r->held[i].env);
+    kith_free(n->env, r->held);
+    for (size_t i = 0; i < r->nheld_ops; i++)
+        kith_free(n->env, r->held_ops[i]);
+    kith_free(n->env, r->held_ops);
+    kith_free(n->env, r->held_op_len);
+    if (r->inv)
+        sodium_memzero(r->inv, r->ninv * sizeof *r->inv);
+    kith_free(n->env, r->inv);
+    kith_map_free(&r->seen);
+    kith_room_free(r->room);
+    kith_free(n->env, r);
+}
+
+/* ---- persistence ---- */
+
+int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len)
+{
+    if (n->loading)
+        return 0;
+    kith_buf rec;
+    kith_buf_init(&rec, n->env, KITH_STORE_MAX_RECORD);
+    int rc = kith_buf_append_u8(&rec, (uint8_t)kind);
+    if (!rc) {
+        if (kind == REC_ENVELOPE)
+            rc = kith_buf_append(&rec, data, len); /* already encrypted */
+        else
+            rc = kith_local_seal(n->env, n->local_key, data, len, &rec);
+    }
+    if (!rc)
+        rc = kith_store_append(n->store, r->log, rec.data, rec.len);
+    kith_buf_free(&rec);
+    return rc;
+}
+
+int node_persist_op(kith_node *n, nroom *r, const uint8_t *op, size_t len)
+{
+    return node_persist(n, r, REC_OP, op, len);
+}
+
+/* ---- authors and messages ---- */
+
+author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create)
+{
+    for (size_t i = 0; i < r->nauthors; i++) {
+        if (memcmp(r->authors[i].id, id, KITH_ID_LEN) == 0)
+            return &r->authors[i];
+    }
+    if (!create)
+        return NULL;
+    author_st *a = kith_realloc(n->env, r->authors, (r->nauthors + 1) * sizeof *a);
+    if (!a)
+        return NULL;
+    r->authors = a;
+    a = &r->authors[r->nauthors++];
+    memset(a, 0, sizeof *a);
+    memcpy(a->id, id, KITH_ID_LEN);
+    return a;
+}
+
+const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN])
+{
+    if (memcmp(id, n->self->id_pk, KITH_ID_LEN) == 0)
+        return n->nick;
+    for (size_t i = 0; i < r->nauthors; i++) {
+        if (memcmp(r->authors[i].id, id, KITH_ID_LEN) == 0 && r->authors[i].nick[0])
+            return r->authors[i].nick;
+    }
+    const kith_member *m = kith_room_member(r->room, id);
+    return m && m->nick[0] ? m->nick : "?";
+}
+
+static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
+    const uint8_t *env, size_t env_len, size_t *idx)
+{
+    if (r->nhist == r->caphist) {
+        size_t ncap = r->caphist ? r->caphist * 2 : 64;
+        hist *h = kith_realloc(n->env, r->hist, ncap * sizeof *h);
+        if (!h)
+            return KITH_ENOMEM;
+        r->hist = h;
+        r->caphist = ncap;
+    }
+    hist *h = &r->hist[r->nhist];
+    memset(h, 0, sizeof *h);
+    h->body = kith_malloc(n->env, in->body_len + 1);
+    h->env = kith_malloc(n->env, env_len);
+    if (!h->body || !h->env) {
+        kith_free(n->env, h->body);
+        kith_free(n->env, h->env);
+        return KITH_ENOMEM;
+    }
+    memcpy(h->id, id, KITH_HASH_LEN);
+    memcpy(h->author, in->author, KITH_ID_LEN);
+    h->seq = in->seq;
+    h->type = in->type;
+    h->wall_ms = in->wall_ms;
+    if (in->body_len)
+        memcpy(h->body, in->body, in->body_len);
+    h->body[in->body_len] = '\0';
+    h->body_len = in->body_len;
+    memcpy(h->env, env, env_len);
+    h->env_len = env_len;
+    *idx = r->nhist++;
+    return 0;
+}
+
+static int author_record(kith_node *n, author_st *a, const uint8_t id[KITH_HASH_LEN])
+{
+    if (a->seq == a->cap) {
+        size_t ncap = a->cap ? a->cap * 2 : 16;
+        uint8_t(*ids)[KITH_HASH_LEN] = kith_realloc(n->env, a->ids, ncap * KITH_HASH_LEN);
+        if (!ids)
+            return KITH_ENOMEM;
+        a->ids = ids;
+        a->cap = ncap;
+    }
+    memcpy(a->ids[a->seq], id, KITH_HASH_LEN);
+    a->seq++;
+    return 0;
+}
+
+static void notify_message(kith_node *n, nroom *r, const hist *h, const char *old_nick)
+{
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    node_room_event(n, &ev, r);
+    memcpy(ev.author, h->author, KITH_ID_LEN);
+    ev.wall_ms = h->wall_ms;
+    ev.seq = h->seq;
+    ev.msg_type = h->type;
+    if (h->type == KITH_MSG_NICK) {
+        ev.type = KITH_EV_NICK;
+        ev.nick = old_nick;
+    } else {
+        ev.type = KITH_EV_MESSAGE;
+        ev.nick = node_nick_of(n, r, h->author);
+    }
+    node_push_event(n, &ev, h->body, h->body_len);
+}
+
+/* Deliver one opened message whose predecessor is already delivered. */
+static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_HASH_LEN],
+    const kith_inner *in, const uint8_t *env, size_t len, bool persist, bool notify)
+{
+    /* The hash chain: seq s must name the id of seq s-1 as its prev. */
+    static const uint8_t zero[KITH_HASH_LEN];
+    const uint8_t *want = a->seq ? a->ids[a->seq - 1] : zero;
+    if (sodium_memcmp(in->prev, want, KITH_HASH_LEN) != 0) {
+        KITH_LOGW(n->env, "message %llu of an author does not chain to the previous one",
+            (unsigned long long)in->seq);
+        return KITH_EPROTO;
+    }
+    int rc = persist ? node_persist(n, r, REC_ENVELOPE, env, len) : 0;
+    size_t idx;
+    if (!rc)
+        rc = hist_push(n, r, id, in, env, len, &idx);
+    if (!rc)
+        rc = author_record(n, a, id);
+    if (!rc)
+        rc = kith_map_put(&r->seen, id, 1);
+    if (rc)
+        return rc;
+    if (in->lamport > r->lamport)
+        r->lamport = in->lamport;
+    char old[KITH_NICK_MAX + 1];
+    snprintf(old, sizeof old, "%s", node_nick_of(n, r, in->author));
+    if (in->type == KITH_MSG_NICK) {
+        size_t nl = KITH_MIN(in->body_len, (size_t)KITH_NICK_MAX);
+        memcpy(a->nick, in->body, nl);
+        a->nick[nl] = '\0';
+    }
+    if (notify)
+        notify_message(n, r, &r->hist[idx], old);
+    return 0;
+}
+
+static bool held_has(const nroom *r, const uint8_t id[KITH_HASH_LEN])
+{
+    for (size_t i = 0; i < r->nheld; i++) {
+        if (memcmp(r->held[i].id, id, KITH_HASH_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
+    const uint8_t *env, size_t len)
+{
+    if (r->nheld >= NODE_MAX_HELD || held_has(r, id))
+        return; /* a later sync brings it again */
+    held *h = kith_realloc(n->env, r->held, (r->nheld + 1) * sizeof *h);
+    if (!h)
+        return;
+    r->held = h;
+    uint8_t *copy = kith_malloc(n->env, len);
+    if (!copy)
+        return;
+    memcpy(copy, env, len);
+    h = &r->held[r->nheld++];
+    memcpy(h->id, id, KITH_HASH_LEN);
+    memcpy(h->author, in->author, KITH_ID_LEN);
+    h->seq = in->seq;
+    h->env = copy;
+    h->len = len;
+}
+
+static int open_envelope(
+    kith_node *n, nroom *r, const uint8_t *env, size_t len, kith_buf *plain, kith_inner *in)
+{
+    kith_envelope e;
+    int rc = kith_msg_parse_envelope(n->env, env, len, &e);
+    if (rc)
+        return rc;
+    const uint8_t *key = kith_room_key(r->room, e.epoch);
+    if (!key)
+        return KITH_ENOENT;
+    return kith_msg_open(n->env, &e, kith_room_id(r->room), key, plain, in);
+}
+
+static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bool persist,
+    bool notify, bool *delivered)
+{
+    *delivered = false;
+    uint8_t id[KITH_HASH_LEN];
+    kith_msg_id(env, len, id);
+    /* Dedup by id before spending a signature check. */
+    if (kith_map_get(&r->seen, id, NULL))
+        return 0;
+    kith_buf plain;
+    kith_buf_init(&plain, n->env, KITH_MSG_MAX_ENVELOPE);
+    kith_inner in;
+    int rc = open_envelope(n, r, env, len, &plain, &in);
+    if (rc) {
+        kith_buf_free(&plain);
+        return rc;
+    }
+    const kith_member *m = kith_room_member(r->room, in.author);
+    if (!m || m->role < KITH_ROLE_MEMBER) {
+        kith_buf_free(&plain);
+        KITH_LOGW(n->env, "message from a non-member or observer dropped");
+        return KITH_EPERM;
+    }
+    author_st *a = node_author(n, r, in.author, true);
+    if (!a) {
+        kith_buf_free(&plain);
+        return KITH_ENOMEM;
+    }
+    if (in.seq <= a->seq) {
+        /* Same (author, seq), different id: the author signed two messages
+         * for one slot. Keep the first; report the evidence. */
+        if (sodium_memcmp(a->ids[in.seq - 1], id, KITH_HASH_LEN) != 0) {
+            char fpr[KITH_FPR_STRLEN];
+            kith_fingerprint(in.author, fpr);
+            KITH_LOGW(n->env, "equivocation: %s signed two messages with sequence %llu", fpr,
+                (unsigned long long)in.seq);
+            rc = KITH_EREPLAY;
+        }
+    } else if (in.seq == a->seq + 1) {
+        rc = deliver(n, r, a, id, &in, env, len, persist, notify);
+        *delivered = rc == 0;
+    } else {
+        hold(n, r, id, &in, env, len);
+    }
+    if (*delivered && memcmp(in.author, n->self->id_pk, KITH_ID_LEN) == 0)
+        KITH_LOGI(n->env, "recovered our own message %llu from a peer", (unsigned long long)in.seq);
+    kith_buf_free(&plain);
+    return rc;
+}
+
+/* Deliver held messages that have become next in line. */
+static void release_held(kith_node *n, nroom *r, bool notify)
+{
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        for (size_t i = 0; i < r->nheld; i++) {
+            author_st *a = node_author(n, r, r->held[i].author, false);
+            uint64_t have = a ? a->seq : 0;
+            if (r->held[i].seq > have + 1)
+                continue;
+            held h = r->held[i];
+            r->held[i] = r->held[--r->nheld];
+            if (h.seq == have + 1) {
+                bool delivered;
+                int rc = accept_one(n, r, h.env, h.len, true, notify, &delivered);
+                (void)rc; /* it verified once; a failure now just drops it */
+                progress = true;
+            }
+            kith_free(n->env, h.env);
+            break;
+        }
+    }
+}
+
+int node_accept_envelope(
+    kith_node *n, nroom *r, const uint8_t *env, size_t len, bool persist, bool notify)
+{
+    bool delivered;
+    int rc = accept_one(n, r, env, len, persist, notify, &delivered);
+    if (delivered && r->nheld)
+        release_held(n, r, notify);
+    return rc;
+}
+
+int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32_t msg_type,
+    const char *text, size_t len, uint64_t *seq)
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    if (msg_type < KITH_MSG_TEXT || msg_type > KITH_MSG_NICK)
+        return KITH_EINVAL;
+    if (len > KITH_MSG_MAX_BODY)
+        return KITH_ETOOBIG;
+    if (len == 0 && msg_type != KITH_MSG_ACTION)
+        return KITH_EINVAL;
+    uint64_t epoch = kith_room_epoch(r->room);
+    const uint8_t *key = kith_room_key(r->room, epoch);
+    if (!key)
+        return KITH_EPERM;
+    author_st *a = node_author(n, r, n->self->id_pk, true);
+    if (!a)
+        return KITH_ENOMEM;
+    kith_inner in;
+    memset(&in, 0, sizeof in);
+    in.type = msg_type;
+    memcpy(in.room_id, room_id, KITH_HASH_LEN);
+    in.epoch = epoch;
+    memcpy(in.author, n->self->id_pk, KITH_ID_LEN);
+    in.seq = a->seq + 1;
+    if (a->seq)
+        memcpy(in.prev, a->ids[a->seq - 1], KITH_HASH_LEN);
+    /* Causal dependencies: the latest messages we had from others. */
+    for (size_t i = r->nhist; i > 0 && in.ndeps < 2; i--) {
+        const hist *h = &r->hist[i - 1];
+        if (memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0)
+            memcpy(in.deps[in.ndeps++], h->id, KITH_HASH_LEN);
+    }
+    in.lamport = r->lamport + 1;
+    in.wall_ms = kith_wall_ms(n->env);
+    in.body = (const uint8_t *)text;
+    in.body_len = len;
+    kith_buf env;
+    kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
+    int rc = kith_msg_seal(n->env, n->self, &in, key, &env);
+    if (rc) {
+        kith_buf_free(&env);
+        return rc;
+    }
+    if (n->nout == n->capout) {
+        size_t ncap = n->capout ? n->capout * 2 : 16;
+        outmsg *o = kith_realloc(n->env, n->out, ncap * sizeof *o);
+        if (!o) {
+            kith_buf_free(&env);
+            return KITH_ENOMEM;
+        }
+        n->out = o;
+        n->capout = ncap;
+    }
+    uint8_t id[KITH_HASH_LEN];
+    kith_msg_id(env.data, env.len, id);
+    rc = deliver(n, r, a, id, &in, env.data, env.len, true, false);
+    kith_buf_free(&env);
+    if (rc)
+        return rc;
+    n->out[n->nout].room = r;
+    n->out[n->nout].hist = r->nhist - 1;
+    n->nout++;
+    *seq = in.seq;
+    return 0;
+}
+
+/* ---- ops ---- */
+
+static void notify_join(kith_node *n, nroom *r, const kith_member *m)
+{
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_JOIN;
+    node_room_event(n, &ev, r);
+    memcpy(ev.author, m->id, KITH_ID_LEN);
+    ev.nick = m->nick;
+    ev.self = memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0;
+    node_push_event(n, &ev, NULL, 0);
+}
+
+static int hold_op(kith_node *n, nroom *r, const uint8_t *op, size_t len)
+{
+    if (r->nheld_ops >= NODE_MAX_HELD_OPS)
+        return KITH_ETOOBIG;
+    uint8_t **p = kith_realloc(n->env, r->held_ops, (r->nheld_ops + 1) * sizeof *p);
+    if (!p)
+        return KITH_ENOMEM;
+    r->held_ops = p;
+    size_t *l = kith_realloc(n->env, r->held_op_len, (r->nheld_ops + 1) * sizeof *l);
+    if (!l)
+        return KITH_ENOMEM;
+    r->held_op_len = l;
+    uint8_t *copy = kith_malloc(n->env, len);
+    if (!copy)
+        return KITH_ENOMEM;
+    memcpy(copy, op, len);
+    r->held_ops[r->nheld_ops] = copy;
+    r->held_op_len[r->nheld_ops] = len;
+    r->nheld_ops++;
+    return 0;
+}
+
+static int apply_one(
+    kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify)
+{
+    size_t before = kith_room_member_count(r->room);
+    int rc = kith_room_apply(r->room, op, len);
+    if (rc)
+        return rc;
+    if (persist) {
+        rc = node_persist_op(n, r, op, len);
+        if (rc)
+            KITH_LOGE(n->env, "could not log a membership op: %s", kith_strerror(rc));
+    }
+    node_refresh_tag(r);
+    size_t after = kith_room_member_count(r->room);
+    for (size_t i = before; notify && i < after; i++)
+        notify_join(n, r, kith_room_member_at(r->room, i));
+    return 0;
+}
+
+int node_apply_op(kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify)
+{
+    int rc = apply_one(n, r, op, len, persist, notify);
+    if (rc == KITH_ENOENT)
+        return hold_op(n, r, op, len);
+    if (rc)
+        return rc;
+    /* A new op may be the missing parent of held ones. */
+    bool progress = true;
+    while (progress && r->nheld_ops) {
+        progress = false;
+        for (size_t i = 0; i < r->nheld_ops; i++) {
+            int hrc = apply_one(n, r, r->held_ops[i], r->held_op_len[i], persist, notify);
+            if (hrc == KITH_ENOENT)
+                continue;
+            kith_free(n->env, r->held_ops[i]);
+            r->nheld_ops--;
+            r->held_ops[i] = r->held_ops[r->nheld_ops];
+            r->held_op_len[i] = r->held_op_len[r->nheld_ops];
+            progress = true;
+            break;
+        }
+    }
+    if (!n->loading)
+        node_refresh_dials(n);
+    return 0;
+}
+
+/* ---- loading ---- */
+
+typedef struct load_ctx {
+    kith_node *n;
+    kith_buf ops; /* sequence of (u32 len, bytes) */
+    kith_buf envs;
+    kith_buf invites; /* (secret16, expires8) records */
+    kith_buf used; /* invite ids */
+    int bad;
+} load_ctx;
+
+static int append_item(kith_buf *b, const uint8_t *p, size_t len)
+{
+    uint8_t hdr[4];
+    kith_put_be32(hdr, (uint32_t)len);
+    int rc = kith_buf_append(b, hdr, 4);
+    return rc ? rc : kith_buf_append(b, p, len);
+}
+
+static int load_rec(void *ud, const uint8_t *rec, size_t len)
+{
+    load_ctx *lc = ud;
+    kith_node *n = lc->n;
+    if (len < 1) {
+        lc->bad++;
+        return 0;
+    }
+    uint8_t kind = rec[0];
+    if (kind == REC_ENVELOPE)
+        return append_item(&lc->envs, rec + 1, len - 1);
+    uint8_t *plain = kith_malloc(n->env, len);
+    if (!plain)
+        return KITH_ENOMEM;
+    size_t plen = 0;
+    int rc = kith_local_open(n->local_key, rec + 1, len - 1, plain, len, &plen);
+    if (rc) {
+        lc->bad++;
+        kith_free(n->env, plain);
+        return 0;
+    }
+    if (kind == REC_OP)
+        rc = append_item(&lc->ops, plain, plen);
+    else if (kind == REC_INVITE && plen == KITH_INVITE_SECRET_LEN + 8)
+        rc = kith_buf_append(&lc->invites, plain, plen);
+    else if (kind == REC_INVITE_USED && plen == KITH_HASH_LEN)
+        rc = kith_buf_append(&lc->used, plain, plen);
+    else
+        lc->bad++;
+    sodium_memzero(plain, len);
+    kith_free(n->env, plain);
+    return rc;
+}
+
+static int next_item(const kith_buf *b, size_t *off, const uint8_t **p, size_t *len)
+{
+    if (*off + 4 > b->len)
+        return 0;
+    size_t l = kith_get_be32(b->data + *off);
+    if (l > b->len - *off - 4)
+        return 0;
+    *p = b->data + *off + 4;
+    *len = l;
+    *off += 4 + l;
+    return 1;
+}
+
+static int build_room(kith_node *n, load_ctx *lc, const char *name)
+{
+    size_t off = 0, len;
+    const uint8_t *p;
+    if (!next_item(&lc->ops, &off, &p, &len)) {
+        KITH_LOGW(n->env, "room log %s has no genesis: skipped", name);
+        return 0;
+    }
+    kith_room *room;
+    int rc = kith_room_open(n->env, n->self, p, len, &room);
+    if (rc) {
+        KITH_LOGW(n->env, "room log %s: bad genesis (%s): skipped", name, kith_strerror(rc));
+        return 0;
+    }
+    nroom *r;
+    char expect[33];
+    log_name(n, kith_room_id(room), expect);
+    if (strcmp(expect, name) != 0 || node_room_by_id(n, kith_room_id(room))) {
+        KITH_LOGW(n->env, "room log %s does not belong to this identity: skipped", name);
+        kith_room_free(room);
+        return 0;
+    }
+    rc = node_room_add(n, room, &r);
+    if (rc) {
+        kith_room_free(room);
+        return rc;
+    }
+    while (next_item(&lc->ops, &off, &p, &len)) {
+        rc = node_apply_op(n, r, p, len, false, false);
+        if (rc && rc != KITH_EEXIST)
+            KITH_LOGW(n->env, "room %s: op in log rejected (%s)", kith_room_name(room),
+                kith_strerror(rc));
+    }
+    for (size_t i = 0; i + KITH_INVITE_SECRET_LEN + 8 <= lc->invites.len;
+         i += KITH_INVITE_SECRET_LEN + 8) {
+        invite_st *s = kith_realloc(n->env, r->inv, (r->ninv + 1) * sizeof *s);
+        if (!s)
+            return KITH_ENOMEM;
+        r->inv = s;
+        s = &r->inv[r->ninv++];
+        memcpy(s->secret, lc->invites.data + i, KITH_INVITE_SECRET_LEN);
+        s->expires_ms = kith_get_be64(lc->invites.data + i + KITH_INVITE_SECRET_LEN);
+        kith_invite_id(s->secret, s->id);
+        s->used = false;
+        for (size_t u = 0; u + KITH_HASH_LEN <= lc->used.len; u += KITH_HASH_LEN) {
+            if (memcmp(lc->used.data + u, s->id, KITH_HASH_LEN) == 0)
+                s->used = true;
+        }
+    }
+    off = 0;
+    size_t rejected = 0;
+    while (next_item(&lc->envs, &off, &p, &len)) {
+        if (node_accept_envelope(n, r, p, len, false, false))
+            rejected++;
+    }
+    if (rejected)
+        KITH_LOGW(n->env, "room %s: %zu logged messages could not be read", kith_room_name(room),
+            rejected);
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_ROOM;
+    ev.history = true;
+    node_room_event(n, &ev, r);
+    node_push_event(n, &ev, NULL, 0);
+    return 0;
+}
+
+static int load_log(void *ud, const char *name)
+{
+    kith_node *n = ud;
+    load_ctx lc;
+    memset(&lc, 0, sizeof lc);
+    lc.n = n;
+    kith_buf_init(&lc.ops, n->env, SIZE_MAX / 2);
+    kith_buf_init(&lc.envs, n->env, SIZE_MAX / 2);
+    kith_buf_init(&lc.invites, n->env, SIZE_MAX / 2);
+    kith_buf_init(&lc.used, n->env, SIZE_MAX / 2);
+    int rc = kith_store_read(n->store, name, load_rec, &lc);
+    if (rc)
+        KITH_LOGE(n->env, "could not read room log %s: %s", name, kith_strerror(rc));
+    else
+        rc = build_room(n, &lc, name);
+    if (lc.bad)
+        KITH_LOGW(n->env, "room log %s: %d records could not be read", name, lc.bad);
+    kith_buf_free(&lc.ops);
+    kith_buf_free(&lc.envs);
+    kith_buf_free(&lc.invites);
+    kith_buf_free(&lc.used);
+    return rc;
+}
+
+int node_load(kith_node *n)
+{
+    return kith_store_list(n->store, load_log, n);
+}

@@ -1,0 +1,508 @@
+/* Unit tests for the sans-I/O node, driven by a small in-process driver:
+ * every node's WRITE actions are delivered to the peer's conn_data, CONNECT
+ * looks the address up among the test's nodes, time is virtual. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "crypto/crypto.h"
+#include "kith/node.h"
+#include "room/room.h"
+#include "store/store.h"
+#include "testenv.h"
+
+#define MAXN 4
+#define MAXLINKS 64
+#define MAXEV 8192
+
+typedef struct rec_ev {
+    int type;
+    bool self;
+    uint32_t msg_type;
+    char nick[40];
+    char text[200];
+} rec_ev;
+
+typedef struct tnode {
+    kith_node *node;
+    kith_store *store;
+    kith_identity id;
+    char addr[32];
+    char nick[16];
+    rec_ev *ev;
+    size_t nev;
+    bool up;
+} tnode;
+
+typedef struct link {
+    int a, b;
+    uint64_t ca, cb;
+    bool open;
+    kith_buf ab, ba; /* bytes in flight */
+} link;
+
+typedef struct world {
+    test_env t;
+    tnode n[MAXN];
+    int count;
+    link links[MAXLINKS];
+    int nlinks;
+    bool drop_writes_from[MAXN]; /* simulate a peer that stops reading */
+} world;
+
+static world *W;
+
+static void node_start(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0 };
+    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
+    tn->up = true;
+}
+
+static void world_init(world *w, int count)
+{
+    memset(w, 0, sizeof *w);
+    test_env_init(&w->t, 42);
+    w->count = count;
+    for (int i = 0; i < count; i++) {
+        tnode *tn = &w->n[i];
+        snprintf(tn->addr, sizeof tn->addr, "node%d:1", i);
+        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
+        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
+        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
+        tn->ev = calloc(MAXEV, sizeof *tn->ev);
+        node_start(w, i);
+    }
+}
+
+static link *find_link(world *w, int node, uint64_t conn, int *side)
+{
+    for (int i = 0; i < w->nlinks; i++) {
+        link *l = &w->links[i];
+        if (!l->open)
+            continue;
+        if (l->a == node && l->ca == conn) {
+            *side = 0;
+            return l;
+        }
+        if (l->b == node && l->cb == conn) {
+            *side = 1;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void close_link(world *w, link *l, int closer)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    kith_buf_free(&l->ab);
+    kith_buf_free(&l->ba);
+    int other = closer == l->a ? l->b : l->a;
+    uint64_t oc = closer == l->a ? l->cb : l->ca;
+    if (w->n[other].up)
+        kith_node_conn_closed(w->n[other].node, oc);
+}
+
+static void record(tnode *tn, const kith_event *ev)
+{
+    if (tn->nev >= MAXEV)
+        return;
+    rec_ev *r = &tn->ev[tn->nev++];
+    r->type = ev->type;
+    r->self = ev->self;
+    r->msg_type = ev->msg_type;
+    snprintf(r->nick, sizeof r->nick, "%s", ev->nick ? ev->nick : "");
+    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
+    if (len)
+        memcpy(r->text, ev->text, len);
+    r->text[len] = '\0';
+}
+
+/* Drain one node's actions. Returns how many there were. */
+static int drain(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_action a;
+    int count = 0;
+    while (tn->up && kith_node_poll(tn->node, &a)) {
+        count++;
+        int side;
+        link *l;
+        switch (a.type) {
+        case KITH_ACT_WRITE:
+            l = find_link(w, i, a.conn, &side);
+            if (l && !w->drop_writes_from[i])
+                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
+            break;
+        case KITH_ACT_CONNECT: {
+            int target = -1;
+            for (int k = 0; k < w->count; k++) {
+                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
+                    target = k;
+            }
+            uint64_t conn = a.conn;
+            if (target < 0 || w->nlinks >= MAXLINKS) {
+                kith_node_conn_closed(tn->node, conn);
+                break;
+            }
+            l = &w->links[w->nlinks++];
+            memset(l, 0, sizeof *l);
+            l->a = i;
+            l->b = target;
+            l->ca = conn;
+            l->cb = kith_node_accept(w->n[target].node);
+            l->open = true;
+            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+            kith_node_conn_opened(tn->node, conn);
+            break;
+        }
+        case KITH_ACT_CLOSE:
+            l = find_link(w, i, a.conn, &side);
+            if (l)
+                close_link(w, l, i);
+            break;
+        case KITH_ACT_TIMER:
+            break;
+        case KITH_ACT_EVENT:
+            record(tn, &a.ev);
+            break;
+        default:
+            fail_msg("unknown action %d", a.type);
+        }
+    }
+    return count;
+}
+
+/* Run until nothing moves (bounded). */
+static void settle(world *w)
+{
+    for (int round = 0; round < 10000; round++) {
+        int moved = 0;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up) {
+                assert_int_equal(kith_node_flush(w->n[i].node), 0);
+                moved += drain(w, i);
+            }
+        }
+        for (int k = 0; k < w->nlinks; k++) {
+            link *l = &w->links[k];
+            if (l->open && l->ab.len) {
+                kith_buf b = l->ab;
+                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+            if (l->open && l->ba.len) {
+                kith_buf b = l->ba;
+                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+        }
+        if (!moved)
+            return;
+    }
+    fail_msg("network did not settle");
+}
+
+static void tick(world *w, int seconds)
+{
+    for (int s = 0; s < seconds; s++) {
+        w->t.mono += 1000;
+        w->t.wall += 1000;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up)
+                kith_node_timer(w->n[i].node);
+        }
+        settle(w);
+    }
+}
+
+static void node_stop(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    for (int k = 0; k < w->nlinks; k++) {
+        link *l = &w->links[k];
+        if (l->open && (l->a == i || l->b == i))
+            close_link(w, l, i);
+    }
+    kith_node_free(tn->node);
+    tn->node = NULL;
+    tn->up = false;
+}
+
+static void world_free(world *w)
+{
+    for (int i = 0; i < w->count; i++) {
+        if (w->n[i].up)
+            node_stop(w, i);
+        kith_store_close(w->n[i].store);
+        kith_identity_wipe(&w->n[i].id);
+        free(w->n[i].ev);
+    }
+    for (int k = 0; k < w->nlinks; k++) {
+        kith_buf_free(&w->links[k].ab);
+        kith_buf_free(&w->links[k].ba);
+    }
+    w->count = 0;
+    w->nlinks = 0;
+}
+
+static size_t count_ev(const tnode *tn, int type, const char *text)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++) {
+        if (tn->ev[i].type == type && (!text || strcmp(tn->ev[i].text, text) == 0))
+            c++;
+    }
+    return c;
+}
+
+static bool has_error(const tnode *tn, const char *sub)
+{
+    for (size_t i = 0; i < tn->nev; i++) {
+        if (tn->ev[i].type == KITH_EV_ERROR && strstr(tn->ev[i].text, sub))
+            return true;
+    }
+    return false;
+}
+
+static void send_text(world *w, int i, const uint8_t room[32], const char *text)
+{
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
+}
+
+/* a creates a room, invites b; b joins. */
+static void make_room(world *w, uint8_t room[32], int inviter, int joiner)
+{
+    char code[KITH_INVITE_CODE_MAX];
+    if (inviter >= 0 && !kith_node_room_count(w->n[inviter].node))
+        assert_int_equal(kith_node_create_room(w->n[inviter].node, "bookclub", room), 0);
+    assert_int_equal(kith_node_invite(w->n[inviter].node, room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[joiner].node, code), 0);
+    settle(w);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_int_equal(sodium_init() >= 0, 1);
+    W = calloc(1, sizeof *W);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    world_free(W);
+    free(W);
+    return 0;
+}
+
+static void test_create_invite_join_chat(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(kith_node_member_count(w->n[0].node, room), 2);
+    assert_int_equal(kith_node_member_count(w->n[1].node, room), 2);
+    make_room(w, room, 0, 2);
+    tick(w, 5); /* b and c find each other through the add op's address */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(kith_node_member_count(w->n[i].node, room), 3);
+        kith_room_info info;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &info), 0);
+        assert_int_equal(info.online, 2); /* every other member is connected */
+    }
+    send_text(w, 0, room, "hello from a");
+    send_text(w, 1, room, "hello from b");
+    send_text(w, 2, room, "hello from c");
+    settle(w);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from a"), 1);
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from b"), 1);
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from c"), 1);
+    }
+    /* A member's nick is the one it chose when joining. */
+    kith_member_info mi;
+    bool saw_b = false;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(kith_node_member_at(w->n[2].node, room, i, &mi), 0);
+        saw_b |= strcmp(mi.nick, "b") == 0;
+    }
+    assert_true(saw_b);
+    world_free(w);
+}
+
+static void test_restart_keeps_room_and_history(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    for (int k = 0; k < 50; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "msg %d", k);
+        send_text(w, k % 2, room, text);
+    }
+    settle(w);
+    node_stop(w, 1);
+    /* a keeps talking while b is away */
+    send_text(w, 0, room, "while you were out");
+    settle(w);
+    node_start(w, 1);
+    assert_int_equal(kith_node_room_count(w->n[1].node), 1);
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.members, 2);
+    assert_int_equal(info.messages, 50);
+    tick(w, 3); /* reconnect and sync */
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.messages, 51);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "while you were out"), 1);
+    /* b's sequence numbers continue: a new message is accepted by a. */
+    send_text(w, 1, room, "back again");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "back again"), 1);
+    world_free(w);
+}
+
+static void test_sent_only_after_flush(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    size_t before = count_ev(&w->n[0], KITH_EV_SENT, NULL);
+    send_text(w, 0, room, "durable?");
+    /* Nothing is shown or sent before the flush. */
+    drain(w, 0);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_SENT, NULL), before);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "durable?"), 0);
+    /* A crash now loses it, and the node reuses nothing a peer saw. */
+    kith_store_mem_crash(w->n[0].store);
+    node_stop(w, 0);
+    node_start(w, 0);
+    tick(w, 3);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "durable?"), 0);
+    send_text(w, 0, room, "after crash");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "after crash"), 1);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "after crash"), 1);
+    world_free(w);
+}
+
+static void test_invite_refusals(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    char code[KITH_INVITE_CODE_MAX];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
+    assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[1].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_room_count(w->n[1].node), 1);
+    /* The same code again, by someone else: refused clearly. */
+    assert_int_equal(kith_node_join(w->n[2].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_room_count(w->n[2].node), 0);
+    assert_true(has_error(&w->n[2], "already used"));
+    /* Expired: refused locally before any connection. */
+    assert_int_equal(kith_node_invite(w->n[0].node, room, 1000, code, sizeof code), 0);
+    w->t.wall += 5000;
+    assert_int_equal(kith_node_join(w->n[2].node, code), KITH_EEXPIRED);
+    /* Garbage codes. */
+    assert_int_equal(kith_node_join(w->n[2].node, "kith1:not-a-code") < 0, 1);
+    assert_int_equal(kith_node_join(w->n[2].node, "") < 0, 1);
+    /* Joining a room one is already in. */
+    assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[1].node, code), KITH_EEXIST);
+    /* An unreachable inviter gives an error, not a hang. */
+    assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
+    node_stop(w, 0);
+    assert_int_equal(kith_node_join(w->n[2].node, code), 0);
+    settle(w);
+    assert_true(has_error(&w->n[2], "could not reach"));
+    world_free(w);
+}
+
+static void test_garbage_closes_connection(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    /* A stranger connects to a and sends garbage. */
+    uint64_t c = kith_node_accept(w->n[0].node);
+    uint8_t junk[300];
+    kith_random(&w->t.env, junk, sizeof junk);
+    junk[0] = 0xff;
+    junk[1] = 0xff;
+    kith_node_conn_data(w->n[0].node, c, junk, sizeof junk);
+    kith_action a;
+    bool closed = false;
+    while (kith_node_poll(w->n[0].node, &a)) {
+        if (a.type == KITH_ACT_CLOSE && a.conn == c)
+            closed = true;
+        if (a.type == KITH_ACT_EVENT)
+            record(&w->n[0], &a.ev);
+    }
+    assert_true(closed);
+    /* a still serves b. */
+    send_text(w, 1, room, "still there?");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "still there?"), 1);
+    world_free(w);
+}
+
+static void test_nick_change(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    assert_int_equal(kith_node_set_nick(w->n[1].node, "bobby"), 0);
+    assert_int_equal(kith_node_set_nick(w->n[1].node, "has space"), KITH_EINVAL);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_NICK, "bobby"), 1);
+    send_text(w, 1, room, "new name");
+    settle(w);
+    bool ok = false;
+    for (size_t i = 0; i < w->n[0].nev; i++) {
+        if (strcmp(w->n[0].ev[i].text, "new name") == 0)
+            ok = strcmp(w->n[0].ev[i].nick, "bobby") == 0;
+    }
+    assert_true(ok);
+    world_free(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_invite_join_chat, setup, NULL),
+        cmocka_unit_test_setup_teardown(test_restart_keeps_room_and_history, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_sent_only_after_flush, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_nick_change, NULL, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
