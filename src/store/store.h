@@ -26,6 +26,10 @@
 
 #define KITH_STORE_MAX_RECORD (1u << 20)
 #define KITH_STORE_MAX_NAME 64 /* names: [a-z0-9._-], 1..64 chars */
+/* Added by the store module: */
+#define KITH_STORE_REC_HEADER 12u /* 4-byte length + 8-byte checksum */
+#define KITH_STORE_MAX_PENDING (16u << 20) /* appended, not synced: header + bytes */
+#define KITH_STORE_MAX_BLOB (1u << 20)
 
 typedef struct kith_store kith_store;
 
@@ -54,5 +58,9 @@ KITH_WUR int kith_store_blob_get(kith_store *st, const char *name, kith_buf *out
 
 /* Memory backend only: forget everything not yet synced, as a crash would. */
 void kith_store_mem_crash(kith_store *st);
+
+/* Added by the store module: is `name` a valid log or blob name? (blobs may
+ * not be called "logs", the file backend's log directory). */
+bool kith_store_name_ok(const char *name);
 
 #endif
