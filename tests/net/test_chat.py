@@ -144,11 +144,16 @@ def body(t):
     k = 500
     mb = b.mark()
     ma = a.mark()
-    b.send_many(["k-bob-%04d burst line %d" % (i, i) for i in range(1, k + 1)])
     own = r"^\[\d\d:\d\d\] <bob> k-bob-\d+"
+    # Write the burst in quick chunks, and kill B as soon as some of it has
+    # been shown as sent, so the kill lands while lines are still coming in.
+    target = 50
+    for start in range(1, k + 1, 10):
+        b.send_many(["k-bob-%04d burst line %d" % (i, i) for i in range(start, start + 10)])
+        time.sleep(0.004)
+        if len(b.lines(own, mb)) >= target:
+            break
     b.wait_count(own, 1, timeout=30.0, since=mb)
-    # Let some (not necessarily all) of the burst be shown as sent, then kill.
-    time.sleep(0.05)
     rc = b.kill(signal.SIGKILL)
     t.check(rc == -signal.SIGKILL, "B: killed by SIGKILL", "rc %s" % rc)
     shown = [i for (_, i, _) in tokens_of(b.messages(since=mb), "k")]
