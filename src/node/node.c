@@ -131,6 +131,9 @@ void node_room_event(kith_node *n, kith_event *ev, const nroom *r)
 }
 
 static void vevent(kith_node *n, int type, const nroom *r, int err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 5, 0)));
+
+static void vevent(kith_node *n, int type, const nroom *r, int err, const char *fmt, va_list ap)
 {
     char text[256];
     vsnprintf(text, sizeof text, fmt, ap);
