@@ -247,8 +247,8 @@ static void send_join_err(
 {
     kith_buf frame;
     kith_buf_init(&frame, n->env, 512);
-    if (kith_frame_join_err(&frame, room_id, reason) == 0)
-        (void)node_conn_send(n, c, &frame);
+    if (kith_frame_join_err(&frame, room_id, reason) == 0 && node_conn_send(n, c, &frame) != 0)
+        conn_fail(n, c, "could not send");
     kith_buf_free(&frame);
 }
 
@@ -419,6 +419,8 @@ int kith_node_join(kith_node *n, const char *code)
 
 /* ---- frames ---- */
 
+static void on_established(kith_node *n, nconn *c);
+
 typedef struct feed_ctx {
     kith_node *n;
     nconn *c;
@@ -468,6 +470,12 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
 static int on_frame(void *ud, const uint8_t *data, size_t len)
 {
     feed_ctx *fc = ud;
+    /* The handshake's last message and the first frames can arrive in one
+     * read: the session is established before its first frame is handled. */
+    if (!fc->c->established)
+        on_established(fc->n, fc->c);
+    if (fc->c->doomed)
+        return KITH_EPROTO;
     kith_frame f;
     int rc = kith_frame_decode(fc->n->env, data, len, fc->n->doc, &f);
     if (!rc)
@@ -594,7 +602,6 @@ void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t 
     nconn *c = conn_by_id(n, id);
     if (!c)
         return;
-    bool was = c->established;
     feed_ctx fc = { n, c };
     n->feeding = c;
     kith_buf_reset(&n->feed_out);
@@ -609,7 +616,7 @@ void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t 
         conn_fail(n, c, kith_session_established(c->s) ? "decryption failed" : "handshake failed");
         return;
     }
-    if (!was && kith_session_established(c->s))
+    if (!c->established && kith_session_established(c->s))
         on_established(n, c);
 }
 

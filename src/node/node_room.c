@@ -110,6 +110,12 @@ int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t l
     }
     if (!rc)
         rc = kith_store_append(n->store, r->log, rec.data, rec.len);
+    if (rc == KITH_ETOOBIG && rec.len <= KITH_STORE_MAX_RECORD) {
+        /* The store's pending buffer is full: commit it early and retry. */
+        rc = kith_store_sync(n->store);
+        if (!rc)
+            rc = kith_store_append(n->store, r->log, rec.data, rec.len);
+    }
     kith_buf_free(&rec);
     return rc;
 }
@@ -343,7 +349,7 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     } else {
         hold(n, r, id, &in, env, len);
     }
-    if (*delivered && memcmp(in.author, n->self->id_pk, KITH_ID_LEN) == 0)
+    if (*delivered && persist && memcmp(in.author, n->self->id_pk, KITH_ID_LEN) == 0)
         KITH_LOGI(n->env, "recovered our own message %llu from a peer", (unsigned long long)in.seq);
     kith_buf_free(&plain);
     return rc;
@@ -692,7 +698,28 @@ static int load_log(void *ud, const char *name)
     return rc;
 }
 
+typedef struct names {
+    const kith_env *env;
+    kith_buf buf; /* NUL-separated */
+} names;
+
+static int collect_name(void *ud, const char *name)
+{
+    names *nm = ud;
+    return kith_buf_append(&nm->buf, name, strlen(name) + 1);
+}
+
+/* The store forbids reading a log from inside its listing, so list first. */
 int node_load(kith_node *n)
 {
-    return kith_store_list(n->store, load_log, n);
+    names nm = { n->env, { 0 } };
+    kith_buf_init(&nm.buf, n->env, 1u << 20);
+    int rc = kith_store_list(n->store, collect_name, &nm);
+    for (size_t off = 0; !rc && off < nm.buf.len;) {
+        const char *name = (const char *)nm.buf.data + off;
+        off += strlen(name) + 1;
+        rc = load_log(n, name);
+    }
+    kith_buf_free(&nm.buf);
+    return rc;
 }

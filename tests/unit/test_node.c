@@ -7,6 +7,7 @@
 
 #include "crypto/crypto.h"
 #include "kith/node.h"
+#include "msg/msg.h"
 #include "room/room.h"
 #include "store/store.h"
 #include "testenv.h"
@@ -120,6 +121,8 @@ static void record(tnode *tn, const kith_event *ev)
     if (len)
         memcpy(r->text, ev->text, len);
     r->text[len] = '\0';
+    if (getenv("KITH_TEST_LOG"))
+        fprintf(stderr, "[%s] event %d nick=%s text=%s\n", tn->nick, r->type, r->nick, r->text);
 }
 
 /* Drain one node's actions. Returns how many there were. */

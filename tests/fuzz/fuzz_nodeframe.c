@@ -1,0 +1,46 @@
+/* Fuzz target: the node protocol frame decoder (src/node/frame.c), and the
+ * accessors for JOIN_OK op lists and SYNC vectors, on arbitrary bytes. */
+#include <stdlib.h>
+
+#include "node/frame.h"
+
+static void *f_realloc(void *ctx, void *p, size_t n)
+{
+    (void)ctx;
+    return realloc(p, n);
+}
+
+static void f_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static kith_wire_doc *doc;
+    kith_env env = { .realloc = f_realloc, .free = f_free };
+    if (!doc)
+        doc = malloc(sizeof *doc);
+    kith_frame f;
+    if (kith_frame_decode(&env, data, size, doc, &f) != 0)
+        return 0;
+    for (size_t i = 0; i < f.count; i++) {
+        const uint8_t *op;
+        size_t len;
+        uint8_t author[32];
+        uint64_t seq;
+        if (f.type == KITH_FR_JOIN_OK && kith_frame_op_at(&f, i, &op, &len) == 0
+            && len > KITH_OP_MAX)
+            abort();
+        if (f.type == KITH_FR_SYNC)
+            (void)kith_frame_vec_at(&f, i, author, &seq);
+    }
+    if ((f.type == KITH_FR_OP && f.len > KITH_OP_MAX)
+        || (f.type == KITH_FR_MSG && f.len > KITH_MSG_MAX_ENVELOPE)
+        || strlen(f.nick) > KITH_NICK_MAX || strlen(f.addr) > KITH_ADDR_MAX)
+        abort();
+    return 0;
+}
