@@ -201,18 +201,26 @@ int kith_store_list(kith_store *st, kith_store_name_cb cb, void *ud)
 {
     if (!st || !cb)
         return KITH_EINVAL;
-    if (st->busy)
+    /* A list callback may read, append, sync: logs are only ever added at
+     * the head of st->logs and freed at close, so the walks below stay
+     * valid. Only a nested list is refused (it would reset `listed`). */
+    if (st->busy || st->listing)
         return KITH_ESTATE;
-    for (store_log *lg = st->logs; lg; lg = lg->next)
+    /* Which logs had pending records is noted first: a callback that syncs
+     * could otherwise make one durable behind the backend's back, and it
+     * would be reported by neither pass. */
+    for (store_log *lg = st->logs; lg; lg = lg->next) {
         lg->listed = false;
+        lg->list_pending = lg->npending > 0;
+    }
     list_ctx c = { st, cb, ud };
-    st->busy++;
+    st->listing = true;
     int rc = st->ops->list(st, list_mark, &c);
     /* Then the logs that so far exist only as pending records. */
     for (store_log *lg = st->logs; lg && !rc; lg = lg->next)
-        if (lg->npending && !lg->listed)
+        if (lg->list_pending && !lg->listed)
             rc = cb(ud, lg->name);
-    st->busy--;
+    st->listing = false;
     return rc;
 }
 

@@ -15,7 +15,7 @@ typedef struct store_log {
     kith_buf pending; /* encoded records (header + bytes) not yet durable */
     size_t npending; /* records in `pending` */
     bool exists; /* the backend has a durable copy (file on disk, or synced in memory) */
-    bool listed; /* scratch for kith_store_list */
+    bool listed, list_pending; /* scratch for kith_store_list */
     /* memory backend */
     kith_buf durable; /* encoded records made durable by sync */
     /* file backend */
@@ -48,7 +48,8 @@ struct kith_store {
     store_log *logs;
     size_t npending; /* records, all logs */
     size_t pending_bytes; /* encoded bytes, all logs */
-    int busy; /* > 0 while a callback of read or list runs */
+    int busy; /* > 0 while a read callback runs: the store refuses every call */
+    bool listing; /* a list callback runs: everything but a nested list allowed */
 };
 
 /* Front end helpers for the backends. */

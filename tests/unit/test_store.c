@@ -624,6 +624,13 @@ static int nop_cb(void *ud, const uint8_t *rec, size_t len)
     return 0;
 }
 
+static int nop_name_cb(void *ud, const char *name)
+{
+    (void)ud;
+    (void)name;
+    return 0;
+}
+
 static void test_names(void **state)
 {
     (void)state;
@@ -834,7 +841,30 @@ static int reent_cb(void *ud, const uint8_t *rec, size_t len)
     return c->calls == 2 ? 7 : 0;
 }
 
-/* Callbacks may not call back into the store; a non-zero return stops. */
+typedef struct load_ctx {
+    kith_store *st;
+    int logs;
+    size_t recs;
+    int rc_nested;
+} load_ctx;
+
+/* What the node does at start-up: list the logs, read each from the list
+ * callback, and it may write while it is at it. */
+static int load_cb(void *ud, const char *name)
+{
+    load_ctx *c = ud;
+    recs r;
+    int rc = read_all(c->st, name, &r);
+    if (rc)
+        return rc;
+    c->logs++;
+    c->recs += r.n;
+    c->rc_nested = kith_store_list(c->st, nop_name_cb, NULL);
+    rc = kith_store_append(c->st, name, (const uint8_t *)"seen", 4);
+    return rc ? rc : kith_store_sync(c->st);
+}
+
+/* Read callbacks may not call back into the store; a non-zero return stops. */
 static void test_callbacks(void **state)
 {
     (void)state;
@@ -860,6 +890,17 @@ static void test_callbacks(void **state)
         recs r;
         assert_int_equal(read_all(st, "a", &r), 0);
         assert_int_equal(r.n, 4);
+        /* list callbacks may read, append and sync, but not list again */
+        assert_int_equal(kith_store_append(st, "b", (const uint8_t *)"x", 1), 0);
+        assert_int_equal(kith_store_sync(st), 0);
+        assert_int_equal(kith_store_append(st, "c", (const uint8_t *)"x", 1), 0);
+        load_ctx lc = { .st = st };
+        assert_int_equal(kith_store_list(st, load_cb, &lc), 0);
+        assert_int_equal(lc.logs, 3);
+        assert_int_equal(lc.recs, 4 + 1 + 1);
+        assert_int_equal(lc.rc_nested, KITH_ESTATE);
+        assert_int_equal(read_all(st, "c", &r), 0);
+        assert_int_equal(r.n, 2);
         kith_store_close(st);
         assert_int_equal(t.allocs, 0);
         test_rmrf(tmp);
