@@ -35,8 +35,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (f.type == KITH_FR_JOIN_OK && kith_frame_op_at(&f, i, &op, &len) == 0
             && len > KITH_OP_MAX)
             abort();
-        if (f.type == KITH_FR_SYNC)
-            (void)kith_frame_vec_at(&f, i, author, &seq);
+        if (f.type == KITH_FR_SYNC && kith_frame_vec_at(&f, i, author, &seq) != 0)
+            break;
     }
     if ((f.type == KITH_FR_OP && f.len > KITH_OP_MAX)
         || (f.type == KITH_FR_MSG && f.len > KITH_MSG_MAX_ENVELOPE)
