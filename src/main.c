@@ -1,5 +1,434 @@
-/* main: placeholder until the client lands. */
-int main(void)
+/* main: the kith command line. Parses options, hardens the process (no core
+ * dumps, SIGPIPE ignored), opens the home directory's store, loads or
+ * creates the identity, then runs the node under the libuv driver with the
+ * line client on stdin/stdout. Exit codes: 0 ok, 1 runtime failure, 2 usage.
+ * The contract for options and output is docs/internals/client.md. */
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "client/client.h"
+#include "crypto/crypto.h"
+#include "kith/node.h"
+#include "room/room.h"
+#include "store/store.h"
+#include "util/util.h"
+#include "uvnode/uvnode.h"
+
+#define DEFAULT_LISTEN "127.0.0.1:7415"
+#define HOME_MAX 3800
+#define IDENTITY_BLOB "identity.key"
+#define SETTINGS_BLOB "settings"
+#define KEYFILE_MAX (64u * 1024)
+
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef struct options {
+    const char *home;
+    const char *listen;
+    const char *announce;
+    const char *nick;
+    int log_level;
+} options;
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
 {
-    return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("! ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Default home: $KITH_HOME, else ~/.kith. */
+static int default_home(char *out, size_t cap)
+{
+    const char *kh = getenv("KITH_HOME");
+    if (kh && kh[0]) {
+        int n = snprintf(out, cap, "%s", kh);
+        return n > 0 && (size_t)n < cap ? 0 : KITH_ETOOBIG;
+    }
+    const char *home = getenv("HOME");
+    if (!home || !home[0]) {
+        const struct passwd *pw = getpwuid(getuid());
+        home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home || !home[0])
+        return KITH_ENOENT;
+    int n = snprintf(out, cap, "%s/.kith", home);
+    return n > 0 && (size_t)n < cap ? 0 : KITH_ETOOBIG;
+}
+
+static void usage(FILE *f)
+{
+    char home[HOME_MAX + 16];
+    if (default_home(home, sizeof home) != 0)
+        snprintf(home, sizeof home, "(none: set --home or KITH_HOME)");
+    fprintf(f,
+        "usage: kith [--home DIR] [--listen HOST:PORT] [--announce HOST:PORT]\n"
+        "            [--nick NAME] [--log-level LEVEL] [--help] [--version]\n"
+        "\n"
+        "kith is chat for small groups with no server: it runs your node and a\n"
+        "line client that reads commands and messages on stdin.\n"
+        "\n"
+        "options:\n"
+        "  --home DIR            node home: identity key, settings, room logs\n"
+        "                        (default $KITH_HOME or ~/.kith; here: %s)\n"
+        "  --listen HOST:PORT    TCP address to listen on, IPv4 or [IPv6]\n"
+        "                        (default " DEFAULT_LISTEN "; port 0 is not allowed)\n"
+        "  --announce HOST:PORT  address others reach you at, put in invites\n"
+        "                        (default: the listen address)\n"
+        "  --nick NAME           display name, remembered in the home\n"
+        "                        (default: the saved one, else your login name)\n"
+        "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
+        "  --help                show this text\n"
+        "  --version             show the version\n"
+        "\n"
+        "environment:\n"
+        "  KITH_HOME             default home directory\n"
+        "  KITH_PASSPHRASE       passphrase sealing the identity key (Argon2id)\n"
+        "\n",
+        home);
+    char help[4096];
+    kith_client_help(NULL, 0, help, sizeof help);
+    fprintf(f, "%s\n", help);
+}
+
+static int parse_level(const char *s)
+{
+    static const char *names[] = { "error", "warn", "info", "debug" };
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* Returns -1 to go on, else an exit code. */
+static int parse_args(int argc, char **argv, options *o)
+{
+    static const struct option longopts[] = {
+        { "home", required_argument, NULL, 'H' },
+        { "listen", required_argument, NULL, 'l' },
+        { "announce", required_argument, NULL, 'a' },
+        { "nick", required_argument, NULL, 'n' },
+        { "log-level", required_argument, NULL, 'L' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(o, 0, sizeof *o);
+    o->listen = DEFAULT_LISTEN;
+    o->log_level = KITH_LOG_WARN;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'H':
+            o->home = optarg;
+            break;
+        case 'l':
+            o->listen = optarg;
+            break;
+        case 'a':
+            o->announce = optarg;
+            break;
+        case 'n':
+            o->nick = optarg;
+            break;
+        case 'L':
+            o->log_level = parse_level(optarg);
+            if (o->log_level < 0) {
+                fail("--log-level must be error, warn, info or debug");
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        case 'V':
+            printf("kith %s\n", KITH_VERSION);
+            return EXIT_OK;
+        case ':':
+            fail("option %s needs a value (try kith --help)", argv[optind - 1]);
+            return EXIT_USAGE;
+        default:
+            if (optopt)
+                fail("unknown option -%c (try kith --help)", optopt);
+            else
+                fail("unknown option %s (try kith --help)", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fail("unexpected argument %s (try kith --help)", argv[optind]);
+        return EXIT_USAGE;
+    }
+    char host[KITH_UVNODE_ADDR_MAX];
+    uint16_t port;
+    if (kith_uvnode_split_addr(o->listen, host, sizeof host, &port, true) != 0) {
+        fail("--listen wants HOST:PORT, e.g. 127.0.0.1:7415 or [::1]:7415, not %s", o->listen);
+        return EXIT_USAGE;
+    }
+    if (port == 0) {
+        fail("--listen: port 0 is not allowed (an invite must carry a real port)");
+        return EXIT_USAGE;
+    }
+    if (o->announce
+        && (strlen(o->announce) > KITH_ADDR_MAX
+            || kith_uvnode_split_addr(o->announce, host, sizeof host, &port, false) != 0)) {
+        fail("--announce wants HOST:PORT with a port from 1 to 65535, not %s", o->announce);
+        return EXIT_USAGE;
+    }
+    if (o->nick && !kith_client_nick_valid(o->nick, strlen(o->nick))) {
+        fail("--nick: 1 to %d bytes of UTF-8, no spaces or control characters",
+            KITH_CLIENT_NICK_MAX);
+        return EXIT_USAGE;
+    }
+    if (o->home && (!o->home[0] || strlen(o->home) > HOME_MAX)) {
+        fail("--home: empty or too long a path");
+        return EXIT_USAGE;
+    }
+    return -1;
+}
+
+/* Keep key material out of core files and away from ptrace by other
+ * processes of the same user (PR_SET_DUMPABLE 0 does both). */
+static void harden(void)
+{
+    struct rlimit rl = { 0, 0 };
+    setrlimit(RLIMIT_CORE, &rl);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int load_identity(const kith_env *env, kith_store *st, const char *home, kith_identity *id)
+{
+    const char *pass = getenv("KITH_PASSPHRASE");
+    if (pass && !pass[0])
+        pass = NULL;
+    kith_buf file;
+    kith_buf_init(&file, env, KEYFILE_MAX);
+    int rc = kith_store_blob_get(st, IDENTITY_BLOB, &file);
+    if (rc == 0) {
+        if (kith_identity_file_sealed(file.data, file.len) && !pass) {
+            kith_buf_free(&file);
+            fail("identity is passphrase-protected: set KITH_PASSPHRASE");
+            return EXIT_RUNTIME;
+        }
+        rc = kith_identity_load(env, file.data, file.len, pass, id);
+        kith_buf_free(&file);
+        if (rc == KITH_EPASS) {
+            fail("wrong passphrase for %s/%s (KITH_PASSPHRASE)", home, IDENTITY_BLOB);
+            return EXIT_RUNTIME;
+        }
+        if (rc < 0) {
+            fail("cannot read identity %s/%s: %s", home, IDENTITY_BLOB, kith_strerror(rc));
+            return EXIT_RUNTIME;
+        }
+        return EXIT_OK;
+    }
+    if (rc != KITH_ENOENT) {
+        kith_buf_free(&file);
+        fail("cannot read identity %s/%s: %s", home, IDENTITY_BLOB, kith_strerror(rc));
+        return EXIT_RUNTIME;
+    }
+    rc = kith_identity_generate(env, id);
+    if (rc == 0)
+        rc = kith_identity_save(env, id, pass, &file);
+    if (rc == 0)
+        rc = kith_store_blob_put(st, IDENTITY_BLOB, file.data, file.len);
+    kith_buf_free(&file);
+    if (rc < 0) {
+        kith_identity_wipe(id);
+        fail("cannot create identity in %s: %s", home, kith_strerror(rc));
+        return EXIT_RUNTIME;
+    }
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(id->id_pk, fpr);
+    if (pass)
+        printf("* created a new identity (fingerprint %s); key sealed with your passphrase "
+               "in %s/%s\n",
+            fpr, home, IDENTITY_BLOB);
+    else
+        printf("* created a new identity (fingerprint %s); key stored unencrypted in %s/%s "
+               "(mode 0600); set KITH_PASSPHRASE to protect it\n",
+            fpr, home, IDENTITY_BLOB);
+    return EXIT_OK;
+}
+
+/* The nick to start with: --nick (saved for next time), else the saved one,
+ * else the login name when it is a valid nick, else "anon". */
+static int choose_nick(const kith_env *env, kith_store *st, const options *o, char *out, size_t cap)
+{
+    if (o->nick) {
+        snprintf(out, cap, "%s", o->nick);
+        char buf[KITH_CLIENT_NICK_MAX + 16];
+        size_t n = kith_client_settings_format(out, buf, sizeof buf);
+        int rc = n ? kith_store_blob_put(st, SETTINGS_BLOB, (const uint8_t *)buf, n) : KITH_ETOOBIG;
+        if (rc < 0) {
+            fail("cannot save settings in the home: %s", kith_strerror(rc));
+            return EXIT_RUNTIME;
+        }
+        return EXIT_OK;
+    }
+    kith_buf b;
+    kith_buf_init(&b, env, 4096);
+    int rc = kith_store_blob_get(st, SETTINGS_BLOB, &b);
+    if (rc == 0 && kith_client_settings_nick(b.data, b.len, out, cap) == 0) {
+        kith_buf_free(&b);
+        return EXIT_OK;
+    }
+    kith_buf_free(&b);
+    const char *login = getenv("USER");
+    if (!login || !login[0]) {
+        const struct passwd *pw = getpwuid(getuid());
+        login = pw ? pw->pw_name : NULL;
+    }
+    if (login && kith_client_nick_valid(login, strlen(login)))
+        snprintf(out, cap, "%s", login);
+    else
+        snprintf(out, cap, "anon");
+    return EXIT_OK;
+}
+
+/* The address put in invites: --announce, else the listen address, with
+ * the unspecified addresses replaced by loopback (and a warning). */
+static void choose_announce(const options *o, const char *listen, char *out, size_t cap)
+{
+    if (o->announce) {
+        snprintf(out, cap, "%s", o->announce);
+        return;
+    }
+    char host[KITH_UVNODE_ADDR_MAX];
+    uint16_t port = 0;
+    if (kith_uvnode_split_addr(listen, host, sizeof host, &port, true) == 0
+        && (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)) {
+        bool v6 = host[0] == ':';
+        snprintf(out, cap, v6 ? "[::1]:%u" : "127.0.0.1:%u", (unsigned)port);
+        fprintf(stderr,
+            "kith: warn: listening on all addresses; invites will say %s, which only this "
+            "machine can reach: pass --announce HOST:PORT\n",
+            out);
+        return;
+    }
+    snprintf(out, cap, "%s", listen);
+}
+
+static int run(const options *o)
+{
+    kith_env env;
+    kith_env_init_real(&env);
+    env.log_level = o->log_level;
+
+    char home[HOME_MAX + 16];
+    if (o->home) {
+        snprintf(home, sizeof home, "%s", o->home);
+    } else if (default_home(home, sizeof home) != 0) {
+        fail("cannot tell where the home is: pass --home DIR or set KITH_HOME");
+        return EXIT_RUNTIME;
+    }
+
+    kith_store *st = NULL;
+    int rc = kith_store_open_file(&env, home, &st);
+    if (rc < 0) {
+        if (rc == KITH_ESTATE)
+            fail("cannot open home %s: another kith is running with it", home);
+        else if (rc == KITH_EPERM)
+            fail("cannot open home %s: it must be a directory only you can read (chmod 700)", home);
+        else
+            fail("cannot open home %s: %s", home, kith_strerror(rc));
+        return EXIT_RUNTIME;
+    }
+
+    int code = EXIT_RUNTIME;
+    kith_identity *id = sodium_malloc(sizeof *id); /* guarded, locked pages */
+    kith_node *node = NULL;
+    kith_uvnode *uv = NULL;
+    kith_client *cl = NULL;
+    char nick[KITH_CLIENT_NICK_MAX + 1];
+    char announce[KITH_UVNODE_ADDR_MAX];
+    char err[512];
+    if (!id) {
+        fail("out of memory");
+        goto out;
+    }
+    code = load_identity(&env, st, home, id);
+    if (code != EXIT_OK)
+        goto out_id;
+    code = choose_nick(&env, st, o, nick, sizeof nick);
+    if (code != EXIT_OK)
+        goto out_id;
+    code = EXIT_RUNTIME;
+    choose_announce(o, o->listen, announce, sizeof announce);
+
+    kith_node_config cfg = { announce, nick, 0 };
+    rc = kith_node_new(&env, st, id, &cfg, &node);
+    if (rc < 0) {
+        fail("cannot start the node: %s", kith_strerror(rc));
+        goto out_id;
+    }
+    rc = kith_uvnode_new(&env, node, &uv);
+    if (rc < 0) {
+        fail("cannot start the event loop: %s", kith_strerror(rc));
+        goto out_node;
+    }
+    if (kith_uvnode_listen(uv, o->listen, err, sizeof err) < 0) {
+        fail("%s", err);
+        goto out_node;
+    }
+    rc = kith_client_new(&env, node, uv, st, &cl);
+    if (rc < 0) {
+        fail("cannot start the client: %s", kith_strerror(rc));
+        goto out_node;
+    }
+    kith_client_banner(cl, kith_uvnode_listen_addr(uv), announce);
+    if (kith_client_start(cl) < 0) {
+        fail("cannot read stdin");
+        goto out_node;
+    }
+    code = kith_uvnode_run(uv) == 0 ? EXIT_OK : EXIT_RUNTIME;
+
+out_node:
+    /* The driver first (it closes the client's stdin handle), then the
+     * client, then the node, which must be flushed already. */
+    kith_uvnode_free(uv);
+    kith_client_free(cl);
+    if (node && code != EXIT_OK && kith_node_flush(node) < 0)
+        KITH_LOGW(&env, "final flush failed");
+    kith_node_free(node);
+out_id:
+    kith_identity_wipe(id);
+    sodium_free(id);
+out:
+    kith_store_close(st);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    harden();
+    /* One line per event even when stdout is a pipe. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    options o;
+    int code = parse_args(argc, argv, &o);
+    if (code >= 0)
+        return code;
+    if (sodium_init() < 0) {
+        fail("libsodium failed to initialise");
+        return EXIT_RUNTIME;
+    }
+    return run(&o);
 }

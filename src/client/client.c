@@ -1,0 +1,1250 @@
+/* client: the line client (see client.h and docs/internals/client.md).
+ * Layout: pure helpers first (UTF-8, sanitizing, parsing, formatting, the
+ * line splitter, settings), then the running client: stdin on the driver's
+ * loop, command dispatch to kith_node_*, and the driver's event hook.
+ *
+ * Everything a peer controls (nicks, room names, message text) goes through
+ * kith_client_sanitize before it reaches the terminal: a message must not be
+ * able to print a second, forged line or send escape sequences. */
+#include "client/client.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#include "room/room.h"
+#include "store/store.h"
+#include "util/util.h"
+#include "uvnode/uvnode.h"
+
+/* ---- UTF-8 ---- */
+
+/* Decode one code point at s (n > 0 bytes). Returns its length, or 0 when
+ * the bytes are not valid UTF-8. */
+static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char b = s[0];
+    if (b < 0x80) {
+        *cp = b;
+        return 1;
+    }
+    size_t len;
+    uint32_t v, min;
+    if ((b & 0xe0) == 0xc0) {
+        len = 2;
+        v = b & 0x1fu;
+        min = 0x80;
+    } else if ((b & 0xf0) == 0xe0) {
+        len = 3;
+        v = b & 0x0fu;
+        min = 0x800;
+    } else if ((b & 0xf8) == 0xf0) {
+        len = 4;
+        v = b & 0x07u;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3fu);
+    }
+    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+bool kith_client_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (n == 0)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+static bool cp_unsafe(uint32_t cp)
+{
+    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) /* C0, DEL, C1 */
+        || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069) /* bidi */
+        || cp == 0x2028 || cp == 0x2029; /* line and paragraph separators */
+}
+
+size_t kith_client_sanitize(char *out, size_t cap, const char *in, size_t len)
+{
+    if (cap == 0)
+        return 0;
+    const unsigned char *p = (const unsigned char *)in;
+    size_t o = 0, i = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (n == 0 || cp_unsafe(cp)) {
+            if (o + 1 >= cap)
+                break;
+            out[o++] = (n && cp == '\t') ? ' ' : '?';
+            i += n ? n : 1;
+            continue;
+        }
+        if (o + n >= cap)
+            break;
+        memcpy(out + o, p + i, n);
+        o += n;
+        i += n;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* ---- an appender for building output lines ---- */
+
+typedef struct outbuf {
+    char *p;
+    size_t cap;
+    size_t len;
+} outbuf;
+
+static void ob_init(outbuf *o, char *p, size_t cap)
+{
+    o->p = p;
+    o->cap = cap;
+    o->len = 0;
+    if (cap)
+        p[0] = '\0';
+}
+
+static void ob_raw(outbuf *o, const char *s)
+{
+    size_t n = strlen(s);
+    if (o->cap == 0 || o->len + 1 >= o->cap)
+        return;
+    size_t room = o->cap - 1 - o->len;
+    if (n > room)
+        n = room;
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+/* Untrusted text: sanitized. */
+static void ob_text(outbuf *o, const char *s, size_t n)
+{
+    if (o->cap == 0 || o->len + 1 >= o->cap || !s)
+        return;
+    o->len += kith_client_sanitize(o->p + o->len, o->cap - o->len, s, n);
+}
+
+static void ob_str(outbuf *o, const char *s)
+{
+    if (s)
+        ob_text(o, s, strnlen(s, 4096));
+}
+
+static void ob_fmt(outbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ob_fmt(outbuf *o, const char *fmt, ...)
+{
+    if (o->cap == 0 || o->len + 1 >= o->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    o->len += KITH_MIN((size_t)n, o->cap - 1 - o->len);
+}
+
+/* A short hex name for something that has no name (8 hex digits). */
+static void ob_hexid(outbuf *o, const uint8_t *id)
+{
+    char hex[9];
+    kith_hex(hex, id, 4);
+    ob_raw(o, hex);
+}
+
+/* ---- command parsing ---- */
+
+enum { ARG_NONE, ARG_REQUIRED, ARG_OPTIONAL };
+
+typedef struct cmd_spec {
+    const char *name;
+    int kind;
+    int arg;
+    const char *usage;
+    const char *help;
+} cmd_spec;
+
+static const cmd_spec commands[] = {
+    { "create", KITH_CMD_CREATE, ARG_REQUIRED, "/create NAME", "create a room and switch to it" },
+    { "invite", KITH_CMD_INVITE, ARG_OPTIONAL, "/invite [ROOM]",
+        "make a one-use invite code for a room (default: the current one)" },
+    { "join", KITH_CMD_JOIN, ARG_REQUIRED, "/join CODE", "join a room with an invite code" },
+    { "rooms", KITH_CMD_ROOMS, ARG_NONE, "/rooms", "list your rooms" },
+    { "switch", KITH_CMD_SWITCH, ARG_REQUIRED, "/switch ROOM", "make ROOM the current room" },
+    { "who", KITH_CMD_WHO, ARG_NONE, "/who", "list the members of the current room" },
+    { "nick", KITH_CMD_NICK, ARG_REQUIRED, "/nick NAME", "change your display name" },
+    { "me", KITH_CMD_ME, ARG_REQUIRED, "/me TEXT", "send an action to the current room" },
+    { "history", KITH_CMD_HISTORY, ARG_OPTIONAL, "/history [N]",
+        "show the last N messages of the current room (default 20)" },
+    { "help", KITH_CMD_HELP, ARG_OPTIONAL, "/help [COMMAND]", "list commands, or describe one" },
+    { "quit", KITH_CMD_QUIT, ARG_NONE, "/quit", "save everything and exit" },
+};
+
+static bool is_blank(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+static const cmd_spec *find_command(const char *name, size_t len)
+{
+    for (size_t i = 0; i < KITH_ARRAY_LEN(commands); i++) {
+        const char *n = commands[i].name;
+        if (strlen(n) != len)
+            continue;
+        size_t j = 0;
+        while (j < len) {
+            char ch = name[j];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch - 'A' + 'a');
+            if (ch != n[j])
+                break;
+            j++;
+        }
+        if (j == len)
+            return &commands[i];
+    }
+    return NULL;
+}
+
+static void set_error(kith_cmd *out, const char *pre, const char *a, size_t alen, const char *post)
+{
+    char clean[64];
+    size_t n = kith_client_sanitize(clean, sizeof clean - 4, a ? a : "", a ? alen : 0);
+    if (a && n < alen)
+        snprintf(clean + n, sizeof clean - n, "\xe2\x80\xa6"); /* "…": cut short */
+    out->kind = KITH_CMD_INVALID;
+    out->arg = NULL;
+    out->arg_len = 0;
+    snprintf(out->error, sizeof out->error, "%s%s%s", pre, clean, post);
+}
+
+void kith_client_parse(const char *line, size_t len, kith_cmd *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t i = 0;
+    while (i < len && is_blank(line[i]))
+        i++;
+    if (i == len) {
+        out->kind = KITH_CMD_EMPTY;
+        return;
+    }
+    if (line[0] != '/' || (len >= 2 && line[1] == '/')) {
+        /* A chat line, verbatim; "//x" escapes a leading slash. */
+        out->kind = KITH_CMD_SAY;
+        out->arg = line[0] == '/' ? line + 1 : line;
+        out->arg_len = line[0] == '/' ? len - 1 : len;
+        return;
+    }
+    size_t name_start = 1, name_end = 1;
+    while (name_end < len && !is_blank(line[name_end]))
+        name_end++;
+    const char *name = line + name_start;
+    size_t name_len = name_end - name_start;
+    size_t a = name_end, b = len;
+    while (a < b && is_blank(line[a]))
+        a++;
+    while (b > a && is_blank(line[b - 1]))
+        b--;
+    const cmd_spec *spec = find_command(name, name_len);
+    if (!spec) {
+        set_error(out, "! unknown command /", name, name_len, ": try /help");
+        return;
+    }
+    if (spec->arg == ARG_REQUIRED && a == b) {
+        set_error(out, "! usage: ", spec->usage, strlen(spec->usage), "");
+        return;
+    }
+    out->kind = spec->kind;
+    if (spec->arg != ARG_NONE && a < b) {
+        out->arg = line + a;
+        out->arg_len = b - a;
+    }
+    if (spec->kind == KITH_CMD_JOIN) {
+        for (size_t k = 0; k < out->arg_len; k++)
+            if (is_blank(out->arg[k])) {
+                set_error(
+                    out, "! usage: ", spec->usage, strlen(spec->usage), " (one code, no spaces)");
+                return;
+            }
+    } else if (spec->kind == KITH_CMD_HISTORY) {
+        out->count = KITH_CLIENT_HISTORY_DEFAULT;
+        if (out->arg) {
+            size_t v = 0;
+            bool ok = out->arg_len <= 5;
+            for (size_t k = 0; ok && k < out->arg_len; k++) {
+                char ch = out->arg[k];
+                ok = ch >= '0' && ch <= '9';
+                v = v * 10 + (size_t)(ch - '0');
+            }
+            if (!ok || v == 0 || v > KITH_CLIENT_HISTORY_MAX) {
+                set_error(
+                    out, "! usage: ", spec->usage, strlen(spec->usage), " with N from 1 to 10000");
+                return;
+            }
+            out->count = v;
+        }
+    } else if (spec->kind == KITH_CMD_HELP && out->arg && out->arg[0] == '/') {
+        out->arg++;
+        out->arg_len--;
+    }
+}
+
+size_t kith_client_help(const char *cmd, size_t cmd_len, char *out, size_t cap)
+{
+    outbuf o;
+    ob_init(&o, out, cap);
+    if (cmd && cmd_len && cmd[0] == '/') {
+        cmd++;
+        cmd_len--;
+    }
+    if (cmd && cmd_len) {
+        const cmd_spec *s = find_command(cmd, cmd_len);
+        if (!s) {
+            ob_raw(&o, "! no such command /");
+            ob_text(&o, cmd, KITH_MIN(cmd_len, (size_t)32));
+            ob_raw(&o, ": try /help");
+            return o.len;
+        }
+        ob_fmt(&o, "* %s: %s", s->usage, s->help);
+        return o.len;
+    }
+    ob_raw(&o, "* commands:");
+    for (size_t i = 0; i < KITH_ARRAY_LEN(commands); i++)
+        ob_fmt(&o, "\n*   %-16s %s", commands[i].usage, commands[i].help);
+    ob_raw(&o,
+        "\n* a line not starting with / is sent to the current room;"
+        " start it with // to send a leading /");
+    return o.len;
+}
+
+/* ---- formatting ---- */
+
+static void ob_time(outbuf *o, uint64_t wall_ms)
+{
+    time_t t = (time_t)(wall_ms / 1000u);
+    struct tm tm;
+    char hhmm[8];
+    if (!localtime_r(&t, &tm) || strftime(hhmm, sizeof hhmm, "%H:%M", &tm) == 0)
+        ob_raw(o, "[??:??]");
+    else
+        ob_fmt(o, "[%s]", hhmm);
+}
+
+static void ob_nick(outbuf *o, const kith_event *ev)
+{
+    if (ev->nick && ev->nick[0])
+        ob_str(o, ev->nick);
+    else
+        ob_hexid(o, ev->author);
+}
+
+static void ob_room(outbuf *o, const kith_event *ev)
+{
+    if (ev->room_name && ev->room_name[0])
+        ob_str(o, ev->room_name);
+    else
+        ob_hexid(o, ev->room_id);
+}
+
+size_t kith_client_format_message(const kith_event *ev, bool show_room, char *out, size_t cap)
+{
+    outbuf o;
+    ob_init(&o, out, cap);
+    if (ev->type != KITH_EV_MESSAGE || ev->msg_type < 1 || ev->msg_type > 3)
+        return 0;
+    ob_time(&o, ev->wall_ms);
+    ob_raw(&o, " ");
+    if (show_room) {
+        ob_raw(&o, "#");
+        ob_room(&o, ev);
+        ob_raw(&o, " ");
+    }
+    if (ev->msg_type == 1) {
+        ob_raw(&o, "<");
+        ob_nick(&o, ev);
+        ob_raw(&o, "> ");
+    } else {
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        ob_raw(&o, ev->msg_type == 3 ? " is now " : " ");
+    }
+    ob_text(&o, ev->text, ev->text ? ev->text_len : 0);
+    return o.len;
+}
+
+/* NUL-terminated strings of events other than messages may still come with
+ * text_len set; both are honoured. */
+static size_t ev_text_len(const kith_event *ev)
+{
+    if (!ev->text)
+        return 0;
+    return ev->text_len ? ev->text_len : strnlen(ev->text, 4096);
+}
+
+size_t kith_client_format_event(const kith_event *ev, bool show_room, char *out, size_t cap)
+{
+    outbuf o;
+    ob_init(&o, out, cap);
+    switch (ev->type) {
+    case KITH_EV_MESSAGE:
+        return kith_client_format_message(ev, show_room, out, cap);
+    case KITH_EV_JOIN:
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        ob_raw(&o, " joined ");
+        ob_room(&o, ev);
+        break;
+    case KITH_EV_NICK: {
+        size_t tl = ev_text_len(ev);
+        bool has_old = ev->nick && ev->nick[0]
+            && !(strlen(ev->nick) == tl && memcmp(ev->nick, ev->text, tl) == 0);
+        if (has_old) {
+            ob_raw(&o, "* ");
+            ob_str(&o, ev->nick);
+            ob_raw(&o, " is now ");
+        } else {
+            ob_raw(&o, "* ");
+            ob_hexid(&o, ev->author);
+            ob_raw(&o, " is now ");
+        }
+        ob_text(&o, ev->text, tl);
+        break;
+    }
+    case KITH_EV_PEER_UP:
+    case KITH_EV_PEER_DOWN:
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        ob_raw(&o, ev->type == KITH_EV_PEER_UP ? " is online" : " went offline");
+        break;
+    case KITH_EV_ERROR:
+        ob_raw(&o, "! ");
+        if (ev_text_len(ev))
+            ob_text(&o, ev->text, ev_text_len(ev));
+        else
+            ob_raw(&o, kith_strerror(ev->err));
+        break;
+    case KITH_EV_INFO:
+        ob_raw(&o, "* ");
+        ob_text(&o, ev->text, ev_text_len(ev));
+        break;
+    default:
+        return 0;
+    }
+    return o.len;
+}
+
+/* ---- nick and settings ---- */
+
+bool kith_client_nick_valid(const char *nick, size_t len)
+{
+    if (!nick || len == 0 || len > KITH_CLIENT_NICK_MAX || !kith_client_utf8_valid(nick, len))
+        return false;
+    const unsigned char *p = (const unsigned char *)nick;
+    size_t i = 0;
+    while (i < len) {
+        uint32_t cp;
+        size_t n = utf8_decode(p + i, len - i, &cp);
+        if (cp_unsafe(cp) || cp == ' ' || cp == 0xa0 || cp == 0x200b || cp == 0xfeff)
+            return false;
+        i += n;
+    }
+    return true;
+}
+
+int kith_client_settings_nick(const uint8_t *data, size_t len, char *out, size_t cap)
+{
+    const char *s = (const char *)data;
+    size_t i = 0;
+    while (i < len) {
+        const char *nl = memchr(s + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - s) : len;
+        if (end - i > 5 && memcmp(s + i, "nick=", 5) == 0) {
+            size_t vlen = end - i - 5;
+            if (!kith_client_nick_valid(s + i + 5, vlen) || vlen >= cap)
+                return KITH_EPROTO;
+            memcpy(out, s + i + 5, vlen);
+            out[vlen] = '\0';
+            return 0;
+        }
+        i = end + 1;
+    }
+    return KITH_ENOENT;
+}
+
+size_t kith_client_settings_format(const char *nick, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "nick=%s\n", nick);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    return (size_t)n;
+}
+
+/* ---- line splitting ---- */
+
+void kith_client_lines_init(kith_client_lines *l)
+{
+    l->len = 0;
+    l->overlong = false;
+    l->stopped = false;
+}
+
+/* A buffered line of LINE_MAX+1 bytes is still fine when its last byte is
+ * the '\r' of a CRLF ending; anything else that long is too long. */
+static void check_full(kith_client_lines *l)
+{
+    if (!l->overlong && l->len == KITH_CLIENT_LINE_MAX + 1
+        && l->buf[KITH_CLIENT_LINE_MAX] != '\r') {
+        l->overlong = true;
+        l->len = 0;
+    }
+}
+
+static int emit_line(kith_client_lines *l, kith_client_line_cb cb, void *ud)
+{
+    check_full(l);
+    size_t n = l->len;
+    bool too_long = l->overlong;
+    if (!too_long && n && l->buf[n - 1] == '\r')
+        n--;
+    l->len = 0;
+    l->overlong = false;
+    int rc = cb(ud, l->buf, too_long ? 0 : n, too_long);
+    if (rc)
+        l->stopped = true;
+    return rc;
+}
+
+int kith_client_lines_feed(
+    kith_client_lines *l, const char *data, size_t len, kith_client_line_cb cb, void *ud)
+{
+    size_t i = 0;
+    while (i < len && !l->stopped) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t chunk = nl ? (size_t)(nl - (data + i)) : len - i;
+        if (!l->overlong) {
+            if (chunk > KITH_CLIENT_LINE_MAX + 1 - l->len) {
+                l->overlong = true; /* drop the whole line; resync at '\n' */
+                l->len = 0;
+            } else {
+                memcpy(l->buf + l->len, data + i, chunk);
+                l->len += chunk;
+            }
+        }
+        i += chunk;
+        if (nl) {
+            i++;
+            int rc = emit_line(l, cb, ud);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int kith_client_lines_eof(kith_client_lines *l, kith_client_line_cb cb, void *ud)
+{
+    if (l->stopped || (l->len == 0 && !l->overlong))
+        return 0;
+    return emit_line(l, cb, ud);
+}
+
+/* ---- the running client ---- */
+
+enum { IN_NONE, IN_STREAM, IN_TTY, IN_FILE };
+
+#define ONLINE_MAX 256
+#define OUT_MAX (80 * 1024)
+
+struct kith_client {
+    const kith_env *env;
+    kith_node *node;
+    kith_uvnode *uv;
+    kith_store *store;
+    int in_kind;
+    bool in_open;
+    union {
+        uv_handle_t h;
+        uv_stream_t s;
+        uv_pipe_t pipe;
+        uv_tty_t tty;
+    } in;
+    uv_fs_t fsreq;
+    bool fs_busy;
+    char rbuf[16384];
+    kith_client_lines lines;
+    bool has_room;
+    uint8_t room[KITH_ROOM_ID_LEN];
+    bool has_created;
+    uint8_t created[KITH_ROOM_ID_LEN];
+    bool started;
+    bool quitting;
+    size_t startup_rooms;
+    size_t history_shown;
+    uint8_t online[ONLINE_MAX][KITH_MEMBER_ID_LEN];
+    size_t n_online;
+    char arg[KITH_CLIENT_LINE_MAX + 1];
+    char out[OUT_MAX];
+};
+
+void kith_client_print(const char *line)
+{
+    fputs(line, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+static void printf_line(kith_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void printf_line(kith_client *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->out, sizeof c->out, fmt, ap);
+    va_end(ap);
+    kith_client_print(c->out);
+}
+
+/* Copy a command argument into c->arg as a C string; false (and an error
+ * line) when it holds a NUL byte. */
+static bool arg_cstr(kith_client *c, const kith_cmd *cmd)
+{
+    if (cmd->arg_len > KITH_CLIENT_LINE_MAX || memchr(cmd->arg, '\0', cmd->arg_len)) {
+        kith_client_print("! invalid argument");
+        return false;
+    }
+    memcpy(c->arg, cmd->arg, cmd->arg_len);
+    c->arg[cmd->arg_len] = '\0';
+    return true;
+}
+
+/* Sanitized copy of a room's name (or hex id) into buf. */
+static const char *room_label(
+    kith_client *c, const uint8_t id[KITH_ROOM_ID_LEN], char *buf, size_t cap)
+{
+    kith_room_info ri;
+    if (kith_node_room_info(c->node, id, &ri) == 0 && ri.name && ri.name[0]) {
+        kith_client_sanitize(buf, cap, ri.name, strnlen(ri.name, 1024));
+    } else {
+        char hex[9];
+        kith_hex(hex, id, 4);
+        snprintf(buf, cap, "%s", hex);
+    }
+    return buf;
+}
+
+static bool current_room(kith_client *c)
+{
+    kith_room_info ri;
+    if (!c->has_room || kith_node_room_info(c->node, c->room, &ri) != 0) {
+        kith_client_print("! not in a room: /create or /join first");
+        return false;
+    }
+    return true;
+}
+
+static void cmd_say(kith_client *c, uint32_t type, const char *text, size_t len)
+{
+    if (!current_room(c))
+        return;
+    if (!kith_client_utf8_valid(text, len)) {
+        kith_client_print("! message is not valid UTF-8");
+        return;
+    }
+    uint64_t seq;
+    int rc = kith_node_send(c->node, c->room, type, text, len, &seq);
+    kith_uvnode_kick(c->uv);
+    if (rc < 0)
+        printf_line(c, "! cannot send: %s", kith_strerror(rc));
+}
+
+static void cmd_create(kith_client *c, const kith_cmd *cmd)
+{
+    if (!arg_cstr(c, cmd))
+        return;
+    char name[256];
+    kith_client_sanitize(name, sizeof name, c->arg, cmd->arg_len);
+    uint8_t id[KITH_ROOM_ID_LEN];
+    int rc = kith_node_create_room(c->node, c->arg, id);
+    if (rc < 0) {
+        kith_uvnode_kick(c->uv);
+        printf_line(c, "! cannot create room %s: %s", name, kith_strerror(rc));
+        return;
+    }
+    c->has_room = true;
+    memcpy(c->room, id, sizeof id);
+    c->has_created = true;
+    memcpy(c->created, id, sizeof id);
+    printf_line(c, "* created room %s", name);
+    kith_uvnode_kick(c->uv);
+}
+
+static bool find_room(kith_client *c, const kith_cmd *cmd, uint8_t id[KITH_ROOM_ID_LEN])
+{
+    if (!arg_cstr(c, cmd))
+        return false;
+    if (kith_node_room_find(c->node, c->arg, id) != 0) {
+        char name[256];
+        kith_client_sanitize(name, sizeof name, c->arg, cmd->arg_len);
+        printf_line(c, "! no such room: %s", name);
+        return false;
+    }
+    return true;
+}
+
+static void cmd_invite(kith_client *c, const kith_cmd *cmd)
+{
+    uint8_t id[KITH_ROOM_ID_LEN];
+    if (cmd->arg) {
+        if (!find_room(c, cmd, id))
+            return;
+    } else {
+        if (!current_room(c))
+            return;
+        memcpy(id, c->room, sizeof id);
+    }
+    char code[1024];
+    int rc = kith_node_invite(c->node, id, 0, code, sizeof code);
+    kith_uvnode_kick(c->uv);
+    char name[256];
+    room_label(c, id, name, sizeof name);
+    if (rc < 0) {
+        printf_line(c, "! cannot invite to %s: %s", name, kith_strerror(rc));
+        return;
+    }
+    code[sizeof code - 1] = '\0';
+    char clean[1024];
+    kith_client_sanitize(clean, sizeof clean, code, strlen(code));
+    printf_line(c, "* invite for %s (one use, expires in 24h): %s", name, clean);
+}
+
+static void cmd_join(kith_client *c, const kith_cmd *cmd)
+{
+    if (!arg_cstr(c, cmd))
+        return;
+    int rc = kith_node_join(c->node, c->arg);
+    if (rc < 0) {
+        kith_uvnode_kick(c->uv);
+        printf_line(c, "! join failed: %s",
+            rc == KITH_EINVAL ? "not a valid invite code" : kith_strerror(rc));
+        return;
+    }
+    /* The code names no room (only its id and the inviter's address). */
+    kith_invite inv;
+    if (kith_invite_decode(c->env, c->arg, &inv) == 0) {
+        char hex[9], addr[KITH_ADDR_MAX + 1];
+        kith_hex(hex, inv.room_id, 4);
+        kith_client_sanitize(addr, sizeof addr, inv.addr, strnlen(inv.addr, sizeof inv.addr));
+        printf_line(c, "* joining room %s via %s\xe2\x80\xa6", hex, addr[0] ? addr : "?");
+        sodium_memzero(&inv, sizeof inv);
+    } else {
+        kith_client_print("* joining\xe2\x80\xa6");
+    }
+    kith_uvnode_kick(c->uv);
+}
+
+static void cmd_rooms(kith_client *c)
+{
+    size_t n = kith_node_room_count(c->node);
+    if (n == 0) {
+        kith_client_print("* no rooms yet: /create NAME to start one, or /join CODE");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kith_room_info ri;
+        if (kith_node_room_at(c->node, i, &ri) != 0)
+            continue;
+        char name[256];
+        room_label(c, ri.id, name, sizeof name);
+        bool cur = c->has_room && memcmp(ri.id, c->room, KITH_ROOM_ID_LEN) == 0;
+        printf_line(c, "* %s  %zu members, %zu online, %zu messages%s", name, ri.members, ri.online,
+            ri.messages, cur ? "  (current)" : "");
+    }
+}
+
+static void cmd_switch(kith_client *c, const kith_cmd *cmd)
+{
+    uint8_t id[KITH_ROOM_ID_LEN];
+    if (!find_room(c, cmd, id))
+        return;
+    memcpy(c->room, id, sizeof id);
+    c->has_room = true;
+    char name[256];
+    printf_line(c, "* now in %s", room_label(c, id, name, sizeof name));
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+    case 4:
+        return "admin";
+    case 3:
+        return "moderator";
+    case 2:
+        return "member";
+    case 1:
+        return "observer";
+    default:
+        return "none";
+    }
+}
+
+static void cmd_who(kith_client *c)
+{
+    if (!current_room(c))
+        return;
+    size_t n = kith_node_member_count(c->node, c->room);
+    for (size_t i = 0; i < n; i++) {
+        kith_member_info mi;
+        if (kith_node_member_at(c->node, c->room, i, &mi) != 0)
+            continue;
+        char nick[256], fpr[32];
+        if (mi.nick && mi.nick[0])
+            kith_client_sanitize(nick, sizeof nick, mi.nick, strnlen(mi.nick, 1024));
+        else {
+            kith_hex(nick, mi.id, 4);
+        }
+        kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
+        printf_line(c, "* %s  %s  %s  %s", nick, role_name(mi.role), fpr,
+            mi.self         ? "you"
+                : mi.online ? "online"
+                            : "offline");
+    }
+}
+
+static void cmd_nick(kith_client *c, const kith_cmd *cmd)
+{
+    if (!kith_client_nick_valid(cmd->arg, cmd->arg_len)) {
+        printf_line(c, "! invalid nick: 1 to %d bytes of UTF-8, no spaces or control characters",
+            KITH_CLIENT_NICK_MAX);
+        return;
+    }
+    if (!arg_cstr(c, cmd))
+        return;
+    int rc = kith_node_set_nick(c->node, c->arg);
+    kith_uvnode_kick(c->uv);
+    if (rc < 0) {
+        printf_line(c, "! cannot change nick: %s", kith_strerror(rc));
+        return;
+    }
+    printf_line(c, "* you are now %s", c->arg);
+    if (c->store) {
+        char buf[KITH_CLIENT_NICK_MAX + 16];
+        size_t n = kith_client_settings_format(c->arg, buf, sizeof buf);
+        rc = n ? kith_store_blob_put(c->store, "settings", (const uint8_t *)buf, n) : KITH_ETOOBIG;
+        if (rc < 0)
+            printf_line(c, "! could not save the nick: %s", kith_strerror(rc));
+    }
+}
+
+typedef struct history_ctx {
+    kith_client *c;
+    bool show_room;
+    size_t shown;
+} history_ctx;
+
+static void on_history(void *ud, const kith_event *ev)
+{
+    history_ctx *h = ud;
+    if (kith_client_format_message(ev, h->show_room, h->c->out, sizeof h->c->out) > 0) {
+        kith_client_print(h->c->out);
+        h->shown++;
+    }
+}
+
+static void cmd_history(kith_client *c, const kith_cmd *cmd)
+{
+    if (!current_room(c))
+        return;
+    history_ctx h = { c, kith_node_room_count(c->node) > 1, 0 };
+    int rc = kith_node_history(c->node, c->room, cmd->count, on_history, &h);
+    if (rc < 0) {
+        printf_line(c, "! cannot read history: %s", kith_strerror(rc));
+    } else if (h.shown == 0) {
+        char name[256];
+        printf_line(c, "* no messages yet in %s", room_label(c, c->room, name, sizeof name));
+    }
+}
+
+static void quit(kith_client *c)
+{
+    if (c->quitting)
+        return;
+    c->quitting = true;
+    kith_uvnode_stop(c->uv);
+}
+
+int kith_client_line(kith_client *c, const char *line, size_t len)
+{
+    if (c->quitting)
+        return 1;
+    kith_cmd cmd;
+    kith_client_parse(line, len, &cmd);
+    switch (cmd.kind) {
+    case KITH_CMD_EMPTY:
+        break;
+    case KITH_CMD_INVALID:
+        kith_client_print(cmd.error);
+        break;
+    case KITH_CMD_SAY:
+        cmd_say(c, 1, cmd.arg, cmd.arg_len);
+        break;
+    case KITH_CMD_ME:
+        cmd_say(c, 2, cmd.arg, cmd.arg_len);
+        break;
+    case KITH_CMD_CREATE:
+        cmd_create(c, &cmd);
+        break;
+    case KITH_CMD_INVITE:
+        cmd_invite(c, &cmd);
+        break;
+    case KITH_CMD_JOIN:
+        cmd_join(c, &cmd);
+        break;
+    case KITH_CMD_ROOMS:
+        cmd_rooms(c);
+        break;
+    case KITH_CMD_SWITCH:
+        cmd_switch(c, &cmd);
+        break;
+    case KITH_CMD_WHO:
+        cmd_who(c);
+        break;
+    case KITH_CMD_NICK:
+        cmd_nick(c, &cmd);
+        break;
+    case KITH_CMD_HISTORY:
+        cmd_history(c, &cmd);
+        break;
+    case KITH_CMD_HELP:
+        kith_client_help(cmd.arg, cmd.arg_len, c->out, sizeof c->out);
+        kith_client_print(c->out);
+        break;
+    case KITH_CMD_QUIT:
+        quit(c);
+        return 1;
+    }
+    return 0;
+}
+
+static int on_line(void *ud, const char *line, size_t len, bool too_long)
+{
+    kith_client *c = ud;
+    if (too_long) {
+        kith_client_print("! line too long (max 16384 bytes)");
+        return 0;
+    }
+    return kith_client_line(c, line, len);
+}
+
+/* ---- events from the node ---- */
+
+static bool online_find(kith_client *c, const uint8_t id[KITH_MEMBER_ID_LEN], size_t *at)
+{
+    for (size_t i = 0; i < c->n_online; i++)
+        if (memcmp(c->online[i], id, KITH_MEMBER_ID_LEN) == 0) {
+            *at = i;
+            return true;
+        }
+    return false;
+}
+
+/* Print a peer going up or down once per change of state: one peer can have
+ * several sessions (both dialled at once, reconnects), and a flapping link
+ * must not flood the screen. */
+static bool peer_changed(kith_client *c, const kith_event *ev)
+{
+    size_t at;
+    bool known = online_find(c, ev->author, &at);
+    if (ev->type == KITH_EV_PEER_UP) {
+        if (known)
+            return false;
+        if (c->n_online < ONLINE_MAX)
+            memcpy(c->online[c->n_online++], ev->author, KITH_MEMBER_ID_LEN);
+        return true;
+    }
+    if (!known)
+        return false;
+    memmove(c->online[at], c->online[at + 1], (c->n_online - at - 1) * KITH_MEMBER_ID_LEN);
+    c->n_online--;
+    return true;
+}
+
+static void on_room_event(kith_client *c, const kith_event *ev)
+{
+    char name[256];
+    kith_room_info ri;
+    if (!ev->has_room)
+        return;
+    if (kith_node_room_info(c->node, ev->room_id, &ri) != 0)
+        memset(&ri, 0, sizeof ri);
+    room_label(c, ev->room_id, name, sizeof name);
+    if (ev->history && !c->started) {
+        printf_line(c, "* room %s: %zu members, %zu messages", name, ri.members, ri.messages);
+        c->startup_rooms++;
+        if (!c->has_room) {
+            memcpy(c->room, ev->room_id, KITH_ROOM_ID_LEN);
+            c->has_room = true;
+        }
+        return;
+    }
+    if (c->has_created && memcmp(c->created, ev->room_id, KITH_ROOM_ID_LEN) == 0) {
+        c->has_created = false; /* "* created room" was printed already */
+        return;
+    }
+    printf_line(c, "* joined room %s (%zu members)", name, ri.members);
+    memcpy(c->room, ev->room_id, KITH_ROOM_ID_LEN);
+    c->has_room = true;
+}
+
+static void on_event(void *ud, const kith_event *ev)
+{
+    kith_client *c = ud;
+    bool show_room = kith_node_room_count(c->node) > 1;
+    switch (ev->type) {
+    case KITH_EV_SENT:
+        return; /* our own message is shown by its KITH_EV_MESSAGE */
+    case KITH_EV_ROOM:
+        on_room_event(c, ev);
+        return;
+    case KITH_EV_MESSAGE:
+        /* Start-up replay is not shown (/history shows it); a nick change
+         * has its own KITH_EV_NICK. */
+        if ((ev->history && !c->started) || ev->msg_type == 3)
+            return;
+        break;
+    case KITH_EV_JOIN:
+    case KITH_EV_NICK:
+        if (ev->self)
+            return; /* the command already said so */
+        break;
+    case KITH_EV_PEER_UP:
+    case KITH_EV_PEER_DOWN:
+        if (!peer_changed(c, ev))
+            return;
+        break;
+    default:
+        break;
+    }
+    if (kith_client_format_event(ev, show_room, c->out, sizeof c->out) > 0)
+        kith_client_print(c->out);
+}
+
+static void on_ready(void *ud)
+{
+    kith_client *c = ud;
+    c->started = true;
+    size_t n = kith_node_room_count(c->node);
+    if (n == 0) {
+        kith_client_print("* no rooms yet: /create NAME to start one, or /join CODE with an "
+                          "invite. /help lists commands.");
+        return;
+    }
+    if (c->startup_rooms == 0) {
+        /* The node loaded rooms without announcing them: list them here. */
+        for (size_t i = 0; i < n; i++) {
+            kith_room_info ri;
+            if (kith_node_room_at(c->node, i, &ri) != 0)
+                continue;
+            char name[256];
+            printf_line(c, "* room %s: %zu members, %zu messages",
+                room_label(c, ri.id, name, sizeof name), ri.members, ri.messages);
+            if (!c->has_room) {
+                memcpy(c->room, ri.id, KITH_ROOM_ID_LEN);
+                c->has_room = true;
+            }
+        }
+    }
+    if (c->has_room) {
+        char name[256];
+        printf_line(c, "* now in %s", room_label(c, c->room, name, sizeof name));
+    }
+}
+
+/* ---- stdin ---- */
+
+static void on_in_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void close_input(kith_client *c)
+{
+    if (c->in_open && !uv_is_closing(&c->in.h)) {
+        if (c->in_kind != IN_FILE)
+            uv_read_stop(&c->in.s);
+        uv_close(&c->in.h, on_in_closed);
+    }
+    c->in_open = false;
+    if (c->fs_busy)
+        uv_cancel((uv_req_t *)&c->fsreq);
+}
+
+static void input_eof(kith_client *c)
+{
+    if (kith_client_lines_eof(&c->lines, on_line, c) == 0)
+        quit(c); /* EOF is /quit */
+}
+
+static void on_in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    kith_client *c = h->data;
+    buf->base = c->rbuf;
+    buf->len = sizeof c->rbuf;
+}
+
+static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    kith_client *c = s->data;
+    if (c->quitting || nread == 0)
+        return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            KITH_LOGW(c->env, "stdin: %s", uv_strerror((int)nread));
+        input_eof(c);
+        return;
+    }
+    kith_client_lines_feed(&c->lines, buf->base, (size_t)nread, on_line, c);
+}
+
+static void fs_read_next(kith_client *c);
+
+static void on_fs_read(uv_fs_t *req)
+{
+    kith_client *c = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    c->fs_busy = false;
+    if (c->quitting)
+        return;
+    if (r <= 0) {
+        if (r < 0 && r != UV_ECANCELED)
+            KITH_LOGW(c->env, "stdin: %s", uv_strerror((int)r));
+        input_eof(c);
+        return;
+    }
+    if (kith_client_lines_feed(&c->lines, c->rbuf, (size_t)r, on_line, c) == 0 && !c->quitting)
+        fs_read_next(c);
+}
+
+static void fs_read_next(kith_client *c)
+{
+    uv_buf_t b = uv_buf_init(c->rbuf, (unsigned)sizeof c->rbuf);
+    c->fsreq.data = c;
+    if (uv_fs_read(kith_uvnode_loop(c->uv), &c->fsreq, 0, &b, 1, -1, on_fs_read) == 0)
+        c->fs_busy = true;
+    else
+        input_eof(c);
+}
+
+int kith_client_start(kith_client *c)
+{
+    uv_loop_t *loop = kith_uvnode_loop(c->uv);
+    uv_handle_type t = uv_guess_handle(0);
+    int rc;
+    if (t == UV_TTY) {
+        rc = uv_tty_init(loop, &c->in.tty, 0, 1);
+        c->in_kind = IN_TTY;
+    } else if (t == UV_NAMED_PIPE || t == UV_TCP) {
+        rc = uv_pipe_init(loop, &c->in.pipe, 0);
+        if (rc == 0) {
+            rc = uv_pipe_open(&c->in.pipe, 0);
+            if (rc != 0)
+                uv_close(&c->in.h, on_in_closed);
+        }
+        c->in_kind = IN_STREAM;
+    } else if (t == UV_FILE) {
+        /* Regular files and devices can't be polled: read them through the
+         * thread pool, one buffer at a time. */
+        c->in_kind = IN_FILE;
+        fs_read_next(c);
+        return 0;
+    } else {
+        c->in_kind = IN_NONE; /* stdin closed: nothing will ever come */
+        input_eof(c);
+        return 0;
+    }
+    if (rc != 0) {
+        KITH_LOGE(c->env, "stdin: %s", uv_strerror(rc));
+        return KITH_EIO;
+    }
+    c->in.h.data = c;
+    c->in_open = true;
+    rc = uv_read_start(&c->in.s, on_in_alloc, on_in_read);
+    if (rc != 0) {
+        KITH_LOGE(c->env, "stdin: %s", uv_strerror(rc));
+        close_input(c);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+static void on_shutdown(void *ud)
+{
+    kith_client *c = ud;
+    c->quitting = true;
+    close_input(c);
+}
+
+int kith_client_new(
+    const kith_env *env, kith_node *node, kith_uvnode *uv, kith_store *store, kith_client **out)
+{
+    *out = NULL;
+    kith_client *c = kith_calloc(env, 1, sizeof *c);
+    if (!c)
+        return KITH_ENOMEM;
+    c->env = env;
+    c->node = node;
+    c->uv = uv;
+    c->store = store;
+    kith_client_lines_init(&c->lines);
+    kith_uvnode_hooks hooks = { c, on_event, on_ready, on_shutdown };
+    kith_uvnode_set_hooks(uv, &hooks);
+    *out = c;
+    return 0;
+}
+
+void kith_client_free(kith_client *c)
+{
+    if (!c)
+        return;
+    /* Lines typed may hold anything the person wrote. */
+    sodium_memzero(&c->lines, sizeof c->lines);
+    sodium_memzero(c->rbuf, sizeof c->rbuf);
+    kith_free(c->env, c);
+}
+
+void kith_client_banner(kith_client *c, const char *listen, const char *announce)
+{
+    char fpr[24], nick[256];
+    kith_node_fingerprint(c->node, fpr);
+    fpr[sizeof fpr - 1] = '\0';
+    const char *n = kith_node_nick(c->node);
+    kith_client_sanitize(nick, sizeof nick, n ? n : "anon", n ? strnlen(n, 1024) : 4);
+    printf_line(c, "* kith %s \xe2\x80\x94 you are %s (fingerprint %s)", KITH_VERSION, nick, fpr);
+    if (listen && listen[0])
+        printf_line(c, "* listening on %s", listen);
+    if (announce && announce[0] && (!listen || strcmp(listen, announce) != 0))
+        printf_line(c, "* announcing %s in invites", announce);
+}

@@ -1,0 +1,701 @@
+/* uvnode: the libuv driver of the sans-I/O node (see uvnode.h). Every libuv
+ * callback that feeds the node is followed by drain(), which executes the
+ * node's actions; a prepare handle (run once per loop turn, right before the
+ * loop waits for I/O) calls kith_node_flush when anything happened, so all
+ * the sends and received messages of one turn share one fdatasync.
+ *
+ * Ownership rules that keep this memory-safe:
+ *  - a connection is freed only in its uv_close callback, which libuv runs
+ *    after the cancelled write/connect callbacks of that handle;
+ *  - once a connection is closing it is out of the list, so nothing reaches
+ *    it by id and the node is never called about it again;
+ *  - getaddrinfo requests carry the connection id, not a pointer, and look
+ *    it up again when they complete. */
+#include "uvnode/uvnode.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "util/util.h"
+
+typedef struct uvconn {
+    uv_tcp_t tcp;
+    kith_uvnode *u;
+    uint64_t id;
+    size_t unsent; /* bytes in uv_write requests not yet completed */
+    bool open; /* connected (inbound: accepted) */
+    struct uvconn *next;
+} uvconn;
+
+typedef struct uvwrite {
+    uv_write_t req;
+    uvconn *c;
+    size_t len;
+    uint8_t data[];
+} uvwrite;
+
+typedef struct uvresolve {
+    uv_getaddrinfo_t req;
+    kith_uvnode *u;
+    uint64_t id;
+} uvresolve;
+
+struct kith_uvnode {
+    const kith_env *env;
+    kith_node *node;
+    uv_loop_t loop;
+    bool loop_inited;
+    uv_tcp_t server;
+    bool server_inited;
+    uv_timer_t timer;
+    uv_prepare_t prepare;
+    uv_signal_t sigint, sigterm;
+    bool handles_inited;
+    kith_uvnode_hooks hooks;
+    uvconn *conns;
+    size_t nconns;
+    size_t resolving; /* getaddrinfo requests in flight */
+    bool dirty; /* the node was called since the last flush */
+    bool draining;
+    bool stopping;
+    int exit_code;
+    char listen_addr[KITH_UVNODE_ADDR_MAX];
+    /* One read buffer for all connections: libuv calls alloc_cb and read_cb
+     * back to back, and the node copies what it keeps. */
+    uint8_t rbuf[64 * 1024];
+};
+
+static void drain(kith_uvnode *u);
+
+int kith_uvnode_split_addr(
+    const char *s, char *host, size_t hostcap, uint16_t *port, bool allow_zero)
+{
+    if (!s || !host || hostcap == 0)
+        return KITH_EINVAL;
+    size_t n = strnlen(s, KITH_UVNODE_ADDR_MAX);
+    if (n == 0 || n >= KITH_UVNODE_ADDR_MAX)
+        return KITH_EINVAL;
+    const char *h, *colon;
+    size_t hlen;
+    if (s[0] == '[') {
+        const char *close = memchr(s, ']', n);
+        if (!close || close[1] != ':')
+            return KITH_EINVAL;
+        h = s + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = NULL;
+        for (size_t i = 0; i < n; i++)
+            if (s[i] == ':') {
+                if (colon) /* a bare IPv6 address: brackets are required */
+                    return KITH_EINVAL;
+                colon = s + i;
+            }
+        if (!colon)
+            return KITH_EINVAL;
+        h = s;
+        hlen = (size_t)(colon - s);
+    }
+    if (hlen == 0 || hlen >= hostcap)
+        return KITH_EINVAL;
+    for (size_t i = 0; i < hlen; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch <= ' ' || ch >= 0x7f || ch == '[' || ch == ']' || ch == '/')
+            return KITH_EINVAL;
+    }
+    const char *p = colon + 1;
+    const char *end = s + n;
+    if (p == end || end - p > 5)
+        return KITH_EINVAL;
+    uint32_t v = 0;
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9')
+            return KITH_EINVAL;
+        v = v * 10u + (uint32_t)(*p - '0');
+    }
+    if (v > 65535 || (v == 0 && !allow_zero))
+        return KITH_EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (uint16_t)v;
+    return 0;
+}
+
+/* Numeric address into ss; KITH_EINVAL when host is not an IP literal. */
+static int numeric_addr(const char *host, uint16_t port, struct sockaddr_storage *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
+        return 0;
+    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
+        return 0;
+    return KITH_EINVAL;
+}
+
+static void format_sockaddr(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[64] = "";
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a6, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, (unsigned)ntohs(a6->sin6_port));
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a4, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, (unsigned)ntohs(a4->sin_port));
+    }
+}
+
+/* ---- connections ---- */
+
+static uvconn *conn_find(kith_uvnode *u, uint64_t id)
+{
+    for (uvconn *c = u->conns; c; c = c->next)
+        if (c->id == id)
+            return c;
+    return NULL;
+}
+
+static void conn_unlink(kith_uvnode *u, uvconn *c)
+{
+    for (uvconn **pp = &u->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            u->nconns--;
+            return;
+        }
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    uvconn *c = h->data;
+    kith_free(c->u->env, c);
+}
+
+/* Close a live connection. tell_node: the close is the driver's idea (EOF,
+ * error, overflow), so the node must hear of it; a close the node asked for
+ * is not reported back. */
+static void conn_close(kith_uvnode *u, uvconn *c, bool tell_node)
+{
+    conn_unlink(u, c);
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    if (tell_node && !u->stopping) {
+        kith_node_conn_closed(u->node, c->id);
+        u->dirty = true;
+    }
+}
+
+static uvconn *conn_new(kith_uvnode *u, uint64_t id)
+{
+    uvconn *c = kith_calloc(u->env, 1, sizeof *c);
+    if (!c)
+        return NULL;
+    if (uv_tcp_init(&u->loop, &c->tcp) != 0) {
+        kith_free(u->env, c);
+        return NULL;
+    }
+    c->tcp.data = c;
+    c->u = u;
+    c->id = id;
+    c->next = u->conns;
+    u->conns = c;
+    u->nconns++;
+    return c;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    uvconn *c = h->data;
+    buf->base = (char *)c->u->rbuf;
+    buf->len = sizeof c->u->rbuf;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    (void)buf;
+    uvconn *c = s->data;
+    kith_uvnode *u = c->u;
+    if (nread == 0 || u->stopping)
+        return;
+    if (nread < 0) {
+        KITH_LOGD(u->env, "conn %llu: %s", (unsigned long long)c->id, uv_strerror((int)nread));
+        conn_close(u, c, true);
+    } else {
+        kith_node_conn_data(u->node, c->id, u->rbuf, (size_t)nread);
+        u->dirty = true;
+    }
+    drain(u);
+}
+
+static int conn_start(uvconn *c)
+{
+    /* Small frames (typed lines) must not wait for Nagle. */
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->open = true;
+    return uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    kith_uvnode *u = server->data;
+    if (status < 0 || u->stopping) {
+        KITH_LOGW(u->env, "accept: %s", uv_strerror(status));
+        return;
+    }
+    /* The id is the node's, so it is assigned after the accept succeeded;
+     * until then the connection holds a placeholder. */
+    uvconn *c = conn_new(u, 0);
+    if (!c)
+        return;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 || u->nconns > KITH_UVNODE_MAX_CONNS) {
+        if (u->nconns > KITH_UVNODE_MAX_CONNS)
+            KITH_LOGW(u->env, "too many connections: refusing one");
+        conn_close(u, c, false);
+        return;
+    }
+    c->id = kith_node_accept(u->node);
+    u->dirty = true;
+    if (conn_start(c) != 0)
+        conn_close(u, c, true);
+    drain(u);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    uvconn *c = req->handle->data;
+    kith_uvnode *u = c->u;
+    kith_free(u->env, req);
+    if (status == UV_ECANCELED || uv_is_closing((uv_handle_t *)&c->tcp))
+        return; /* closed by us (node's CLOSE or shutdown): nobody to tell */
+    if (status < 0) {
+        KITH_LOGI(u->env, "conn %llu: connect: %s", (unsigned long long)c->id, uv_strerror(status));
+        conn_close(u, c, true);
+    } else if (conn_start(c) != 0) {
+        conn_close(u, c, true);
+    } else {
+        kith_node_conn_opened(u->node, c->id);
+        u->dirty = true;
+    }
+    drain(u);
+}
+
+/* 0, or an error after which the caller closes the connection. */
+static int conn_dial(uvconn *c, const struct sockaddr *sa)
+{
+    uv_connect_t *req = kith_malloc(c->u->env, sizeof *req);
+    if (!req)
+        return KITH_ENOMEM;
+    int rc = uv_tcp_connect(req, &c->tcp, sa, on_connect);
+    if (rc != 0) {
+        KITH_LOGI(c->u->env, "conn %llu: connect: %s", (unsigned long long)c->id, uv_strerror(rc));
+        kith_free(c->u->env, req);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    uvresolve *r = (uvresolve *)req;
+    kith_uvnode *u = r->u;
+    uint64_t id = r->id;
+    kith_free(u->env, r);
+    u->resolving--;
+    uvconn *c = u->stopping ? NULL : conn_find(u, id);
+    if (c) {
+        /* Prefer IPv4: addresses people type ("localhost") often resolve
+         * to ::1 first while the peer listens on 127.0.0.1. */
+        const struct addrinfo *pick = NULL;
+        for (const struct addrinfo *ai = res; status == 0 && ai; ai = ai->ai_next)
+            if (ai->ai_family == AF_INET || (!pick && ai->ai_family == AF_INET6))
+                if (!pick || ai->ai_family == AF_INET) {
+                    pick = ai;
+                    if (ai->ai_family == AF_INET)
+                        break;
+                }
+        if (!pick || conn_dial(c, pick->ai_addr) != 0) {
+            KITH_LOGI(u->env, "conn %llu: cannot resolve: %s", (unsigned long long)id,
+                status < 0 ? uv_strerror(status) : "no address");
+            conn_close(u, c, true);
+        }
+    }
+    if (res)
+        uv_freeaddrinfo(res);
+    if (!u->stopping)
+        drain(u);
+}
+
+static void act_connect(kith_uvnode *u, uint64_t id, const char *addr)
+{
+    char host[KITH_UVNODE_ADDR_MAX];
+    uint16_t port;
+    if (conn_find(u, id)) {
+        KITH_LOGW(u->env, "node reused conn id %llu: ignored", (unsigned long long)id);
+        return;
+    }
+    uvconn *c = u->nconns < KITH_UVNODE_MAX_CONNS ? conn_new(u, id) : NULL;
+    if (!c) {
+        kith_node_conn_closed(u->node, id);
+        u->dirty = true;
+        return;
+    }
+    if (!addr || kith_uvnode_split_addr(addr, host, sizeof host, &port, false) != 0) {
+        KITH_LOGI(u->env, "conn %llu: bad address", (unsigned long long)id);
+        conn_close(u, c, true);
+        return;
+    }
+    struct sockaddr_storage ss;
+    if (numeric_addr(host, port, &ss) == 0) {
+        if (conn_dial(c, (const struct sockaddr *)&ss) != 0)
+            conn_close(u, c, true);
+        return;
+    }
+    uvresolve *r = kith_calloc(u->env, 1, sizeof *r);
+    if (!r) {
+        conn_close(u, c, true);
+        return;
+    }
+    r->u = u;
+    r->id = id;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = uv_getaddrinfo(&u->loop, &r->req, on_resolved, host, portstr, &hints);
+    if (rc != 0) {
+        kith_free(u->env, r);
+        conn_close(u, c, true);
+        return;
+    }
+    u->resolving++;
+}
+
+static void on_written(uv_write_t *req, int status)
+{
+    uvwrite *w = (uvwrite *)req;
+    uvconn *c = w->c;
+    kith_uvnode *u = c->u;
+    c->unsent -= w->len;
+    kith_free(u->env, w);
+    if (status < 0 && status != UV_ECANCELED && !uv_is_closing((uv_handle_t *)&c->tcp)) {
+        KITH_LOGD(u->env, "conn %llu: write: %s", (unsigned long long)c->id, uv_strerror(status));
+        conn_close(u, c, true);
+        drain(u);
+    }
+}
+
+static void act_write(kith_uvnode *u, uint64_t id, const uint8_t *data, size_t len)
+{
+    uvconn *c = conn_find(u, id);
+    if (!c || len == 0)
+        return;
+    if (len > KITH_UVNODE_MAX_UNSENT - c->unsent) {
+        KITH_LOGW(u->env, "conn %llu: peer is not reading (%zu bytes unsent): closing",
+            (unsigned long long)id, c->unsent);
+        conn_close(u, c, true);
+        return;
+    }
+    uvwrite *w = kith_malloc(u->env, sizeof *w + len);
+    if (!w) {
+        conn_close(u, c, true);
+        return;
+    }
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    if (rc != 0) {
+        kith_free(u->env, w);
+        conn_close(u, c, true);
+        return;
+    }
+    c->unsent += len;
+}
+
+/* ---- timer, events, the action loop ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    kith_uvnode *u = t->data;
+    if (u->stopping)
+        return;
+    kith_node_timer(u->node);
+    u->dirty = true;
+    drain(u);
+}
+
+static char *dup_text(const kith_env *env, const char *s, size_t len)
+{
+    char *p = kith_malloc(env, len + 1);
+    if (!p)
+        return NULL;
+    if (len)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+/* Copy the event out of the node's memory: the hook may call the node,
+ * which ends the validity of everything the action points at. */
+static void deliver_event(kith_uvnode *u, const kith_event *src)
+{
+    if (!u->hooks.event)
+        return;
+    kith_event ev = *src;
+    size_t tlen = 0;
+    if (src->text)
+        tlen = (src->type == KITH_EV_MESSAGE || src->text_len) ? src->text_len
+                                                               : strnlen(src->text, 1u << 20);
+    char *room
+        = src->room_name ? dup_text(u->env, src->room_name, strnlen(src->room_name, 4096)) : NULL;
+    char *nick = src->nick ? dup_text(u->env, src->nick, strnlen(src->nick, 4096)) : NULL;
+    char *text = dup_text(u->env, src->text ? src->text : "", tlen);
+    if ((src->room_name && !room) || (src->nick && !nick) || !text) {
+        KITH_LOGE(u->env, "out of memory: an event was dropped");
+    } else {
+        ev.room_name = room;
+        ev.nick = nick;
+        ev.text = text;
+        ev.text_len = tlen;
+        u->hooks.event(u->hooks.ud, &ev);
+    }
+    kith_free(u->env, room);
+    kith_free(u->env, nick);
+    kith_free(u->env, text);
+}
+
+static void report_error(kith_uvnode *u, const char *what, int err)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s: %s", what, kith_strerror(err));
+    KITH_LOGE(u->env, "%s", line);
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_ERROR;
+    ev.text = line;
+    ev.text_len = strlen(line);
+    ev.err = err;
+    deliver_event(u, &ev);
+}
+
+static void drain(kith_uvnode *u)
+{
+    if (u->draining)
+        return; /* a hook called back in: the outer loop picks it up */
+    u->draining = true;
+    kith_action a;
+    while (kith_node_poll(u->node, &a) == 1) {
+        switch (a.type) {
+        case KITH_ACT_WRITE:
+            if (!u->stopping)
+                act_write(u, a.conn, a.data, a.len);
+            break;
+        case KITH_ACT_CONNECT:
+            if (!u->stopping)
+                act_connect(u, a.conn, a.addr);
+            break;
+        case KITH_ACT_CLOSE: {
+            uvconn *c = conn_find(u, a.conn);
+            if (c) {
+                KITH_LOGD(u->env, "conn %llu: closed by node: %s", (unsigned long long)a.conn,
+                    a.reason ? a.reason : "");
+                conn_close(u, c, false);
+            }
+            break;
+        }
+        case KITH_ACT_TIMER:
+            if (!u->stopping)
+                uv_timer_start(&u->timer, on_timer, a.delay_ms, 0);
+            break;
+        case KITH_ACT_EVENT:
+            deliver_event(u, &a.ev);
+            break;
+        default:
+            KITH_LOGW(u->env, "unknown node action %d", a.type);
+        }
+    }
+    u->draining = false;
+}
+
+/* The group commit: once per loop turn, before the loop sleeps. */
+static void on_prepare(uv_prepare_t *p)
+{
+    kith_uvnode *u = p->data;
+    for (int round = 0; u->dirty && !u->stopping && round < 64; round++) {
+        u->dirty = false;
+        int rc = kith_node_flush(u->node);
+        if (rc < 0)
+            report_error(u, "store flush failed", rc);
+        drain(u);
+    }
+}
+
+void kith_uvnode_kick(kith_uvnode *u)
+{
+    if (u->stopping)
+        return;
+    u->dirty = true;
+    drain(u);
+}
+
+/* ---- life cycle ---- */
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    kith_uvnode *u = s->data;
+    KITH_LOGI(u->env, "signal %d: shutting down", signum);
+    kith_uvnode_stop(u);
+}
+
+int kith_uvnode_new(const kith_env *env, kith_node *node, kith_uvnode **out)
+{
+    *out = NULL;
+    kith_uvnode *u = kith_calloc(env, 1, sizeof *u);
+    if (!u)
+        return KITH_ENOMEM;
+    u->env = env;
+    u->node = node;
+    if (uv_loop_init(&u->loop) != 0) {
+        kith_free(env, u);
+        return KITH_EIO;
+    }
+    u->loop_inited = true;
+    uv_timer_init(&u->loop, &u->timer);
+    uv_prepare_init(&u->loop, &u->prepare);
+    uv_signal_init(&u->loop, &u->sigint);
+    uv_signal_init(&u->loop, &u->sigterm);
+    u->timer.data = u->prepare.data = u->sigint.data = u->sigterm.data = u;
+    u->handles_inited = true;
+    *out = u;
+    return 0;
+}
+
+void kith_uvnode_set_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks)
+{
+    u->hooks = *hooks;
+}
+
+uv_loop_t *kith_uvnode_loop(kith_uvnode *u)
+{
+    return &u->loop;
+}
+
+const char *kith_uvnode_listen_addr(const kith_uvnode *u)
+{
+    return u->listen_addr;
+}
+
+int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err, size_t errcap)
+{
+    char host[KITH_UVNODE_ADDR_MAX];
+    uint16_t port;
+    struct sockaddr_storage ss;
+    if (kith_uvnode_split_addr(hostport, host, sizeof host, &port, true) != 0
+        || numeric_addr(host, port, &ss) != 0) {
+        snprintf(err, errcap,
+            "cannot listen on %s: not a numeric IPv4 or [IPv6] address with a port",
+            hostport ? hostport : "(none)");
+        return KITH_EINVAL;
+    }
+    if (u->server_inited) {
+        snprintf(err, errcap, "cannot listen on %s: already listening", hostport);
+        return KITH_ESTATE;
+    }
+    uv_tcp_init(&u->loop, &u->server);
+    u->server.data = u;
+    u->server_inited = true;
+    /* libuv may report a bind error only at listen time: check both. */
+    int rc = uv_tcp_bind(&u->server, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&u->server, 128, on_connection);
+    if (rc != 0) {
+        snprintf(err, errcap, "cannot listen on %s: %s", hostport, uv_strerror(rc));
+        uv_close((uv_handle_t *)&u->server, NULL);
+        u->server_inited = false; /* closing; freed by the loop */
+        return KITH_EIO;
+    }
+    struct sockaddr_storage bound;
+    int blen = (int)sizeof bound;
+    if (uv_tcp_getsockname(&u->server, (struct sockaddr *)&bound, &blen) == 0)
+        format_sockaddr((const struct sockaddr *)&bound, u->listen_addr, sizeof u->listen_addr);
+    else
+        snprintf(u->listen_addr, sizeof u->listen_addr, "%s", hostport);
+    return 0;
+}
+
+int kith_uvnode_run(kith_uvnode *u)
+{
+    uv_prepare_start(&u->prepare, on_prepare);
+    uv_signal_start(&u->sigint, on_signal, SIGINT);
+    uv_signal_start(&u->sigterm, on_signal, SIGTERM);
+    /* Start-up: rooms loaded by kith_node_new come out as events now. */
+    u->dirty = true;
+    drain(u);
+    if (u->hooks.ready && !u->stopping)
+        u->hooks.ready(u->hooks.ud);
+    uv_run(&u->loop, UV_RUN_DEFAULT);
+    return u->exit_code;
+}
+
+static void close_if_open(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void kith_uvnode_stop(kith_uvnode *u)
+{
+    if (u->stopping)
+        return;
+    /* Flush first, while the node can still act on what it released. */
+    int rc = kith_node_flush(u->node);
+    if (rc < 0) {
+        report_error(u, "store flush failed", rc);
+        u->exit_code = 1;
+    }
+    drain(u);
+    u->stopping = true;
+    u->dirty = false;
+    while (u->conns)
+        conn_close(u, u->conns, false);
+    if (u->server_inited)
+        close_if_open((uv_handle_t *)&u->server);
+    close_if_open((uv_handle_t *)&u->timer);
+    close_if_open((uv_handle_t *)&u->prepare);
+    close_if_open((uv_handle_t *)&u->sigint);
+    close_if_open((uv_handle_t *)&u->sigterm);
+    if (u->hooks.shutdown)
+        u->hooks.shutdown(u->hooks.ud);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void kith_uvnode_free(kith_uvnode *u)
+{
+    if (!u)
+        return;
+    if (u->loop_inited) {
+        if (!u->stopping) {
+            u->stopping = true;
+            while (u->conns)
+                conn_close(u, u->conns, false);
+        }
+        uv_walk(&u->loop, walk_close, u);
+        uv_run(&u->loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&u->loop) != 0)
+            KITH_LOGW(u->env, "event loop closed with handles open");
+    }
+    kith_free(u->env, u);
+}

@@ -1,0 +1,76 @@
+/* uvnode: the libuv driver of the sans-I/O node. It owns the uv_loop, the
+ * TCP listener and connections, the node's one timer, SIGINT/SIGTERM, and the
+ * group commit (kith_node_flush once per loop turn in which anything
+ * happened). It turns libuv callbacks into kith_node_* events and executes the
+ * actions kith_node_poll hands back; events meant for the person go to the
+ * hooks (the line client). It decides nothing about peers: reconnects,
+ * backoff and which addresses to dial are the node's. */
+#ifndef KITH_UVNODE_H
+#define KITH_UVNODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "kith/env.h"
+#include "kith/err.h"
+#include "kith/node.h"
+
+typedef struct kith_uvnode kith_uvnode;
+
+/* Per-connection cap on bytes handed to the kernel but not yet written: a
+ * peer that stops reading can't make us buffer without bound. */
+#define KITH_UVNODE_MAX_UNSENT (8u << 20)
+/* Cap on open connections (inbound and outbound): an fd-exhaustion guard. */
+#define KITH_UVNODE_MAX_CONNS 512
+/* "host:port" and "[v6]:port" as text; enough for any DNS name. */
+#define KITH_UVNODE_ADDR_MAX 300
+
+typedef struct kith_uvnode_hooks {
+    void *ud;
+    /* An event for the person. The driver hands a private copy (strings
+     * NUL-terminated, text_len always set), valid for the call; the hook may
+     * call kith_node_* (queries and commands) and kith_uvnode_kick. */
+    void (*event)(void *ud, const kith_event *ev);
+    /* Once, after the actions queued by kith_node_new (rooms loaded from the
+     * store) were executed and before the loop first waits. */
+    void (*ready)(void *ud);
+    /* Once, when shutdown starts: close the handles the hook owner opened on
+     * the loop, and call the node no more. */
+    void (*shutdown)(void *ud);
+} kith_uvnode_hooks;
+
+/* The node (and env) must outlive the driver. Nothing is started yet. */
+KITH_WUR int kith_uvnode_new(const kith_env *env, kith_node *node, kith_uvnode **out);
+/* Closes every handle still open, runs the loop until they are gone, closes
+ * the loop and frees. Does not free the node. NULL is fine. */
+void kith_uvnode_free(kith_uvnode *u);
+
+void kith_uvnode_set_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks);
+uv_loop_t *kith_uvnode_loop(kith_uvnode *u);
+
+/* Listen on a numeric "a.b.c.d:port" or "[v6]:port". On failure, err gets a
+ * line for the person, e.g. "cannot listen on 127.0.0.1:7415: address
+ * already in use", and KITH_EINVAL (bad address) or KITH_EIO is returned. */
+KITH_WUR int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err, size_t errcap);
+/* The bound address as text ("127.0.0.1:7415"), "" when not listening. */
+const char *kith_uvnode_listen_addr(const kith_uvnode *u);
+
+/* Run until kith_uvnode_stop (or a signal) finished. Returns 0, or 1 when the
+ * final flush failed. */
+int kith_uvnode_run(kith_uvnode *u);
+/* Clean shutdown: flush the node, execute what it still asks for, then close
+ * every handle. Safe to call more than once and from any callback. */
+void kith_uvnode_stop(kith_uvnode *u);
+/* Tell the driver that its user called into the node: the actions are
+ * executed now and the next loop turn flushes. */
+void kith_uvnode_kick(kith_uvnode *u);
+
+/* Split "host:port" / "[v6]:port" (pure). host gets the host without
+ * brackets; port must be 1..65535 unless allow_zero. KITH_EINVAL otherwise. */
+KITH_WUR int kith_uvnode_split_addr(
+    const char *s, char *host, size_t hostcap, uint16_t *port, bool allow_zero);
+
+#endif
