@@ -123,7 +123,7 @@ typedef struct kith_room_info {
     uint8_t id[KITH_ROOM_ID_LEN];
     const char *name;
     size_t members;
-    size_t online; /* members with an established session */
+    size_t online; /* members online: ourselves and those with a session */
     uint64_t epoch;
     size_t messages;
 } kith_room_info;

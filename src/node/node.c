@@ -413,7 +413,7 @@ static void fill_info(const kith_node *n, const nroom *r, kith_room_info *out)
     out->epoch = kith_room_epoch(r->room);
     for (size_t i = 0; i < out->members; i++) {
         const kith_member *m = kith_room_member_at(r->room, i);
-        if (node_peer_online(n, m->id))
+        if (memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0 || node_peer_online(n, m->id))
             out->online++;
     }
     for (size_t i = 0; i < r->nhist; i++)

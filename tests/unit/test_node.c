@@ -327,7 +327,7 @@ static void test_create_invite_join_chat(void **state)
         assert_int_equal(kith_node_member_count(w->n[i].node, room), 3);
         kith_room_info info;
         assert_int_equal(kith_node_room_info(w->n[i].node, room, &info), 0);
-        assert_int_equal(info.online, 2); /* every other member is connected */
+        assert_int_equal(info.online, 3); /* us, and every other member connected */
     }
     send_text(w, 0, room, "hello from a");
     send_text(w, 1, room, "hello from b");
