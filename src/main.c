@@ -354,33 +354,16 @@ static int run(const options *o)
     }
 
     int code = EXIT_RUNTIME;
-    kith_identity *id = sodium_malloc(sizeof *id); /* guarded, locked pages */
+    kith_identity *id = NULL;
     kith_node *node = NULL;
     kith_uvnode *uv = NULL;
     kith_client *cl = NULL;
     char nick[KITH_CLIENT_NICK_MAX + 1];
     char announce[KITH_UVNODE_ADDR_MAX];
     char err[512];
-    if (!id) {
-        fail("out of memory");
-        goto out;
-    }
-    code = load_identity(&env, st, home, id);
-    if (code != EXIT_OK)
-        goto out_id;
-    code = choose_nick(&env, st, o, nick, sizeof nick);
-    if (code != EXIT_OK)
-        goto out_id;
-    code = EXIT_RUNTIME;
-    choose_announce(o, o->listen, announce, sizeof announce);
-
-    kith_node_config cfg = { announce, nick, 0 };
-    rc = kith_node_new(&env, st, id, &cfg, &node);
-    if (rc < 0) {
-        fail("cannot start the node: %s", kith_strerror(rc));
-        goto out_id;
-    }
-    rc = kith_uvnode_new(&env, node, &uv);
+    /* Listen before touching the identity: a taken port must not leave a
+     * freshly created key behind on a failed first start. */
+    rc = kith_uvnode_new(&env, NULL, &uv);
     if (rc < 0) {
         fail("cannot start the event loop: %s", kith_strerror(rc));
         goto out_node;
@@ -389,6 +372,27 @@ static int run(const options *o)
         fail("%s", err);
         goto out_node;
     }
+    id = sodium_malloc(sizeof *id); /* guarded, locked pages */
+    if (!id) {
+        fail("out of memory");
+        goto out_node;
+    }
+    code = load_identity(&env, st, home, id);
+    if (code != EXIT_OK)
+        goto out_node;
+    code = choose_nick(&env, st, o, nick, sizeof nick);
+    if (code != EXIT_OK)
+        goto out_node;
+    code = EXIT_RUNTIME;
+    choose_announce(o, o->listen, announce, sizeof announce);
+
+    kith_node_config cfg = { announce, nick, 0 };
+    rc = kith_node_new(&env, st, id, &cfg, &node);
+    if (rc < 0) {
+        fail("cannot start the node: %s", kith_strerror(rc));
+        goto out_node;
+    }
+    kith_uvnode_set_node(uv, node);
     rc = kith_client_new(&env, node, uv, st, &cl);
     if (rc < 0) {
         fail("cannot start the client: %s", kith_strerror(rc));
@@ -409,10 +413,10 @@ out_node:
     if (node && code != EXIT_OK && kith_node_flush(node) < 0)
         KITH_LOGW(&env, "final flush failed");
     kith_node_free(node);
-out_id:
-    kith_identity_wipe(id);
-    sodium_free(id);
-out:
+    if (id) {
+        kith_identity_wipe(id);
+        sodium_free(id);
+    }
     kith_store_close(st);
     return code;
 }

@@ -59,6 +59,7 @@ struct kith_uvnode {
     size_t resolving; /* getaddrinfo requests in flight */
     bool dirty; /* the node was called since the last flush */
     bool draining;
+    bool stop_pending; /* stop asked for from inside drain() */
     bool stopping;
     int exit_code;
     char listen_addr[KITH_UVNODE_ADDR_MAX];
@@ -471,18 +472,12 @@ static void deliver_event(kith_uvnode *u, const kith_event *src)
     kith_free(u->env, text);
 }
 
-static void report_error(kith_uvnode *u, const char *what, int err)
+/* The node turns a failed flush into a KITH_EV_ERROR for the person itself
+ * ("could not save to disk ..."), which the drain that follows delivers;
+ * the driver only logs it. */
+static void flush_failed(kith_uvnode *u, int err)
 {
-    char line[256];
-    snprintf(line, sizeof line, "%s: %s", what, kith_strerror(err));
-    KITH_LOGE(u->env, "%s", line);
-    kith_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.type = KITH_EV_ERROR;
-    ev.text = line;
-    ev.text_len = strlen(line);
-    ev.err = err;
-    deliver_event(u, &ev);
+    KITH_LOGE(u->env, "store flush failed: %s", kith_strerror(err));
 }
 
 static void drain(kith_uvnode *u)
@@ -522,6 +517,12 @@ static void drain(kith_uvnode *u)
         }
     }
     u->draining = false;
+    if (u->stop_pending) {
+        /* A hook asked to stop: do it now that the actions queued before
+         * (the writes of a message just sent, say) were executed. */
+        u->stop_pending = false;
+        kith_uvnode_stop(u);
+    }
 }
 
 /* The group commit: once per loop turn, before the loop sleeps. */
@@ -532,7 +533,7 @@ static void on_prepare(uv_prepare_t *p)
         u->dirty = false;
         int rc = kith_node_flush(u->node);
         if (rc < 0)
-            report_error(u, "store flush failed", rc);
+            flush_failed(u, rc);
         drain(u);
     }
 }
@@ -575,6 +576,11 @@ int kith_uvnode_new(const kith_env *env, kith_node *node, kith_uvnode **out)
     u->handles_inited = true;
     *out = u;
     return 0;
+}
+
+void kith_uvnode_set_node(kith_uvnode *u, kith_node *node)
+{
+    u->node = node;
 }
 
 void kith_uvnode_set_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks)
@@ -632,6 +638,10 @@ int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err, size_t e
 
 int kith_uvnode_run(kith_uvnode *u)
 {
+    if (u->stopping) {
+        uv_run(&u->loop, UV_RUN_DEFAULT); /* let the closes finish */
+        return u->exit_code;
+    }
     uv_prepare_start(&u->prepare, on_prepare);
     uv_signal_start(&u->sigint, on_signal, SIGINT);
     uv_signal_start(&u->sigterm, on_signal, SIGTERM);
@@ -654,10 +664,14 @@ void kith_uvnode_stop(kith_uvnode *u)
 {
     if (u->stopping)
         return;
+    if (u->draining) {
+        u->stop_pending = true;
+        return;
+    }
     /* Flush first, while the node can still act on what it released. */
     int rc = kith_node_flush(u->node);
     if (rc < 0) {
-        report_error(u, "store flush failed", rc);
+        flush_failed(u, rc);
         u->exit_code = 1;
     }
     drain(u);

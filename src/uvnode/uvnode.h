@@ -42,8 +42,11 @@ typedef struct kith_uvnode_hooks {
     void (*shutdown)(void *ud);
 } kith_uvnode_hooks;
 
-/* The node (and env) must outlive the driver. Nothing is started yet. */
+/* The node (and env) must outlive the driver. Nothing is started yet. node
+ * may be NULL until kith_uvnode_set_node (e.g. to listen first and put the
+ * bound port in the node's config); it must be set before kith_uvnode_run. */
 KITH_WUR int kith_uvnode_new(const kith_env *env, kith_node *node, kith_uvnode **out);
+void kith_uvnode_set_node(kith_uvnode *u, kith_node *node);
 /* Closes every handle still open, runs the loop until they are gone, closes
  * the loop and frees. Does not free the node. NULL is fine. */
 void kith_uvnode_free(kith_uvnode *u);

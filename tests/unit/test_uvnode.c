@@ -1,0 +1,295 @@
+/* Unit tests for the libuv driver: address parsing, listen errors, and two
+ * real nodes (memory stores) talking over loopback TCP, each under its own
+ * driver in its own thread: create, invite, join, send, receive, stop. */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "store/store.h"
+#include "testenv.h"
+#include "uvnode/uvnode.h"
+
+static void test_split_addr(void **state)
+{
+    (void)state;
+    char host[64];
+    uint16_t port;
+    assert_int_equal(kith_uvnode_split_addr("127.0.0.1:7415", host, sizeof host, &port, false), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 7415);
+    assert_int_equal(kith_uvnode_split_addr("[::1]:65535", host, sizeof host, &port, false), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(kith_uvnode_split_addr("example.org:1", host, sizeof host, &port, false), 0);
+    assert_string_equal(host, "example.org");
+    assert_int_equal(kith_uvnode_split_addr("h:0", host, sizeof host, &port, true), 0);
+    assert_int_equal(port, 0);
+    const char *bad[] = { "", ":", "h:", ":1", "h:0", "h:65536", "h:99999999", "h:-1", "h:1x",
+        "h: 1", "::1:7415", "[::1]7415", "[::1:7415", "[]:1", "a b:1", "h\n:1", "h:+1" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(
+            kith_uvnode_split_addr(bad[i], host, sizeof host, &port, false), KITH_EINVAL);
+    /* The host must fit the caller's buffer. */
+    assert_int_equal(kith_uvnode_split_addr("abcdefgh:1", host, 8, &port, false), KITH_EINVAL);
+    assert_int_equal(kith_uvnode_split_addr(NULL, host, sizeof host, &port, false), KITH_EINVAL);
+    char huge[1000];
+    memset(huge, 'a', sizeof huge);
+    huge[sizeof huge - 1] = '\0';
+    huge[sizeof huge - 3] = ':';
+    assert_int_equal(kith_uvnode_split_addr(huge, host, sizeof host, &port, false), KITH_EINVAL);
+}
+
+static void test_listen_errors(void **state)
+{
+    (void)state;
+    kith_env env;
+    kith_env_init_real(&env);
+    env.log = NULL;
+    kith_uvnode *a, *b;
+    char err[256], want[300];
+    assert_int_equal(kith_uvnode_new(&env, NULL, &a), 0);
+    assert_int_equal(kith_uvnode_new(&env, NULL, &b), 0);
+    assert_string_equal(kith_uvnode_listen_addr(a), "");
+    assert_int_equal(kith_uvnode_listen(a, "127.0.0.1:0", err, sizeof err), 0);
+    const char *bound = kith_uvnode_listen_addr(a);
+    assert_memory_equal(bound, "127.0.0.1:", 10);
+    assert_true(strlen(bound) > 10);
+    assert_int_equal(kith_uvnode_listen(b, bound, err, sizeof err), KITH_EIO);
+    snprintf(want, sizeof want, "cannot listen on %s: address already in use", bound);
+    assert_string_equal(err, want);
+    assert_int_equal(kith_uvnode_listen(b, "localhost:7415", err, sizeof err), KITH_EINVAL);
+    assert_non_null(strstr(err, "cannot listen on localhost:7415"));
+    assert_int_equal(kith_uvnode_listen(b, "nonsense", err, sizeof err), KITH_EINVAL);
+    kith_uvnode_free(a);
+    kith_uvnode_free(b);
+}
+
+/* ---- two nodes over TCP ---- */
+
+typedef struct side {
+    kith_env env;
+    kith_store *store;
+    kith_identity id;
+    kith_node *node;
+    kith_uvnode *uv;
+    uv_timer_t deadline;
+    uint8_t room[KITH_ROOM_ID_LEN];
+    bool is_a;
+    /* what the hooks saw */
+    int joins_of_bob;
+    int rooms;
+    int own_msgs;
+    int got_msgs;
+    int errors;
+    int send_rc;
+    bool bad_text;
+    bool ready;
+    bool timed_out;
+    char last_error[128];
+    char last_text[64];
+    char last_nick[32];
+} side;
+
+static void on_deadline(uv_timer_t *t)
+{
+    side *s = t->data;
+    s->timed_out = true;
+    kith_uvnode_stop(s->uv);
+}
+
+static void hook_event(void *ud, const kith_event *ev)
+{
+    side *s = ud;
+    /* The driver promises a private, NUL-terminated copy. (No cmocka
+     * asserts here: this runs on the side's thread.) */
+    if (ev->text && ev->text[ev->text_len] != '\0')
+        s->bad_text = true;
+    switch (ev->type) {
+    case KITH_EV_JOIN:
+        if (ev->nick && strcmp(ev->nick, "bob") == 0)
+            s->joins_of_bob++;
+        break;
+    case KITH_EV_ROOM:
+        s->rooms++;
+        if (!s->is_a) {
+            /* Joined: say something. Calling the node from the hook is
+             * allowed. */
+            memcpy(s->room, ev->room_id, KITH_ROOM_ID_LEN);
+            uint64_t seq;
+            s->send_rc = kith_node_send(s->node, s->room, 1, "hello from b", 12, &seq);
+            kith_uvnode_kick(s->uv);
+        }
+        break;
+    case KITH_EV_MESSAGE:
+        if (ev->self) {
+            s->own_msgs++;
+            if (!s->is_a)
+                kith_uvnode_stop(s->uv); /* deferred until the writes went out */
+        } else {
+            s->got_msgs++;
+            snprintf(s->last_text, sizeof s->last_text, "%.*s", (int)ev->text_len, ev->text);
+            snprintf(s->last_nick, sizeof s->last_nick, "%s", ev->nick ? ev->nick : "");
+            if (s->is_a)
+                kith_uvnode_stop(s->uv);
+        }
+        break;
+    case KITH_EV_ERROR:
+        s->errors++;
+        snprintf(s->last_error, sizeof s->last_error, "%.*s", (int)ev->text_len, ev->text);
+        if (!s->is_a)
+            kith_uvnode_stop(s->uv);
+        break;
+    default:
+        break;
+    }
+}
+
+static void hook_ready(void *ud)
+{
+    side *s = ud;
+    s->ready = true;
+}
+
+static void hook_shutdown(void *ud)
+{
+    side *s = ud;
+    uv_close((uv_handle_t *)&s->deadline, NULL);
+}
+
+static void *run_side(void *arg)
+{
+    side *s = arg;
+    kith_uvnode_run(s->uv);
+    return NULL;
+}
+
+/* host: what the node announces with the bound port (A announces
+ * "localhost:PORT" so that B's dial goes through getaddrinfo). */
+static void side_init(side *s, const char *nick, bool is_a, const char *host)
+{
+    memset(s, 0, sizeof *s);
+    s->is_a = is_a;
+    kith_env_init_real(&s->env);
+    s->env.log_level = KITH_LOG_ERROR;
+    assert_int_equal(kith_store_open_mem(&s->env, &s->store), 0);
+    assert_int_equal(kith_identity_generate(&s->env, &s->id), 0);
+    assert_int_equal(kith_uvnode_new(&s->env, NULL, &s->uv), 0);
+    char err[256];
+    assert_int_equal(kith_uvnode_listen(s->uv, "127.0.0.1:0", err, sizeof err), 0);
+    const char *bound = kith_uvnode_listen_addr(s->uv);
+    char addr[64];
+    snprintf(addr, sizeof addr, "%s:%lu", host, strtoul(strrchr(bound, ':') + 1, NULL, 10));
+    kith_node_config cfg = { addr, nick, 0 };
+    assert_int_equal(kith_node_new(&s->env, s->store, &s->id, &cfg, &s->node), 0);
+    kith_uvnode_set_node(s->uv, s->node);
+    kith_uvnode_hooks hooks = { s, hook_event, hook_ready, hook_shutdown };
+    kith_uvnode_set_hooks(s->uv, &hooks);
+    uv_timer_init(kith_uvnode_loop(s->uv), &s->deadline);
+    s->deadline.data = s;
+    uv_timer_start(&s->deadline, on_deadline, 8000, 0);
+}
+
+static void side_free(side *s)
+{
+    kith_uvnode_free(s->uv);
+    kith_node_free(s->node);
+    kith_store_close(s->store);
+    kith_identity_wipe(&s->id);
+}
+
+static void test_two_nodes(void **state)
+{
+    (void)state;
+    side *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    side_init(a, "alice", true, "localhost");
+    side_init(b, "bob", false, "127.0.0.1");
+    char code[512];
+    assert_int_equal(kith_node_create_room(a->node, "testroom", a->room), 0);
+    assert_int_equal(kith_node_invite(a->node, a->room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(b->node, code), 0);
+
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, run_side, a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, run_side, b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+
+    assert_true(a->ready);
+    assert_true(b->ready);
+    assert_false(a->timed_out);
+    assert_false(b->timed_out);
+    assert_false(a->bad_text);
+    assert_false(b->bad_text);
+    assert_int_equal(a->errors, 0);
+    assert_int_equal(b->errors, 0);
+    assert_int_equal(b->send_rc, 0);
+    assert_int_equal(b->rooms, 1);
+    assert_int_equal(b->own_msgs, 1);
+    assert_true(a->joins_of_bob >= 1);
+    assert_int_equal(a->got_msgs, 1);
+    assert_string_equal(a->last_text, "hello from b");
+    assert_string_equal(a->last_nick, "bob");
+    side_free(a);
+    side_free(b);
+    free(a);
+    free(b);
+}
+
+/* Stopping before the loop ever ran closes everything cleanly (no leaked
+ * handles under ASan, run returns at once). */
+static void test_stop_before_run(void **state)
+{
+    (void)state;
+    side *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    side_init(s, "carol", true, "127.0.0.1");
+    /* Stop before the loop runs: run drains, then returns promptly. */
+    kith_uvnode_stop(s->uv);
+    assert_int_equal(kith_uvnode_run(s->uv), 0);
+    side_free(s);
+    free(s);
+}
+
+/* An invite whose inviter is gone: the dial fails, the node hears the
+ * connection closed and reports the failed join. */
+static void test_join_unreachable(void **state)
+{
+    (void)state;
+    side *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    side_init(a, "alice", true, "127.0.0.1");
+    side_init(b, "bob", false, "127.0.0.1");
+    char code[512];
+    assert_int_equal(kith_node_create_room(a->node, "gone", a->room), 0);
+    assert_int_equal(kith_node_invite(a->node, a->room, 0, code, sizeof code), 0);
+    side_free(a); /* closes A's listener: nobody answers at that port now */
+    assert_int_equal(kith_node_join(b->node, code), 0);
+    assert_int_equal(kith_uvnode_run(b->uv), 0);
+    assert_false(b->timed_out);
+    assert_int_equal(b->rooms, 0);
+    assert_true(b->errors >= 1);
+    assert_non_null(strstr(b->last_error, "join failed"));
+    side_free(b);
+    free(a);
+    free(b);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_listen_errors),
+        cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_stop_before_run),
+        cmocka_unit_test(test_join_unreachable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
