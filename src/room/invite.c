@@ -95,6 +95,15 @@ int kith_invite_decode(const kith_env *env, const char *code, kith_invite *out)
     s += INVITE_PREFIX_LEN;
     len -= INVITE_PREFIX_LEN;
 
+    /* Check the alphabet ourselves: libsodium's decoder (1.0.18) takes some
+     * bytes >= 0x80 for base64 digits, so two different texts could decode
+     * to one invite (found by fuzz_invite). */
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'
+                || c == '_'))
+            return KITH_EINVAL;
+    }
     uint8_t bin[INVITE_BIN_MAX];
     size_t bin_len = 0;
     const char *end = NULL;
