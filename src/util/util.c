@@ -79,9 +79,16 @@ int kith_buf_reserve(kith_buf *b, size_t extra)
         ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
     if (ncap > b->max)
         ncap = b->max;
-    uint8_t *p = kith_realloc(b->env, b->data, ncap);
+    /* Not realloc: the old block may hold plaintext or keys, so it is
+     * wiped before it goes back to the allocator. */
+    uint8_t *p = kith_malloc(b->env, ncap);
     if (!p)
         return KITH_ENOMEM;
+    if (b->data) {
+        memcpy(p, b->data, b->len);
+        sodium_memzero(b->data, b->cap);
+        kith_free(b->env, b->data);
+    }
     b->data = p;
     b->cap = ncap;
     return 0;
