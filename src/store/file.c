@@ -138,6 +138,16 @@ static int scan(file_store *fs, store_log *lg, kith_store_rec_cb cb, void *ud)
         return KITH_EIO;
     }
     reader r = { .fd = lg->fd, .size = (uint64_t)sb.st_size };
+    if (lg->verified && r.size > lg->end) {
+        /* Only a failed sync whose truncate also failed leaves bytes past the
+         * good end. Its records are still pending: reading them from the
+         * file too would replay them twice, and moving `end` past them would
+         * write them twice. Cut them again, and ignore them if that fails. */
+        if (ftruncate(lg->fd, (off_t)lg->end) != 0)
+            KITH_LOGE(
+                env, "store: log %s: cannot cut a failed write: %s", lg->name, strerror(errno));
+        r.size = lg->end;
+    }
     kith_buf_init(&r.buf, env, KITH_STORE_REC_HEADER + KITH_STORE_MAX_RECORD + FILE_READ_CHUNK);
     uint64_t off = 0;
     const char *why = NULL;
@@ -196,14 +206,26 @@ static int scan(file_store *fs, store_log *lg, kith_store_rec_cb cb, void *ud)
     return 0;
 }
 
+static int log_open_fd(file_store *fs, store_log *lg, bool create);
+
 /* Make lg->fd a descriptor of the log file. Without `create`, a missing file
  * is KITH_ENOENT. With `check`, a file not yet checked this session has its
  * tail checked (and cut) before anything is written after it. */
 static int log_open(file_store *fs, store_log *lg, bool create, bool check)
 {
     lg->lru = ++fs->tick;
-    if (lg->fd >= 0)
-        return 0;
+    if (lg->fd < 0) {
+        int rc = log_open_fd(fs, lg, create);
+        if (rc)
+            return rc;
+    }
+    if (check && !lg->verified)
+        return scan(fs, lg, NULL, NULL);
+    return 0;
+}
+
+static int log_open_fd(file_store *fs, store_log *lg, bool create)
+{
     char fname[LOG_FNAME_MAX];
     log_fname(fname, lg->name);
     fd_make_room(fs);
@@ -227,17 +249,16 @@ static int log_open(file_store *fs, store_log *lg, bool create, bool check)
     lg->fd = fd;
     fs->nopen++;
     if (created) {
+        lg->end = 0;
+        lg->verified = true;
         /* The new name must survive a crash as well as the data written to
          * it: fsync the directory that holds it. */
         if (fsync(fs->logsfd) != 0) {
             KITH_LOGE(fs->base.env, "store: cannot sync %s/logs: %s", fs->path, strerror(errno));
+            fd_close(fs, lg);
             return KITH_EIO;
         }
-        lg->end = 0;
-        lg->verified = true;
     }
-    if (check && !lg->verified)
-        return scan(fs, lg, NULL, NULL);
     return 0;
 }
 

@@ -1012,6 +1012,52 @@ static void test_write_error_keeps_pending(void **state)
     free(tmp);
 }
 
+/* Bytes past a log's known good end in a running session can only be the
+ * leftovers of a failed sync (whose records are still pending). Even when
+ * they look like whole records, they are neither replayed nor kept. */
+static void test_ignores_bytes_past_good_end(void **state)
+{
+    (void)state;
+    test_env t;
+    env_init(&t);
+    char *tmp = fast_tmpdir();
+    char dir[256], lp[300];
+    store_path(dir, sizeof dir, tmp);
+    kith_store *st;
+    open_be(BE_FILE, &t, dir, &st);
+    assert_int_equal(kith_store_append(st, "a", (const uint8_t *)"first", 5), 0);
+    assert_int_equal(kith_store_sync(st), 0);
+    log_path(lp, sizeof lp, dir, "a");
+    off_t good = file_size(lp);
+    uint8_t ghost[12 + 5];
+    ghost[0] = ghost[1] = ghost[2] = 0;
+    ghost[3] = 5;
+    uint8_t h[16];
+    crypto_generichash(h, 16, (const uint8_t *)"ghost", 5, NULL, 0);
+    memcpy(ghost + 4, h, 8);
+    memcpy(ghost + 12, "ghost", 5);
+    int fd = open(lp, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, ghost, sizeof ghost), (ssize_t)sizeof ghost);
+    close(fd);
+    recs r;
+    assert_int_equal(read_all(st, "a", &r), 0);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(file_size(lp), good);
+    assert_int_equal(kith_store_append(st, "a", (const uint8_t *)"second", 6), 0);
+    assert_int_equal(kith_store_sync(st), 0);
+    kith_store_close(st);
+    open_be(BE_FILE, &t, dir, &st);
+    assert_int_equal(read_all(st, "a", &r), 0);
+    assert_int_equal(r.n, 2);
+    assert_rec(&r, 0, (const uint8_t *)"first", 5);
+    assert_rec(&r, 1, (const uint8_t *)"second", 6);
+    kith_store_close(st);
+    assert_int_equal(t.allocs, 0);
+    fast_rmrf(tmp);
+    free(tmp);
+}
+
 /* Every allocation failing in turn: no crash, no leak, an error or success. */
 static void test_alloc_failures(void **state)
 {
@@ -1110,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_list),
         cmocka_unit_test(test_callbacks),
         cmocka_unit_test(test_write_error_keeps_pending),
+        cmocka_unit_test(test_ignores_bytes_past_good_end),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_many_logs),
     };
