@@ -682,6 +682,10 @@ static void cmd_create(kith_client *c, const kith_cmd *cmd)
 {
     if (!arg_cstr(c, cmd))
         return;
+    if (!kith_client_utf8_valid(c->arg, cmd->arg_len)) {
+        kith_client_print("! room name is not valid UTF-8");
+        return;
+    }
     char name[256];
     kith_client_sanitize(name, sizeof name, c->arg, cmd->arg_len);
     uint8_t id[KITH_ROOM_ID_LEN];
