@@ -16,7 +16,8 @@
 #define INVITE_PREFIX_LEN 6
 #define LABEL_INVITE_ID "kith/1 invite id"
 #define LABEL_INVITE_PROOF "kith/1 invite proof"
-/* Largest decoded map: 1 + (1+2+32) * 2 + (1+2+16) + (1+2+96) + (1+9) = 202. */
+/* Largest decoded map: 1 + (1+2+32) * 2 + (1+2+16) + (1+2+96) + (1+9) = 199 bytes,
+ * 272 characters as a code. */
 #define INVITE_BIN_MAX 256
 
 enum { IV_ROOM = 0, IV_INVITER = 1, IV_SECRET = 2, IV_ADDR = 3, IV_EXPIRES = 4, IV_COUNT = 5 };
