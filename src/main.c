@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "client/client.h"
@@ -214,6 +215,47 @@ static void harden(void)
     sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* Ask for the passphrase on the terminal with echo off. The buffer is
+ * sodium_malloc'd (kept out of swap, guarded) and wiped by the caller with
+ * sodium_free. NULL when stdin is not a terminal or nothing was typed. */
+static char *prompt_passphrase(void)
+{
+    if (!isatty(STDIN_FILENO))
+        return NULL;
+    enum { PASS_MAX = 1024 };
+    char *buf = sodium_malloc(PASS_MAX);
+    if (!buf)
+        return NULL;
+    struct termios old, quiet;
+    bool restore = tcgetattr(STDIN_FILENO, &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= (tcflag_t)~ECHO;
+        quiet.c_lflag |= ICANON;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    fputs("passphrase for the identity key: ", stderr);
+    fflush(stderr);
+    size_t len = 0;
+    for (;;) {
+        char ch;
+        ssize_t r = read(STDIN_FILENO, &ch, 1);
+        if (r <= 0 || ch == '\n')
+            break;
+        if (len + 1 < PASS_MAX)
+            buf[len++] = ch;
+    }
+    buf[len] = '\0';
+    if (restore)
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+    fputc('\n', stderr);
+    if (len == 0) {
+        sodium_free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 static int load_identity(const kith_env *env, kith_store *st, const char *home, kith_identity *id)
 {
     const char *pass = getenv("KITH_PASSPHRASE");
@@ -223,15 +265,22 @@ static int load_identity(const kith_env *env, kith_store *st, const char *home, 
     kith_buf_init(&file, env, KEYFILE_MAX);
     int rc = kith_store_blob_get(st, IDENTITY_BLOB, &file);
     if (rc == 0) {
+        char *typed = NULL;
         if (kith_identity_file_sealed(file.data, file.len) && !pass) {
-            kith_buf_free(&file);
-            fail("identity is passphrase-protected: set KITH_PASSPHRASE");
-            return EXIT_RUNTIME;
+            typed = prompt_passphrase();
+            if (!typed) {
+                kith_buf_free(&file);
+                fail("identity is passphrase-protected: set KITH_PASSPHRASE");
+                return EXIT_RUNTIME;
+            }
+            pass = typed;
         }
         rc = kith_identity_load(env, file.data, file.len, pass, id);
         kith_buf_free(&file);
+        if (typed)
+            sodium_free(typed); /* wipes */
         if (rc == KITH_EPASS) {
-            fail("wrong passphrase for %s/%s (KITH_PASSPHRASE)", home, IDENTITY_BLOB);
+            fail("wrong passphrase for %s/%s", home, IDENTITY_BLOB);
             return EXIT_RUNTIME;
         }
         if (rc < 0) {
