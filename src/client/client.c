@@ -606,6 +606,8 @@ struct kith_client {
     size_t n_online;
     char arg[KITH_CLIENT_LINE_MAX + 1];
     char out[OUT_MAX];
+    kith_client_sink_fn sink; /* NULL: stdout */
+    void *sink_ud;
 };
 
 void kith_client_print(const char *line)
@@ -615,6 +617,22 @@ void kith_client_print(const char *line)
     fflush(stdout);
 }
 
+/* Every line for the person goes through here: stdout, or the control
+ * socket's attached sessions when the node runs without a terminal. */
+static void say(kith_client *c, const char *line)
+{
+    if (c->sink)
+        c->sink(c->sink_ud, line);
+    else
+        kith_client_print(line);
+}
+
+void kith_client_set_sink(kith_client *c, kith_client_sink_fn sink, void *ud)
+{
+    c->sink = sink;
+    c->sink_ud = ud;
+}
+
 static void printf_line(kith_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void printf_line(kith_client *c, const char *fmt, ...)
 {
@@ -622,7 +640,7 @@ static void printf_line(kith_client *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->out, sizeof c->out, fmt, ap);
     va_end(ap);
-    kith_client_print(c->out);
+    say(c, c->out);
 }
 
 /* Copy a command argument into c->arg as a C string; false (and an error
@@ -630,7 +648,7 @@ static void printf_line(kith_client *c, const char *fmt, ...)
 static bool arg_cstr(kith_client *c, const kith_cmd *cmd)
 {
     if (cmd->arg_len > KITH_CLIENT_LINE_MAX || memchr(cmd->arg, '\0', cmd->arg_len)) {
-        kith_client_print("! invalid argument");
+        say(c, "! invalid argument");
         return false;
     }
     memcpy(c->arg, cmd->arg, cmd->arg_len);
@@ -657,7 +675,7 @@ static bool current_room(kith_client *c)
 {
     kith_room_info ri;
     if (!c->has_room || kith_node_room_info(c->node, c->room, &ri) != 0) {
-        kith_client_print("! not in a room: /create or /join first");
+        say(c, "! not in a room: /create or /join first");
         return false;
     }
     return true;
@@ -668,7 +686,7 @@ static void cmd_say(kith_client *c, uint32_t type, const char *text, size_t len)
     if (!current_room(c))
         return;
     if (!kith_client_utf8_valid(text, len)) {
-        kith_client_print("! message is not valid UTF-8");
+        say(c, "! message is not valid UTF-8");
         return;
     }
     uint64_t seq;
@@ -683,7 +701,7 @@ static void cmd_create(kith_client *c, const kith_cmd *cmd)
     if (!arg_cstr(c, cmd))
         return;
     if (!kith_client_utf8_valid(c->arg, cmd->arg_len)) {
-        kith_client_print("! room name is not valid UTF-8");
+        say(c, "! room name is not valid UTF-8");
         return;
     }
     char name[256];
@@ -762,7 +780,7 @@ static void cmd_join(kith_client *c, const kith_cmd *cmd)
         printf_line(c, "* joining room %s via %s\xe2\x80\xa6", hex, addr[0] ? addr : "?");
         sodium_memzero(&inv, sizeof inv);
     } else {
-        kith_client_print("* joining\xe2\x80\xa6");
+        say(c, "* joining\xe2\x80\xa6");
     }
     kith_uvnode_kick(c->uv);
 }
@@ -771,7 +789,7 @@ static void cmd_rooms(kith_client *c)
 {
     size_t n = kith_node_room_count(c->node);
     if (n == 0) {
-        kith_client_print("* no rooms yet: /create NAME to start one, or /join CODE");
+        say(c, "* no rooms yet: /create NAME to start one, or /join CODE");
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -871,7 +889,7 @@ static void on_history(void *ud, const kith_event *ev)
 {
     history_ctx *h = ud;
     if (kith_client_format_message(ev, h->show_room, h->c->out, sizeof h->c->out) > 0) {
-        kith_client_print(h->c->out);
+        say(h->c, h->c->out);
         h->shown++;
     }
 }
@@ -908,7 +926,7 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
     case KITH_CMD_EMPTY:
         break;
     case KITH_CMD_INVALID:
-        kith_client_print(cmd.error);
+        say(c, cmd.error);
         break;
     case KITH_CMD_SAY:
         cmd_say(c, 1, cmd.arg, cmd.arg_len);
@@ -942,7 +960,7 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
         break;
     case KITH_CMD_HELP:
         kith_client_help(cmd.arg, cmd.arg_len, c->out, sizeof c->out);
-        kith_client_print(c->out);
+        say(c, c->out);
         break;
     case KITH_CMD_QUIT:
         quit(c);
@@ -955,7 +973,7 @@ static int on_line(void *ud, const char *line, size_t len, bool too_long)
 {
     kith_client *c = ud;
     if (too_long) {
-        kith_client_print("! line too long (max 16384 bytes)");
+        say(c, "! line too long (max 16384 bytes)");
         return 0;
     }
     return kith_client_line(c, line, len);
@@ -1051,7 +1069,7 @@ static void on_event(void *ud, const kith_event *ev)
         break;
     }
     if (kith_client_format_event(ev, show_room, c->out, sizeof c->out) > 0)
-        kith_client_print(c->out);
+        say(c, c->out);
 }
 
 static void on_ready(void *ud)
@@ -1060,8 +1078,9 @@ static void on_ready(void *ud)
     c->started = true;
     size_t n = kith_node_room_count(c->node);
     if (n == 0) {
-        kith_client_print("* no rooms yet: /create NAME to start one, or /join CODE with an "
-                          "invite. /help lists commands.");
+        say(c,
+            "* no rooms yet: /create NAME to start one, or /join CODE with an "
+            "invite. /help lists commands.");
         return;
     }
     if (c->startup_rooms == 0) {

@@ -130,5 +130,9 @@ KITH_WUR int kith_client_start(kith_client *c);
 int kith_client_line(kith_client *c, const char *line, size_t len);
 /* Print a line on stdout (flushed). */
 void kith_client_print(const char *line);
+/* Send the client's output lines to sink instead of stdout (NULL: back to
+ * stdout). The node without a terminal sends them to the control socket. */
+typedef void (*kith_client_sink_fn)(void *ud, const char *line);
+void kith_client_set_sink(kith_client *c, kith_client_sink_fn sink, void *ud);
 
 #endif

@@ -54,6 +54,8 @@ struct kith_uvnode {
     uv_signal_t sigint, sigterm;
     bool handles_inited;
     kith_uvnode_hooks hooks;
+    kith_uvnode_hooks extra[KITH_UVNODE_MAX_HOOKS]; /* control socket, IRC gateway */
+    size_t nextra;
     uvconn *conns;
     size_t nconns;
     size_t resolving; /* getaddrinfo requests in flight */
@@ -447,7 +449,7 @@ static char *dup_text(const kith_env *env, const char *s, size_t len)
  * which ends the validity of everything the action points at. */
 static void deliver_event(kith_uvnode *u, const kith_event *src)
 {
-    if (!u->hooks.event)
+    if (!u->hooks.event && u->nextra == 0)
         return;
     kith_event ev = *src;
     size_t tlen = 0;
@@ -465,7 +467,11 @@ static void deliver_event(kith_uvnode *u, const kith_event *src)
         ev.nick = nick;
         ev.text = text;
         ev.text_len = tlen;
-        u->hooks.event(u->hooks.ud, &ev);
+        if (u->hooks.event)
+            u->hooks.event(u->hooks.ud, &ev);
+        for (size_t i = 0; i < u->nextra; i++)
+            if (u->extra[i].event)
+                u->extra[i].event(u->extra[i].ud, &ev);
     }
     kith_free(u->env, room);
     kith_free(u->env, nick);
@@ -588,6 +594,14 @@ void kith_uvnode_set_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks)
     u->hooks = *hooks;
 }
 
+int kith_uvnode_add_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks)
+{
+    if (u->nextra >= KITH_UVNODE_MAX_HOOKS)
+        return KITH_ETOOBIG;
+    u->extra[u->nextra++] = *hooks;
+    return 0;
+}
+
 uv_loop_t *kith_uvnode_loop(kith_uvnode *u)
 {
     return &u->loop;
@@ -650,6 +664,9 @@ int kith_uvnode_run(kith_uvnode *u)
     drain(u);
     if (u->hooks.ready && !u->stopping)
         u->hooks.ready(u->hooks.ud);
+    for (size_t i = 0; i < u->nextra && !u->stopping; i++)
+        if (u->extra[i].ready)
+            u->extra[i].ready(u->extra[i].ud);
     uv_run(&u->loop, UV_RUN_DEFAULT);
     return u->exit_code;
 }
@@ -687,6 +704,9 @@ void kith_uvnode_stop(kith_uvnode *u)
     close_if_open((uv_handle_t *)&u->sigterm);
     if (u->hooks.shutdown)
         u->hooks.shutdown(u->hooks.ud);
+    for (size_t i = 0; i < u->nextra; i++)
+        if (u->extra[i].shutdown)
+            u->extra[i].shutdown(u->extra[i].ud);
 }
 
 static void walk_close(uv_handle_t *h, void *arg)

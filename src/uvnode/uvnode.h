@@ -52,6 +52,11 @@ void kith_uvnode_set_node(kith_uvnode *u, kith_node *node);
 void kith_uvnode_free(kith_uvnode *u);
 
 void kith_uvnode_set_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks);
+/* More hook sets (the control socket, the IRC gateway) that see every event,
+ * ready and shutdown after the main hooks, in the order added. KITH_ETOOBIG
+ * past KITH_UVNODE_MAX_HOOKS. */
+#define KITH_UVNODE_MAX_HOOKS 4
+KITH_WUR int kith_uvnode_add_hooks(kith_uvnode *u, const kith_uvnode_hooks *hooks);
 uv_loop_t *kith_uvnode_loop(kith_uvnode *u);
 
 /* Listen on a numeric "a.b.c.d:port" or "[v6]:port". On failure, err gets a
