@@ -627,6 +627,15 @@ void kith_node_conn_closed(kith_node *n, uint64_t id)
         conn_gone(n, c, false, NULL);
 }
 
+static bool shares_room(const kith_node *n, const uint8_t id[KITH_ID_LEN])
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        if (node_is_member(n->rooms[i], id))
+            return true;
+    }
+    return false;
+}
+
 /* ---- dialing ---- */
 
 void node_refresh_dials(kith_node *n)
@@ -670,6 +679,11 @@ void kith_node_timer(kith_node *n)
             conn_fail(n, c, "handshake timed out");
         } else if (c->joining && now - c->started_ms > NODE_JOIN_TIMEOUT_MS) {
             conn_fail(n, c, "join timed out");
+        } else if (c->established && !c->joining && now - c->started_ms > NODE_JOIN_TIMEOUT_MS
+            && !shares_room(n, c->peer)) {
+            /* A stranger may connect to ask to join; one that lingers
+             * without becoming a member only holds a connection slot. */
+            conn_fail(n, c, "peer shares no room");
         } else if (c->established && !c->joining && now - c->last_sync_ms > NODE_SYNC_INTERVAL_MS) {
             for (size_t r = 0; r < n->nrooms; r++) {
                 if (node_is_member(n->rooms[r], c->peer))

@@ -9,6 +9,7 @@
 #include "kith/node.h"
 #include "msg/msg.h"
 #include "room/room.h"
+#include "session/session.h"
 #include "store/store.h"
 #include "testenv.h"
 
@@ -497,6 +498,56 @@ static void test_nick_change(void **state)
     world_free(w);
 }
 
+static void test_lingering_stranger_dropped(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 1);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
+    /* A stranger completes a real handshake, then says nothing. */
+    kith_identity stranger;
+    assert_int_equal(kith_identity_generate(&w->t.env, &stranger), 0);
+    kith_session *s;
+    assert_int_equal(kith_session_new(&w->t.env, &stranger, true, &s), 0);
+    uint64_t c = kith_node_accept(w->n[0].node);
+    kith_buf out, in;
+    kith_buf_init(&out, &w->t.env, 1 << 20);
+    kith_buf_init(&in, &w->t.env, 1 << 20);
+    assert_int_equal(kith_session_start(s, &out), 0);
+    bool closed = false;
+    for (int round = 0; round < 4 && !kith_session_established(s); round++) {
+        kith_node_conn_data(w->n[0].node, c, out.data, out.len);
+        kith_buf_reset(&out);
+        kith_action a;
+        while (kith_node_poll(w->n[0].node, &a)) {
+            if (a.type == KITH_ACT_WRITE && a.conn == c)
+                assert_int_equal(kith_buf_append(&in, a.data, a.len), 0);
+            closed |= a.type == KITH_ACT_CLOSE && a.conn == c;
+        }
+        assert_int_equal(kith_session_feed(s, in.data, in.len, &out, NULL, NULL), 0);
+        kith_buf_reset(&in);
+    }
+    assert_true(kith_session_established(s));
+    kith_node_conn_data(w->n[0].node, c, out.data, out.len); /* message 3 */
+    kith_action a;
+    while (kith_node_poll(w->n[0].node, &a))
+        closed |= a.type == KITH_ACT_CLOSE && a.conn == c;
+    assert_false(closed); /* a stranger may ask to join... */
+    for (int t = 0; t < 25 && !closed; t++) {
+        w->t.mono += 1000;
+        kith_node_timer(w->n[0].node);
+        while (kith_node_poll(w->n[0].node, &a))
+            closed |= a.type == KITH_ACT_CLOSE && a.conn == c;
+    }
+    assert_true(closed); /* ...but not hold a slot forever */
+    kith_buf_free(&out);
+    kith_buf_free(&in);
+    kith_session_free(s);
+    kith_identity_wipe(&stranger);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,7 +556,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sent_only_after_flush, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
-        cmocka_unit_test_setup_teardown(test_nick_change, NULL, teardown),
+        cmocka_unit_test_setup_teardown(test_nick_change, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
