@@ -4,7 +4,8 @@
   2. Each sends N messages (N = 1000 x KITH_NET_SCALE) in bursts. Every node
      must end with every message exactly once, in order per author.
   3. C quits and starts again with the same home and port: it loads the room,
-     and /history gives the same messages in the same order as before.
+     and /history gives the same messages in the same order as before; what
+     A said while C was away reaches C.
   4. B is killed with SIGKILL while sending a burst; after a restart, every
      message it had shown as sent is in its history, and reaches A.
 
@@ -21,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kithnet  # noqa: E402
 from kithnet import MSG_RE, log  # noqa: E402
 
-TOKEN_RE = re.compile(r"^([mkr])-([a-z]+)-(\d{4,})\b")
+TOKEN_RE = re.compile(r"^([mkro])-([a-z]+)-(\d{4,})\b")
 BURST = 50
 
 
@@ -110,16 +111,21 @@ def body(t):
             "got %d" % len(before))
     rc = c.quit()
     t.check(rc == 0, "C: /quit exits 0", "rc %s" % rc)
+    away = 20
+    ma = a.send_many(["o-alice-%04d while carol is away" % i for i in range(1, away + 1)])
+    a.wait_count(r"^\[\d\d:\d\d\] <alice> o-alice-", away, 30, since=ma)
     c.restart()
     c.wait_banner()
     rm = c.wait_for(r"^\* room bookclub: (\d+) members?, (\d+) messages?", 30,
                    since=c.gen_start())
     t.check(rm.group(1) == "3", "C: restart loads bookclub with 3 members", rm.group(0))
     t.check(int(rm.group(2)) == total, "C: restart loads %d messages" % total, rm.group(0))
-    replayed = c.messages(gen=c.generation)
+    replayed = [h for h in c.messages(gen=c.generation) if not h[1].startswith("o-")]
     t.check(not replayed, "C: history is not printed at start-up",
             "%d message lines" % len(replayed))
-    after = history(c, total + 100, total)
+    after_all = history(c, total + 100, total)
+    # What A said while C was away may already be there: compare the rest.
+    after = [h for h in after_all if not h[1].startswith("o-")]
     t.check(len(after) == total, "C: /history after restart has %d messages" % total,
             "got %d" % len(after))
     t.check(after == before, "C: history after restart is identical (same order)",
@@ -127,6 +133,19 @@ def body(t):
                 (i for i, (x, y) in enumerate(zip(before, after)) if x != y),
                 min(len(before), len(after))))
     check_delivery(t, c, after, authors, n)
+
+    t.step("C catches up on what A said while it was away")
+    deadline = time.monotonic() + 60
+    while True:
+        got = tokens_of(history(c, 200, away, timeout=2.0), "o")
+        if len(got) >= away or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    t.check(sorted(i for (_, i, _) in got) == list(range(1, away + 1)),
+            "C: has the %d messages A sent while C was away, once each" % away,
+            "got %s" % [i for (_, i, _) in got])
+    t.check([i for (_, i, _) in got] == sorted(i for (_, i, _) in got),
+            "C: ...in order")
 
     t.step("chat after the restart")
     m_a, m_b = a.mark(), b.mark()
@@ -163,7 +182,7 @@ def body(t):
     b.restart()
     b.wait_banner()
     b.wait_for(r"^\* room bookclub: 3 members?, \d+ messages?", 30, since=b.gen_start())
-    want = total + 2 + len(shown)
+    want = total + away + 2 + len(shown)
     hist = history(b, total + k + 200, want)
     htoks = tokens_of(hist, "k")
     hnums = [i for (_, i, _) in htoks]
