@@ -127,7 +127,7 @@ class Node:
         log("%s: start #%d: %s" % (self.name, self.generation, " ".join(self.argv())))
         self.proc = subprocess.Popen(
             self.argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env, cwd=self.home, bufsize=0,
+            stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir(), bufsize=0,
             preexec_fn=_pdeathsig)
         self._eof = False
         self._wq = queue.Queue()
