@@ -92,7 +92,7 @@ def _pdeathsig():
 class Node:
     """One kith process driven through its line client."""
 
-    def __init__(self, binary, name, nick=None, home=None, port=None, extra_args=()):
+    def __init__(self, binary, name, nick=None, home=None, port=None, extra_args=(), env=None):
         self.binary = binary
         self.name = name
         self.nick = nick or name
@@ -101,6 +101,7 @@ class Node:
         self.port = port or free_port()
         self.addr = "127.0.0.1:%d" % self.port
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})  # extra environment, e.g. KITH_PASSPHRASE
         self.proc = None
         self.generation = 0  # how many times started
         self._cv = threading.Condition()
@@ -122,6 +123,7 @@ class Node:
         env = dict(os.environ)
         env.pop("KITH_PASSPHRASE", None)
         env["KITH_HOME"] = self.home
+        env.update(self.env)
         env.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         self.generation += 1
         log("%s: start #%d: %s" % (self.name, self.generation, " ".join(self.argv())))
@@ -195,6 +197,12 @@ class Node:
         if self._wq is None:
             raise Failure("%s: send while not started" % self.name)
         self._wq.put("".join(l + "\n" for l in lines).encode("utf-8"))
+        return m
+
+    def send_raw(self, data):
+        """Queue raw bytes for stdin (for invalid UTF-8 and the like)."""
+        m = self.mark()
+        self._wq.put(bytes(data))
         return m
 
     def close_stdin(self):
@@ -475,6 +483,23 @@ class Test:
             self.name, self.passed, self.failed, total))
         print("%d passed, %d failed" % (self.passed, self.failed), flush=True)
         sys.exit(0 if (self.failed == 0 and finished) else 1)
+
+
+def run_once(binary, args, env=None, stdin=b"", timeout=30.0):
+    """Run kith to completion (usage errors, --version...):
+    (exit code, stdout text, stderr text). Never hangs: killed at timeout."""
+    e = dict(os.environ)
+    e.pop("KITH_PASSPHRASE", None)
+    e.update(env or {})
+    log("run: %s %s" % (os.path.basename(binary), " ".join(args)))
+    try:
+        r = subprocess.run([binary] + list(args), input=stdin, capture_output=True, env=e,
+                           timeout=timeout, cwd=tempfile.gettempdir(),
+                           preexec_fn=_pdeathsig)
+    except subprocess.TimeoutExpired as ex:
+        raise Timeout("%s %s: still running after %.0f s" % (binary, args, timeout)) from ex
+    return (r.returncode, r.stdout.decode("utf-8", "replace"),
+            r.stderr.decode("utf-8", "replace"))
 
 
 def _cleanup_all():
