@@ -1,14 +1,16 @@
 /* room: the membership log (a hash-linked DAG of signed ops) and the state
- * it defines: members, roles, and the epoch keys this node holds. Byte
- * formats are in proto/kith.md section 5; the reasoning is in
- * docs/internals/room.md.
+ * it defines: members, roles, bans, topic, name, and the epoch keys this
+ * node holds. Byte formats are in proto/kith.md section 5; the reasoning is
+ * in docs/internals/room.md.
  *
- * Validity of an op depends only on the op and its causal past (the ops
- * reachable through its parents), never on what else this node happens to
- * have received, so every node that holds an op reaches the same verdict on
- * it and the logs converge. That is why "is the author a member" and "is the
- * subject already a member" are answered by walking the op's ancestors, not by
- * looking at the current member list. */
+ * Two questions, one mechanism. Validity (is this op accepted into the log)
+ * depends only on the op and its causal past: the ops reachable through its
+ * parents, replayed in the total order; so every node that holds an op
+ * reaches the same verdict on it. Effect (what the room looks like now) is
+ * the replay of every accepted op in the total order (lamport, op id), an op
+ * applying only if its author holds the needed role at its point of the
+ * replay. Both are recomputed from scratch: rooms are small, and a replay
+ * has no incremental state to get wrong. */
 #include "room/room.h"
 
 #include <sodium.h>
@@ -41,15 +43,42 @@ enum {
     OK_INVITE = 16,
     OK_NONCE = 17,
     OK_SEALED = 18,
+    OK_TOPIC = 19,
+    OK_SEALS = 20,
+    OK_EXPIRES = 21,
+    OK_USES = 22,
 };
 
-#define GENESIS_KEYS 17 /* 0, 1, 3..15, 17, 18 */
-#define ADD_KEYS 15 /* 0..13, 18; plus 16 when an invite id is given */
 #define NONCE_LEN 16
 #define KEYMSG_LEN (8 + KITH_KEY_LEN) /* epoch (u64 BE) || key */
 #define SEALED_LEN (KEYMSG_LEN + KITH_SEAL_OVERHEAD)
+#define NONE UINT32_MAX
+#define KIND_MAX KITH_OP_LEAVE
 
 enum { HISTORY_FROM_JOIN = 0, HISTORY_WHOLE = 1 };
+
+/* Key bits: which body keys each kind has beyond the common 0..7 (room id,
+ * key 2, is absent only in a genesis). */
+#define B(k) (1u << (k))
+static const uint32_t kind_keys[KIND_MAX + 1] = {
+    [KITH_OP_GENESIS] = B(8) | B(9) | B(10) | B(11) | B(12) | B(13) | B(14) | B(15) | B(17) | B(18),
+    [KITH_OP_ADD] = B(8) | B(9) | B(10) | B(11) | B(12) | B(13) | B(18),
+    [KITH_OP_REMOVE] = B(8) | B(20),
+    [KITH_OP_BAN] = B(8) | B(20),
+    [KITH_OP_UNBAN] = B(8),
+    [KITH_OP_SET_ROLE] = B(8) | B(11),
+    [KITH_OP_SET_TOPIC] = B(19),
+    [KITH_OP_SET_NAME] = B(14),
+    [KITH_OP_INVITE] = B(16) | B(21) | B(22),
+    [KITH_OP_REVOKE] = B(16),
+    [KITH_OP_REKEY] = B(20),
+    [KITH_OP_LEAVE] = 0,
+};
+
+static bool rekeying(uint64_t kind)
+{
+    return kind == KITH_OP_REMOVE || kind == KITH_OP_BAN || kind == KITH_OP_REKEY;
+}
 
 /* An op as parsed, before it is checked against the room. String fields
  * point into the caller's bytes. */
@@ -63,51 +92,87 @@ typedef struct op_view {
     size_t nparents;
     uint8_t parents[KITH_ROOM_MAX_PARENTS][KITH_HASH_LEN];
     uint64_t wall, lamport, epoch;
+    bool has_subject;
     uint8_t subject[KITH_ID_LEN];
     uint8_t subject_dh[KITH_DH_LEN];
     uint8_t subject_cert[KITH_SIG_LEN];
     uint64_t role;
-    const char *nick, *addr, *name;
-    size_t nick_len, addr_len, name_len;
+    const char *nick, *addr, *name, *topic;
+    size_t nick_len, addr_len, name_len, topic_len;
     uint64_t history;
     bool has_invite;
     uint8_t invite[KITH_HASH_LEN];
+    uint64_t expires, uses;
     uint8_t sealed[SEALED_LEN];
+    size_t nseals;
+    uint8_t seal_to[KITH_ROOM_MAX_SEALS][KITH_ID_LEN];
+    uint8_t seals[KITH_ROOM_MAX_SEALS][SEALED_LEN];
 } op_view;
 
 typedef struct op_rec {
     uint8_t id[KITH_HASH_LEN];
     uint8_t *bytes;
     size_t len;
-    uint64_t lamport;
+    uint64_t lamport, epoch;
     uint32_t parents[KITH_ROOM_MAX_PARENTS];
     uint8_t nparents;
-    uint8_t role; /* role granted to the subject */
+    uint8_t kind;
+    uint8_t role; /* role granted or set */
     bool head; /* no applied op names it as a parent */
-    uint32_t subject; /* member index */
+    bool effective; /* took effect in the last full replay */
+    uint32_t author, subject; /* member indexes; subject NONE when absent */
+    uint32_t ctx_key; /* add: the key op current in its causal past */
+    uint32_t *rcpt; /* rekeying ops: member indexes sealed to */
+    uint32_t nrcpt;
+    char *text; /* name or topic (heap), NULL otherwise */
+    bool has_invite;
+    uint8_t invite[KITH_HASH_LEN];
+    uint8_t dh[KITH_DH_LEN]; /* genesis, add: subject's */
+    char nick[KITH_NICK_MAX + 1];
+    char addr[KITH_ADDR_MAX + 1];
 } op_rec;
 
 typedef struct key_rec {
     uint64_t epoch;
+    uint32_t op; /* the op that introduced the key */
     uint8_t key[KITH_KEY_LEN];
 } key_rec;
+
+/* The state a replay produces; arrays indexed by member index. */
+typedef struct mstate {
+    size_t n;
+    uint8_t *role; /* 0: not a member */
+    uint8_t *banned;
+    uint8_t *holder; /* was given the current key */
+    uint32_t *since; /* replay position of the add that admitted */
+    uint32_t *shown; /* that add (or the genesis) */
+    uint32_t key_op;
+    uint64_t epoch;
+    uint32_t name_op, topic_op;
+} mstate;
 
 struct kith_room {
     const kith_env *env;
     const kith_identity *self;
     uint8_t id[KITH_HASH_LEN];
     char name[KITH_ROOM_NAME_MAX + 1];
+    char topic[KITH_TOPIC_MAX + 1];
     uint8_t history;
     uint64_t epoch;
+    uint32_t key_op;
+    bool needs_rekey;
 
     op_rec *ops;
     size_t nops, capops;
+    uint32_t *order; /* op indexes in (lamport, id) order */
+    size_t caporder;
     kith_map op_index; /* op id -> index into ops */
 
-    kith_member *members;
-    uint32_t *member_op; /* index of the add op whose nick/addr/dh are shown */
-    size_t nmembers, capmembers, capmember_op;
+    kith_member *members; /* everyone the log names */
+    size_t nmembers, capmembers;
     kith_map member_index; /* member id -> index into members */
+    uint32_t *cur; /* indexes of current members */
+    size_t ncur, capcur;
 
     key_rec *keys; /* epoch keys self holds */
     size_t nkeys, capkeys;
@@ -181,14 +246,6 @@ static bool find_member(const kith_room *r, const uint8_t id[KITH_ID_LEN], size_
     return true;
 }
 
-static const key_rec *find_key(const kith_room *r, uint64_t epoch)
-{
-    for (size_t i = 0; i < r->nkeys; i++)
-        if (r->keys[i].epoch == epoch)
-            return &r->keys[i];
-    return NULL;
-}
-
 /* Grow an array to hold `need` elements. Returns the (possibly moved) array;
  * on failure the old one, untouched, and *ok is cleared. */
 static void *grow(const kith_env *env, void *arr, size_t *cap, size_t need, size_t elem, bool *ok)
@@ -215,6 +272,35 @@ static int get_text(
     return proto_err(kith_wire_get_str(doc, m, key, p, len));
 }
 
+static int parse_seals(const kith_wire_doc *doc, const kith_wire_node *root, op_view *v)
+{
+    const kith_wire_node *arr;
+    int rc = proto_err(kith_wire_get_array(doc, root, OK_SEALS, &arr));
+    if (rc)
+        return rc;
+    if (arr->type != KITH_WIRE_ARRAY || arr->n == 0)
+        return KITH_EPROTO;
+    if (arr->n > KITH_ROOM_MAX_SEALS)
+        return KITH_ETOOBIG;
+    v->nseals = arr->n;
+    for (size_t i = 0; i < arr->n; i++) {
+        const kith_wire_node *e = kith_wire_elem(doc, arr, i);
+        if (!e || e->type != KITH_WIRE_ARRAY || e->n != 2)
+            return KITH_EPROTO;
+        const kith_wire_node *id = kith_wire_elem(doc, e, 0);
+        const kith_wire_node *sl = kith_wire_elem(doc, e, 1);
+        if (!id || id->type != KITH_WIRE_BIN || id->len != KITH_ID_LEN || !sl
+            || sl->type != KITH_WIRE_BIN || sl->len != SEALED_LEN)
+            return KITH_EPROTO;
+        /* Strictly ascending ids: one encoding, no member twice. */
+        if (i && memcmp(v->seal_to[i - 1], id->p, KITH_ID_LEN) >= 0)
+            return KITH_EPROTO;
+        memcpy(v->seal_to[i], id->p, KITH_ID_LEN);
+        memcpy(v->seals[i], sl->p, SEALED_LEN);
+    }
+    return 0;
+}
+
 /* Parse and check everything about an op that needs no room state. */
 static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_view *v)
 {
@@ -226,7 +312,8 @@ static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_vie
     memset(v, 0, sizeof *v);
     uint64_t version;
     const kith_wire_node *root, *parents;
-    size_t want;
+    size_t want = 7; /* 0, 1, 3..7 */
+    uint32_t keys;
     int rc = kith_wire_parse(env, data, len, KITH_OP_MAX, KITH_WIRE_CANONICAL, doc);
     if (rc)
         goto done;
@@ -253,20 +340,15 @@ static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_vie
     if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_KIND, &v->kind))))
         goto done;
     rc = KITH_EPROTO;
-    if (version != KITH_OP_VERSION)
+    if (version != KITH_OP_VERSION || v->kind > KIND_MAX)
         goto done;
-    /* Unknown kinds are refused for now; later versions add kinds (remove,
-     * ban, set role, rekey, ...) with their own key sets. */
-    if (v->kind == KITH_OP_GENESIS)
-        want = GENESIS_KEYS;
-    else if (v->kind == KITH_OP_ADD)
-        want = ADD_KEYS;
-    else
-        goto done;
+    keys = kind_keys[v->kind];
 
-    if (v->kind == KITH_OP_ADD
-        && (rc = proto_err(kith_wire_get_fixed(doc, root, OK_ROOM, v->room, KITH_HASH_LEN))))
-        goto done;
+    if (v->kind != KITH_OP_GENESIS) {
+        want++;
+        if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_ROOM, v->room, KITH_HASH_LEN))))
+            goto done;
+    }
     if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_AUTHOR, v->author, KITH_ID_LEN))))
         goto done;
     if ((rc = proto_err(kith_wire_get_array(doc, root, OK_PARENTS, &parents))))
@@ -297,35 +379,71 @@ static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_vie
         goto done;
     if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_EPOCH, &v->epoch))))
         goto done;
-    if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_SUBJECT, v->subject, KITH_ID_LEN))))
+    if (keys & B(OK_SUBJECT)) {
+        v->has_subject = true;
+        if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_SUBJECT, v->subject, KITH_ID_LEN))))
+            goto done;
+    }
+    if (keys & B(OK_SUBJECT_DH)) {
+        if ((rc = proto_err(
+                 kith_wire_get_fixed(doc, root, OK_SUBJECT_DH, v->subject_dh, KITH_DH_LEN))))
+            goto done;
+        if ((rc = proto_err(
+                 kith_wire_get_fixed(doc, root, OK_SUBJECT_CERT, v->subject_cert, KITH_SIG_LEN))))
+            goto done;
+    }
+    if (keys & B(OK_ROLE)) {
+        if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_ROLE, &v->role))))
+            goto done;
+        rc = KITH_EPROTO;
+        if (v->role < KITH_ROLE_OBSERVER || v->role > KITH_ROLE_ADMIN)
+            goto done;
+    }
+    if (keys & B(OK_NICK)) {
+        if ((rc = get_text(doc, root, OK_NICK, &v->nick, &v->nick_len)))
+            goto done;
+        if ((rc = check_text(v->nick, v->nick_len, KITH_NICK_MAX, true)))
+            goto done;
+        if ((rc = get_text(doc, root, OK_ADDR, &v->addr, &v->addr_len)))
+            goto done;
+        if ((rc = check_addr(v->addr, v->addr_len)))
+            goto done;
+    }
+    if (keys & B(OK_SEALED)
+        && (rc = proto_err(kith_wire_get_fixed(doc, root, OK_SEALED, v->sealed, SEALED_LEN))))
         goto done;
-    if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_SUBJECT_DH, v->subject_dh, KITH_DH_LEN))))
-        goto done;
-    if ((rc = proto_err(
-             kith_wire_get_fixed(doc, root, OK_SUBJECT_CERT, v->subject_cert, KITH_SIG_LEN))))
-        goto done;
-    if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_ROLE, &v->role))))
-        goto done;
-    rc = KITH_EPROTO;
-    if (v->role < KITH_ROLE_OBSERVER || v->role > KITH_ROLE_ADMIN)
-        goto done;
-    if ((rc = get_text(doc, root, OK_NICK, &v->nick, &v->nick_len)))
-        goto done;
-    if ((rc = check_text(v->nick, v->nick_len, KITH_NICK_MAX, true)))
-        goto done;
-    if ((rc = get_text(doc, root, OK_ADDR, &v->addr, &v->addr_len)))
-        goto done;
-    if ((rc = check_addr(v->addr, v->addr_len)))
-        goto done;
-    if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_SEALED, v->sealed, SEALED_LEN))))
-        goto done;
-
-    if (v->kind == KITH_OP_GENESIS) {
-        uint8_t nonce[NONCE_LEN];
+    if (keys & B(OK_NAME)) {
         if ((rc = get_text(doc, root, OK_NAME, &v->name, &v->name_len)))
             goto done;
         if ((rc = check_text(v->name, v->name_len, KITH_ROOM_NAME_MAX, false)))
             goto done;
+    }
+    if (keys & B(OK_TOPIC)) {
+        if ((rc = get_text(doc, root, OK_TOPIC, &v->topic, &v->topic_len)))
+            goto done;
+        if ((rc = check_text(v->topic, v->topic_len, KITH_TOPIC_MAX, true)))
+            goto done;
+    }
+    if (keys & B(OK_SEALS) && (rc = parse_seals(doc, root, v)))
+        goto done;
+    if (keys & B(OK_INVITE)
+        && (rc = proto_err(kith_wire_get_fixed(doc, root, OK_INVITE, v->invite, KITH_HASH_LEN))))
+        goto done;
+    v->has_invite = keys & B(OK_INVITE);
+    if (keys & B(OK_EXPIRES)) {
+        if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_EXPIRES, &v->expires))))
+            goto done;
+        if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_USES, &v->uses))))
+            goto done;
+        rc = KITH_EPROTO;
+        if (v->uses == 0 || v->uses > UINT32_MAX)
+            goto done;
+    }
+    want += (size_t)__builtin_popcount(keys);
+
+    rc = KITH_EPROTO;
+    if (v->kind == KITH_OP_GENESIS) {
+        uint8_t nonce[NONCE_LEN];
         if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_HISTORY, &v->history))))
             goto done;
         if ((rc = proto_err(kith_wire_get_fixed(doc, root, OK_NONCE, nonce, NONCE_LEN))))
@@ -338,20 +456,23 @@ static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_vie
             || v->lamport != 0 || v->epoch != 0)
             goto done;
     } else {
-        const kith_wire_node *inv = kith_wire_get(doc, root, OK_INVITE);
-        if (inv) {
-            if (inv->type != KITH_WIRE_BIN || inv->len != KITH_HASH_LEN)
-                goto done;
-            memcpy(v->invite, inv->p, KITH_HASH_LEN);
-            v->has_invite = true;
-            want++;
+        if (v->kind == KITH_OP_ADD) {
+            /* The invite id is optional in an add. */
+            const kith_wire_node *inv = kith_wire_get(doc, root, OK_INVITE);
+            if (inv) {
+                if (inv->type != KITH_WIRE_BIN || inv->len != KITH_HASH_LEN)
+                    goto done;
+                memcpy(v->invite, inv->p, KITH_HASH_LEN);
+                v->has_invite = true;
+                want++;
+            }
         }
         if (v->lamport == 0)
             goto done;
     }
     /* Every key read above is required (or counted when optional), and
      * canonical maps have unique keys, so a count mismatch is a key this
-     * version does not know. */
+     * kind does not have. */
     rc = root->n == want ? 0 : KITH_EPROTO;
 done:
     kith_free(env, doc);
@@ -364,56 +485,228 @@ static int verify_op(const kith_env *env, const op_view *v)
 {
     if (kith_verify(env, v->author, KITH_DOMAIN_OP, v->body, v->body_len, v->sig) != 0)
         return KITH_ECRYPTO;
-    if (kith_cert_verify(v->subject, v->subject_dh, v->subject_cert) != 0)
+    if (kind_keys[v->kind] & B(OK_SUBJECT_CERT)
+        && kith_cert_verify(v->subject, v->subject_dh, v->subject_cert) != 0)
         return KITH_ECRYPTO;
     return 0;
 }
 
 /* ---- Keys ---- */
 
-/* If self is the subject, open the sealed epoch key and keep it. Failure is
- * not an error of the op (only the subject can check the seal, and every
- * node must reach the same verdict on an op); it is logged and self simply
- * holds no key for that epoch. The key array has room reserved. */
-static void take_key(kith_room *r, const op_view *v)
+static const key_rec *find_key_op(const kith_room *r, uint32_t op)
 {
-    if (memcmp(v->subject, r->self->id_pk, KITH_ID_LEN) != 0 || find_key(r, v->epoch))
+    for (size_t i = 0; i < r->nkeys; i++)
+        if (r->keys[i].op == op)
+            return &r->keys[i];
+    return NULL;
+}
+
+/* Open a sealed epoch key meant for self and keep it. Failure is not an
+ * error of the op (only the recipient can check the seal, and every node
+ * must reach the same verdict on an op); it is logged and self simply holds
+ * no key for that epoch. The key array has room reserved. */
+static void take_key(kith_room *r, const uint8_t sealed[SEALED_LEN], uint64_t epoch, uint32_t op)
+{
+    if (find_key_op(r, op))
         return;
     uint8_t msg[KEYMSG_LEN];
     size_t n = 0;
-    if (kith_seal_open(r->self, v->sealed, SEALED_LEN, msg, sizeof msg, &n) != 0 || n != KEYMSG_LEN
-        || kith_get_be64(msg) != v->epoch) {
+    if (kith_seal_open(r->self, sealed, SEALED_LEN, msg, sizeof msg, &n) != 0 || n != KEYMSG_LEN
+        || kith_get_be64(msg) != epoch) {
         KITH_LOGW(r->env, "room: sealed epoch key for us does not open");
         sodium_memzero(msg, sizeof msg);
         return;
     }
     key_rec *k = &r->keys[r->nkeys++];
-    k->epoch = v->epoch;
+    k->epoch = epoch;
+    k->op = op;
     memcpy(k->key, msg + 8, KITH_KEY_LEN);
     sodium_memzero(msg, sizeof msg);
 }
 
-/* ---- Causal past ---- */
+/* ---- Replay: the state a set of ops defines ---- */
 
-typedef struct past_info {
-    uint8_t author_role; /* highest role granted to the author; 0 if none */
-    bool subject_member;
-} past_info;
-
-/* Walk every ancestor of the given parents (inclusive). Membership ops only
- * add members and grant roles, so a member's role in the state at the
- * parents is the highest role any ancestor add granted it. */
-static int scan_past(const kith_room *r, const uint32_t *parents, size_t np, size_t author,
-    bool have_author, size_t subject, bool have_subject, past_info *out)
+static void state_free(const kith_env *env, mstate *s)
 {
-    memset(out, 0, sizeof *out);
-    uint8_t *seen = kith_calloc(r->env, (r->nops + 7) / 8, 1);
-    uint32_t *stack = kith_calloc(r->env, r->nops, sizeof *stack);
-    if (!seen || !stack) {
-        kith_free(r->env, seen);
-        kith_free(r->env, stack);
+    kith_free(env, s->role);
+    kith_free(env, s->banned);
+    kith_free(env, s->holder);
+    kith_free(env, s->since);
+    kith_free(env, s->shown);
+    memset(s, 0, sizeof *s);
+}
+
+static int state_alloc(const kith_env *env, size_t n, mstate *s)
+{
+    memset(s, 0, sizeof *s);
+    size_t k = n ? n : 1;
+    s->n = n;
+    s->role = kith_calloc(env, k, 1);
+    s->banned = kith_calloc(env, k, 1);
+    s->holder = kith_calloc(env, k, 1);
+    s->since = kith_calloc(env, k, sizeof *s->since);
+    s->shown = kith_calloc(env, k, sizeof *s->shown);
+    if (!s->role || !s->banned || !s->holder || !s->since || !s->shown) {
+        state_free(env, s);
         return KITH_ENOMEM;
     }
+    return 0;
+}
+
+static uint8_t role_of(const mstate *s, uint32_t m)
+{
+    return m == NONE || m >= s->n ? 0 : s->role[m];
+}
+
+static bool revoker_issued(const kith_room *r, const op_rec *o)
+{
+    for (size_t i = 0; i < r->nops; i++) {
+        const op_rec *p = &r->ops[i];
+        if (p->kind == KITH_OP_INVITE && p->author == o->author
+            && memcmp(p->invite, o->invite, KITH_HASH_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* May the op's author do this in state s? The one permission table,
+ * used both for validity (s = the op's causal past) and for effect (s = the
+ * replay so far). */
+static bool allowed(const kith_room *r, const mstate *s, const op_rec *o)
+{
+    uint8_t a = role_of(s, o->author);
+    uint8_t t = role_of(s, o->subject);
+    bool banned = o->subject != NONE && o->subject < s->n && s->banned[o->subject];
+    /* Admins act on anyone; moderators on members and observers. */
+    bool over = a == KITH_ROLE_ADMIN || (a == KITH_ROLE_MODERATOR && t <= KITH_ROLE_MEMBER);
+    switch (o->kind) {
+    case KITH_OP_ADD:
+        return a >= KITH_ROLE_MEMBER && o->role <= a && !t && !banned;
+    case KITH_OP_REMOVE:
+        return o->subject != o->author && t && over;
+    case KITH_OP_BAN:
+        return o->subject != o->author && !banned && over && a >= KITH_ROLE_MODERATOR;
+    case KITH_OP_UNBAN:
+        return banned && a >= KITH_ROLE_MODERATOR;
+    case KITH_OP_SET_ROLE:
+        if (!t || o->role == t || o->subject == o->author)
+            return false;
+        return a == KITH_ROLE_ADMIN
+            || (a == KITH_ROLE_MODERATOR && t <= KITH_ROLE_MEMBER && o->role <= KITH_ROLE_MEMBER);
+    case KITH_OP_SET_TOPIC:
+        return a >= KITH_ROLE_MODERATOR;
+    case KITH_OP_SET_NAME:
+        return a == KITH_ROLE_ADMIN;
+    case KITH_OP_INVITE:
+    case KITH_OP_REKEY:
+        return a >= KITH_ROLE_MEMBER;
+    case KITH_OP_REVOKE:
+        return a >= KITH_ROLE_MODERATOR || (a >= KITH_ROLE_MEMBER && revoker_issued(r, o));
+    case KITH_OP_LEAVE:
+        return a > 0;
+    default:
+        return false;
+    }
+}
+
+/* The room must keep an admin: when none is left (the last admin left, or
+ * concurrent ops removed or demoted them all) the member with the highest
+ * role who was admitted first becomes admin. Deterministic, so every node
+ * agrees; it is what lets a room outlive its founder by accident too. */
+static void succession(mstate *s)
+{
+    uint32_t best = NONE;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (s->role[i] == KITH_ROLE_ADMIN)
+            return;
+        if (s->role[i]
+            && (best == NONE || s->role[i] > s->role[best]
+                || (s->role[i] == s->role[best] && s->since[i] < s->since[best])))
+            best = i;
+    }
+    if (best != NONE)
+        s->role[best] = KITH_ROLE_ADMIN;
+}
+
+static void effect(mstate *s, const op_rec *o, uint32_t oidx, uint32_t pos)
+{
+    switch (o->kind) {
+    case KITH_OP_GENESIS:
+    case KITH_OP_ADD:
+        s->role[o->subject] = o->role;
+        s->since[o->subject] = pos;
+        s->shown[o->subject] = oidx;
+        s->holder[o->subject] = o->kind == KITH_OP_GENESIS || o->ctx_key == s->key_op;
+        if (o->kind == KITH_OP_GENESIS) {
+            s->key_op = oidx;
+            s->epoch = 0;
+            s->name_op = oidx;
+        }
+        break;
+    case KITH_OP_BAN:
+        s->banned[o->subject] = 1;
+        /* fall through */
+    case KITH_OP_REMOVE:
+        s->role[o->subject] = 0;
+        /* fall through */
+    case KITH_OP_REKEY:
+        s->key_op = oidx;
+        s->epoch = o->epoch;
+        memset(s->holder, 0, s->n);
+        for (uint32_t i = 0; i < o->nrcpt; i++)
+            s->holder[o->rcpt[i]] = 1;
+        break;
+    case KITH_OP_UNBAN:
+        s->banned[o->subject] = 0;
+        break;
+    case KITH_OP_SET_ROLE:
+        s->role[o->subject] = o->role;
+        break;
+    case KITH_OP_SET_TOPIC:
+        s->topic_op = oidx;
+        break;
+    case KITH_OP_SET_NAME:
+        s->name_op = oidx;
+        break;
+    case KITH_OP_LEAVE:
+        s->role[o->author] = 0; /* it still holds the key: members rekey */
+        break;
+    default:
+        break;
+    }
+    succession(s);
+}
+
+/* Replay the ops in total order; only those whose bit is set in `filter`
+ * when it is given. With `mark`, record on each op whether it took effect. */
+static void replay(kith_room *r, const uint8_t *filter, mstate *s, bool mark)
+{
+    memset(s->role, 0, s->n);
+    memset(s->banned, 0, s->n);
+    memset(s->holder, 0, s->n);
+    s->key_op = s->name_op = s->topic_op = NONE;
+    s->epoch = 0;
+    for (uint32_t pos = 0; pos < r->nops; pos++) {
+        uint32_t oi = r->order[pos];
+        if (filter && !(filter[oi / 8] & (1u << (oi % 8))))
+            continue;
+        op_rec *o = &r->ops[oi];
+        bool ok = o->kind == KITH_OP_GENESIS || allowed(r, s, o);
+        if (ok)
+            effect(s, o, oi, pos);
+        if (mark)
+            o->effective = ok;
+    }
+}
+
+/* The state an op's parents define: the replay of its causal past. */
+static int past_state(kith_room *r, const uint32_t *parents, size_t np, size_t nmembers, mstate *s)
+{
+    uint8_t *seen = kith_calloc(r->env, (r->nops + 7) / 8 + 1, 1);
+    uint32_t *stack = kith_calloc(r->env, r->nops + 1, sizeof *stack);
+    int rc = KITH_ENOMEM;
+    if (!seen || !stack || (rc = state_alloc(r->env, nmembers, s)))
+        goto done;
     size_t top = 0;
     for (size_t i = 0; i < np; i++) {
         uint32_t p = parents[i];
@@ -424,10 +717,6 @@ static int scan_past(const kith_room *r, const uint32_t *parents, size_t np, siz
     }
     while (top) {
         const op_rec *o = &r->ops[stack[--top]];
-        if (have_author && o->subject == author && o->role > out->author_role)
-            out->author_role = o->role;
-        if (have_subject && o->subject == subject)
-            out->subject_member = true;
         for (size_t i = 0; i < o->nparents; i++) {
             uint32_t p = o->parents[i];
             if (!(seen[p / 8] & (1u << (p % 8)))) {
@@ -436,101 +725,178 @@ static int scan_past(const kith_room *r, const uint32_t *parents, size_t np, siz
             }
         }
     }
+    replay(r, seen, s, false);
+done:
     kith_free(r->env, seen);
     kith_free(r->env, stack);
-    return 0;
+    return rc;
+}
+
+/* After a new op: replay everything and publish the result. */
+static void refresh(kith_room *r, mstate *s)
+{
+    replay(r, NULL, s, true);
+    r->ncur = 0;
+    r->needs_rekey = false;
+    for (uint32_t i = 0; i < r->nmembers; i++) {
+        kith_member *m = &r->members[i];
+        m->role = s->role[i];
+        m->banned = s->banned[i];
+        if (s->role[i]) {
+            r->cur[r->ncur++] = i;
+            const op_rec *a = &r->ops[s->shown[i]];
+            memcpy(m->dh, a->dh, KITH_DH_LEN);
+            copy_str(m->nick, sizeof m->nick, a->nick, strlen(a->nick));
+            copy_str(m->addr, sizeof m->addr, a->addr, strlen(a->addr));
+        }
+        if (!s->role[i] != !s->holder[i])
+            r->needs_rekey = true;
+    }
+    r->key_op = s->key_op;
+    r->epoch = s->epoch;
+    const op_rec *n = &r->ops[s->name_op];
+    copy_str(r->name, sizeof r->name, n->text, strlen(n->text));
+    r->topic[0] = '\0';
+    if (s->topic_op != NONE) {
+        const op_rec *t = &r->ops[s->topic_op];
+        copy_str(r->topic, sizeof r->topic, t->text, strlen(t->text));
+    }
 }
 
 /* ---- Applying ---- */
 
-/* (lamport, id) order: the deterministic tie-break between concurrent adds
- * of the same member, so every node shows the same nick and address. */
-static bool op_before(const op_rec *a, uint64_t lamport, const uint8_t id[KITH_HASH_LEN])
+static bool order_before(const op_rec *a, const op_rec *b)
 {
-    if (a->lamport != lamport)
-        return a->lamport < lamport;
-    return memcmp(a->id, id, KITH_HASH_LEN) < 0;
+    if (a->lamport != b->lamport)
+        return a->lamport < b->lamport;
+    return memcmp(a->id, b->id, KITH_HASH_LEN) < 0;
 }
 
-/* Record a verified op. Everything that can fail is done before the room is
- * changed, so a failure leaves it as it was. */
-static int commit_op(kith_room *r, const op_view *v, const uint8_t id[KITH_HASH_LEN],
-    const uint8_t *data, size_t len, const uint32_t *parents)
+static int reserve_keys(kith_room *r)
 {
-    size_t midx;
-    bool existing = find_member(r, v->subject, &midx);
+    if (r->nkeys + 1 <= r->capkeys)
+        return 0;
+    /* Keys are secrets: move them by hand so the old block is wiped
+     * (realloc would free it with the keys still in it). */
+    size_t ncap = r->capkeys ? r->capkeys * 2 : 4;
+    key_rec *nk = kith_calloc(r->env, ncap, sizeof *nk);
+    if (!nk)
+        return KITH_ENOMEM;
+    if (r->keys) {
+        memcpy(nk, r->keys, r->nkeys * sizeof *nk);
+        sodium_memzero(r->keys, r->capkeys * sizeof *r->keys);
+        kith_free(r->env, r->keys);
+    }
+    r->keys = nk;
+    r->capkeys = ncap;
+    return 0;
+}
+
+/* Record a verified op and recompute the state. Everything that can fail
+ * is done before the room is changed, so a failure leaves it as it was.
+ * `o` is filled in except for the fields set here. */
+static int commit_op(kith_room *r, const op_view *v, op_rec *o, const uint8_t *data, size_t len,
+    const uint32_t *rcpt)
+{
+    bool new_subject = v->has_subject && o->subject == NONE;
     if (r->nops >= KITH_ROOM_MAX_OPS)
         return KITH_ETOOBIG;
-    if (!existing && r->nmembers >= KITH_ROOM_MAX_MEMBERS)
+    if (new_subject && r->nmembers >= KITH_ROOM_MAX_MEMBERS)
         return KITH_ETOOBIG;
     bool ok = true;
+    size_t nm = r->nmembers + (new_subject ? 1 : 0);
     r->ops = grow(r->env, r->ops, &r->capops, r->nops + 1, sizeof *r->ops, &ok);
-    r->members = grow(r->env, r->members, &r->capmembers, r->nmembers + 1, sizeof *r->members, &ok);
-    r->member_op
-        = grow(r->env, r->member_op, &r->capmember_op, r->nmembers + 1, sizeof *r->member_op, &ok);
-    if (ok && r->nkeys + 1 > r->capkeys) {
-        /* Keys are secrets: move them by hand so the old block is wiped
-         * (realloc would free it with the keys still in it). */
-        size_t ncap = r->capkeys ? r->capkeys * 2 : 4;
-        key_rec *nk = kith_calloc(r->env, ncap, sizeof *nk);
-        if (!nk)
-            return KITH_ENOMEM;
-        if (r->keys) {
-            memcpy(nk, r->keys, r->nkeys * sizeof *nk);
-            sodium_memzero(r->keys, r->capkeys * sizeof *r->keys);
-            kith_free(r->env, r->keys);
-        }
-        r->keys = nk;
-        r->capkeys = ncap;
-    }
-    if (!ok)
+    r->order = grow(r->env, r->order, &r->caporder, r->nops + 1, sizeof *r->order, &ok);
+    r->members = grow(r->env, r->members, &r->capmembers, nm, sizeof *r->members, &ok);
+    r->cur = grow(r->env, r->cur, &r->capcur, nm, sizeof *r->cur, &ok);
+    if (!ok || reserve_keys(r))
         return KITH_ENOMEM;
-    int rc;
-    uint8_t *copy = kith_malloc(r->env, len);
-    if (!copy)
-        return KITH_ENOMEM;
-    memcpy(copy, data, len);
-    if (!existing)
-        midx = r->nmembers;
-    if ((rc = kith_map_put(&r->op_index, id, r->nops))
-        || (!existing && (rc = kith_map_put(&r->member_index, v->subject, midx)))) {
-        kith_free(r->env, copy); /* a stale map entry is ignored by find_* */
+    mstate s;
+    int rc = state_alloc(r->env, nm, &s);
+    if (rc)
         return rc;
+    uint8_t *copy = kith_malloc(r->env, len);
+    uint32_t *rc_copy = o->nrcpt ? kith_calloc(r->env, o->nrcpt, sizeof *rc_copy) : NULL;
+    const char *txt = v->kind == KITH_OP_SET_TOPIC ? v->topic : v->name;
+    size_t txt_len = v->kind == KITH_OP_SET_TOPIC ? v->topic_len : v->name_len;
+    bool has_text
+        = v->kind == KITH_OP_SET_TOPIC || v->kind == KITH_OP_SET_NAME || v->kind == KITH_OP_GENESIS;
+    char *text = has_text ? kith_malloc(r->env, txt_len + 1) : NULL;
+    if (!copy || (o->nrcpt && !rc_copy) || (has_text && !text)) {
+        rc = KITH_ENOMEM;
+        goto fail;
     }
+    memcpy(copy, data, len);
+    if (o->nrcpt)
+        memcpy(rc_copy, rcpt, o->nrcpt * sizeof *rc_copy);
+    if (has_text)
+        copy_str(text, txt_len + 1, txt, txt_len);
+    if ((rc = kith_map_put(&r->op_index, o->id, r->nops))
+        || (new_subject && (rc = kith_map_put(&r->member_index, v->subject, r->nmembers))))
+        goto fail; /* a stale map entry is ignored by find_* */
 
-    size_t oidx = r->nops++;
-    op_rec *o = &r->ops[oidx];
-    memset(o, 0, sizeof *o);
-    memcpy(o->id, id, KITH_HASH_LEN);
-    o->bytes = copy;
-    o->len = len;
-    o->lamport = v->lamport;
-    o->nparents = (uint8_t)v->nparents;
-    for (size_t i = 0; i < v->nparents; i++) {
-        o->parents[i] = parents[i];
-        r->ops[parents[i]].head = false;
-    }
-    o->role = (uint8_t)v->role;
-    o->head = true;
-    o->subject = (uint32_t)midx;
-
-    kith_member *m = &r->members[midx];
-    if (!existing) {
-        r->nmembers++;
+    if (new_subject) {
+        kith_member *m = &r->members[r->nmembers];
         memset(m, 0, sizeof *m);
         memcpy(m->id, v->subject, KITH_ID_LEN);
-        m->role = (uint8_t)v->role;
-    } else if (v->role > m->role) {
-        m->role = (uint8_t)v->role; /* roles only grow with add ops */
+        o->subject = (uint32_t)r->nmembers++;
     }
-    if (!existing || !op_before(&r->ops[r->member_op[midx]], v->lamport, id)) {
-        r->member_op[midx] = (uint32_t)oidx;
-        memcpy(m->dh, v->subject_dh, KITH_DH_LEN);
-        copy_str(m->nick, sizeof m->nick, v->nick, v->nick_len);
-        copy_str(m->addr, sizeof m->addr, v->addr, v->addr_len);
-    }
-    take_key(r, v);
+    size_t oidx = r->nops++;
+    o->bytes = copy;
+    o->len = len;
+    o->rcpt = rc_copy;
+    o->text = text;
+    o->head = true;
+    r->ops[oidx] = *o;
+    for (size_t i = 0; i < o->nparents; i++)
+        r->ops[o->parents[i]].head = false;
+    /* Insert into the total order. */
+    size_t pos = oidx;
+    while (pos > 0 && order_before(o, &r->ops[r->order[pos - 1]]))
+        pos--;
+    memmove(&r->order[pos + 1], &r->order[pos], (oidx - pos) * sizeof *r->order);
+    r->order[pos] = (uint32_t)oidx;
+
+    /* Keys sealed to self. */
+    const uint8_t *me = r->self->id_pk;
+    if ((v->kind == KITH_OP_GENESIS || v->kind == KITH_OP_ADD)
+        && memcmp(v->subject, me, KITH_ID_LEN) == 0)
+        take_key(r, v->sealed, v->epoch, v->kind == KITH_OP_GENESIS ? (uint32_t)oidx : o->ctx_key);
+    for (size_t i = 0; i < v->nseals; i++)
+        if (memcmp(v->seal_to[i], me, KITH_ID_LEN) == 0)
+            take_key(r, v->seals[i], v->epoch, (uint32_t)oidx);
+    s.n = r->nmembers;
+    refresh(r, &s);
+    state_free(r->env, &s);
     return 0;
+fail:
+    kith_free(r->env, copy);
+    kith_free(r->env, rc_copy);
+    kith_free(r->env, text);
+    state_free(r->env, &s);
+    return rc;
+}
+
+static int cmp_member_id(const kith_room *r, uint32_t a, uint32_t b)
+{
+    return memcmp(r->members[a].id, r->members[b].id, KITH_ID_LEN);
+}
+
+/* Members of state s except `skip`, sorted by id: who a rekey seals to. */
+static size_t remaining(const kith_room *r, const mstate *s, uint32_t skip, uint32_t *out)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        if (!s->role[i] || i == skip)
+            continue;
+        size_t k = n++;
+        while (k > 0 && cmp_member_id(r, out[k - 1], i) > 0) {
+            out[k] = out[k - 1];
+            k--;
+        }
+        out[k] = i;
+    }
+    return n;
 }
 
 int kith_room_apply(kith_room *room, const uint8_t *op, size_t len)
@@ -547,19 +913,24 @@ int kith_room_apply(kith_room *room, const uint8_t *op, size_t len)
         return KITH_EEXIST;
 
     op_view *v = kith_malloc(room->env, sizeof *v);
-    if (!v)
+    uint32_t *rcpt = kith_calloc(room->env, room->nmembers + 1, sizeof *rcpt);
+    if (!v || !rcpt) {
+        kith_free(room->env, v);
+        kith_free(room->env, rcpt);
         return KITH_ENOMEM;
-    uint32_t parents[KITH_ROOM_MAX_PARENTS];
+    }
+    op_rec o;
+    memset(&o, 0, sizeof o);
+    mstate s;
+    memset(&s, 0, sizeof s);
     uint64_t depth = 0;
-    size_t author = 0, subject = 0;
-    bool have_author, have_subject;
-    past_info past;
+    size_t nr;
     int rc = parse_op(room->env, op, len, v);
     if (rc)
         goto done;
     rc = KITH_EPROTO;
     /* A genesis is never applied: it defines a room (kith_room_open). */
-    if (v->kind != KITH_OP_ADD)
+    if (v->kind == KITH_OP_GENESIS)
         goto done;
     if (memcmp(v->room, room->id, KITH_HASH_LEN) != 0)
         goto done;
@@ -568,45 +939,72 @@ int kith_room_apply(kith_room *room, const uint8_t *op, size_t len)
             rc = KITH_ENOENT;
             goto done;
         }
-        parents[i] = (uint32_t)idx;
+        o.parents[i] = (uint32_t)idx;
         depth = KITH_MAX(depth, room->ops[idx].lamport + 1);
     }
     /* The lamport value is the op's depth in the DAG: checkable, and the
-     * first key of the deterministic order later kinds will need. */
+     * first key of the total order. */
     if (v->lamport != depth)
-        goto done;
-    /* Epochs only change with rekey ops, which this version does not have. */
-    if (v->epoch != room->epoch)
         goto done;
     if ((rc = verify_op(room->env, v)))
         goto done;
 
-    have_author = find_member(room, v->author, &author);
-    have_subject = find_member(room, v->subject, &subject);
-    if (!have_author) {
+    memcpy(o.id, id, KITH_HASH_LEN);
+    o.lamport = v->lamport;
+    o.epoch = v->epoch;
+    o.nparents = (uint8_t)v->nparents;
+    o.kind = (uint8_t)v->kind;
+    o.role = (uint8_t)v->role;
+    o.subject = NONE;
+    o.ctx_key = NONE;
+    if (v->has_subject && find_member(room, v->subject, &idx))
+        o.subject = (uint32_t)idx;
+    o.has_invite = v->has_invite;
+    memcpy(o.invite, v->invite, KITH_HASH_LEN);
+    memcpy(o.dh, v->subject_dh, KITH_DH_LEN);
+    copy_str(o.nick, sizeof o.nick, v->nick, v->nick_len);
+    copy_str(o.addr, sizeof o.addr, v->addr, v->addr_len);
+    /* Every author was a member somewhere in the log, so it has an index. */
+    if (!find_member(room, v->author, &idx)) {
         rc = KITH_EPERM;
         goto done;
     }
-    if ((rc = scan_past(
-             room, parents, v->nparents, author, have_author, subject, have_subject, &past)))
+    o.author = (uint32_t)idx;
+
+    if ((rc = past_state(room, o.parents, v->nparents, room->nmembers, &s)))
         goto done;
-    /* Any member (not an observer) may admit, and grant at most its own
-     * role. The member must be one in the state the op's parents define. */
-    if (past.author_role < KITH_ROLE_MEMBER || v->role > past.author_role) {
-        rc = KITH_EPERM;
-        goto done;
-    }
-    /* Already a member in that state: the op adds nothing and is refused.
-     * A concurrent add of the same member (not in the past) is valid on
-     * every node and merged. */
-    if (past.subject_member) {
+    /* Already a member in that state: the add adds nothing and is refused
+     * (a concurrent add of the same member, not in the past, is valid; the
+     * first in the total order takes effect). */
+    if (v->kind == KITH_OP_ADD && role_of(&s, o.subject)) {
         rc = KITH_EEXIST;
         goto done;
     }
-    rc = commit_op(room, v, id, op, len, parents);
+    if (!allowed(room, &s, &o)) {
+        rc = KITH_EPERM;
+        goto done;
+    }
+    rc = KITH_EPROTO;
+    /* A rekeying op opens the next epoch of its past; others stay in it. */
+    if (v->epoch != s.epoch + (rekeying(v->kind) ? 1 : 0))
+        goto done;
+    if (rekeying(v->kind)) {
+        /* Sealed to exactly the members that remain in its past. */
+        nr = remaining(room, &s, v->kind == KITH_OP_REKEY ? NONE : o.subject, rcpt);
+        if (nr != v->nseals)
+            goto done;
+        for (size_t i = 0; i < nr; i++)
+            if (memcmp(room->members[rcpt[i]].id, v->seal_to[i], KITH_ID_LEN) != 0)
+                goto done;
+        o.nrcpt = (uint32_t)nr;
+    }
+    o.ctx_key = s.key_op;
+    rc = commit_op(room, v, &o, op, len, rcpt);
 done:
+    state_free(room->env, &s);
     sodium_memzero(v, sizeof *v);
     kith_free(room->env, v);
+    kith_free(room->env, rcpt);
     return rc;
 }
 
@@ -623,6 +1021,7 @@ int kith_room_open(const kith_env *env, const kith_identity *self, const uint8_t
     if (!v)
         return KITH_ENOMEM;
     kith_room *r = NULL;
+    op_rec o;
     int rc = parse_op(env, genesis, len, v);
     if (rc)
         goto done;
@@ -638,12 +1037,20 @@ int kith_room_open(const kith_env *env, const kith_identity *self, const uint8_t
     r->env = env;
     r->self = self;
     kith_hash(r->id, genesis, len);
-    copy_str(r->name, sizeof r->name, v->name, v->name_len);
     r->history = (uint8_t)v->history;
-    r->epoch = 0;
     kith_map_init(&r->op_index, env, KITH_ROOM_MAX_OPS);
     kith_map_init(&r->member_index, env, KITH_ROOM_MAX_MEMBERS);
-    rc = commit_op(r, v, r->id, genesis, len, NULL);
+    memset(&o, 0, sizeof o);
+    memcpy(o.id, r->id, KITH_HASH_LEN);
+    o.kind = KITH_OP_GENESIS;
+    o.role = KITH_ROLE_ADMIN;
+    o.author = 0;
+    o.subject = NONE; /* new: commit gives it index 0 */
+    o.ctx_key = NONE;
+    memcpy(o.dh, v->subject_dh, KITH_DH_LEN);
+    copy_str(o.nick, sizeof o.nick, v->nick, v->nick_len);
+    copy_str(o.addr, sizeof o.addr, v->addr, v->addr_len);
+    rc = commit_op(r, v, &o, genesis, len, NULL);
 done:
     sodium_memzero(v, sizeof *v);
     kith_free(env, v);
@@ -660,11 +1067,15 @@ void kith_room_free(kith_room *room)
     if (!room)
         return;
     const kith_env *env = room->env;
-    for (size_t i = 0; i < room->nops; i++)
+    for (size_t i = 0; i < room->nops; i++) {
         kith_free(env, room->ops[i].bytes);
+        kith_free(env, room->ops[i].rcpt);
+        kith_free(env, room->ops[i].text);
+    }
     kith_free(env, room->ops);
+    kith_free(env, room->order);
     kith_free(env, room->members);
-    kith_free(env, room->member_op);
+    kith_free(env, room->cur);
     if (room->keys) {
         sodium_memzero(room->keys, room->capkeys * sizeof *room->keys);
         kith_free(env, room->keys);
@@ -757,7 +1168,7 @@ int kith_room_create(const kith_env *env, const kith_identity *self, const char 
 
     kith_wire_writer w;
     kith_wire_writer_init(&w, &body);
-    kith_wire_map(&w, GENESIS_KEYS);
+    kith_wire_map(&w, 7 + (uint32_t)__builtin_popcount(kind_keys[KITH_OP_GENESIS]));
     kith_wire_uint(&w, OK_VERSION);
     kith_wire_uint(&w, KITH_OP_VERSION);
     kith_wire_uint(&w, OK_KIND);
@@ -847,50 +1258,105 @@ static size_t pick_heads(const kith_room *r, uint32_t out[KITH_ROOM_MAX_PARENTS]
     return n;
 }
 
-int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
-    const uint8_t member_dh[KITH_DH_LEN], const uint8_t member_cert[KITH_SIG_LEN], const char *nick,
-    const char *addr, const uint8_t *invite_id, kith_buf *op_out)
-{
-    if (!room || !member_id || !member_dh || !member_cert || !op_out)
-        return KITH_EINVAL;
-    size_t idx, nick_len, addr_len;
-    int rc;
-    if (!find_member(room, room->self->id_pk, &idx) || room->members[idx].role < KITH_ROLE_MEMBER)
-        return KITH_EPERM;
-    const key_rec *k = find_key(room, room->epoch);
-    if (!k)
-        return KITH_ESTATE;
-    if (find_member(room, member_id, &idx))
-        return KITH_EEXIST;
-    if (kith_cert_verify(member_id, member_dh, member_cert) != 0)
-        return KITH_ECRYPTO;
-    if ((rc = user_text(nick, KITH_NICK_MAX, true, &nick_len)) || (rc = user_addr(addr, &addr_len)))
-        return rc;
-    if (!nick)
-        nick = "";
-    if (!addr)
-        addr = "";
+typedef struct op_args {
+    int kind;
+    const uint8_t *subject;
+    const uint8_t *subject_dh, *subject_cert;
+    uint64_t role;
+    const char *nick, *addr, *text;
+    size_t nick_len, addr_len, text_len;
+    const uint8_t *invite;
+    uint64_t expires, uses;
+} op_args;
 
+/* Sign an op of self with the current heads as parents, checked against
+ * the state those parents define (the same check every node makes), apply
+ * it and append it to op_out. */
+static int author_op(kith_room *room, const op_args *a, kith_buf *op_out)
+{
     const kith_env *env = room->env;
+    size_t idx;
+    if (!find_member(room, room->self->id_pk, &idx))
+        return KITH_EPERM;
+    op_rec o;
+    memset(&o, 0, sizeof o);
+    o.kind = (uint8_t)a->kind;
+    o.role = (uint8_t)a->role;
+    o.author = (uint32_t)idx;
+    o.subject = NONE;
+    if (a->subject && find_member(room, a->subject, &idx))
+        o.subject = (uint32_t)idx;
+    if (a->invite)
+        memcpy(o.invite, a->invite, KITH_HASH_LEN);
     uint32_t parents[KITH_ROOM_MAX_PARENTS];
     size_t np = pick_heads(room, parents);
     uint64_t depth = 0;
     for (size_t i = 0; i < np; i++)
         depth = KITH_MAX(depth, room->ops[parents[i]].lamport + 1);
-    uint8_t sealed[SEALED_LEN];
+
+    mstate s;
+    uint32_t *rcpt = kith_calloc(env, room->nmembers + 1, sizeof *rcpt);
+    uint8_t(*seals)[SEALED_LEN] = kith_calloc(env, KITH_ROOM_MAX_SEALS, SEALED_LEN);
     kith_buf body, op;
     kith_buf_init(&body, env, KITH_OP_MAX);
     kith_buf_init(&op, env, KITH_OP_MAX);
-    if ((rc = seal_key(env, member_dh, room->epoch, k->key, sealed)))
+    uint8_t key[KITH_KEY_LEN], sealed[SEALED_LEN];
+    size_t nr = 0;
+    int rc = rcpt && seals ? 0 : KITH_ENOMEM;
+    if (rc || (rc = past_state(room, parents, np, room->nmembers, &s))) {
+        kith_free(env, rcpt);
+        kith_free(env, seals);
+        return rc;
+    }
+    uint64_t epoch = s.epoch + (rekeying((uint64_t)a->kind) ? 1 : 0);
+    if (a->kind == KITH_OP_ADD && role_of(&s, o.subject)) {
+        rc = KITH_EEXIST;
         goto done;
+    }
+    if ((a->kind == KITH_OP_REMOVE || a->kind == KITH_OP_SET_ROLE) && !role_of(&s, o.subject)) {
+        rc = KITH_ENOENT;
+        goto done;
+    }
+    if (a->kind == KITH_OP_UNBAN && (o.subject == NONE || !s.banned[o.subject])) {
+        rc = KITH_ENOENT;
+        goto done;
+    }
+    if (!allowed(room, &s, &o)) {
+        rc = KITH_EPERM;
+        goto done;
+    }
+    if (a->kind == KITH_OP_ADD) {
+        const key_rec *k = find_key_op(room, s.key_op);
+        if (!k) {
+            rc = KITH_ESTATE; /* we hold no current key to give */
+            goto done;
+        }
+        if ((rc = seal_key(env, a->subject_dh, epoch, k->key, sealed)))
+            goto done;
+    }
+    if (rekeying((uint64_t)a->kind)) {
+        nr = remaining(room, &s, a->kind == KITH_OP_REKEY ? NONE : o.subject, rcpt);
+        if (nr > KITH_ROOM_MAX_SEALS) {
+            rc = KITH_ETOOBIG;
+            goto done;
+        }
+        kith_random(env, key, sizeof key);
+        for (size_t i = 0; i < nr && !rc; i++)
+            rc = seal_key(env, room->ops[s.shown[rcpt[i]]].dh, epoch, key, seals[i]);
+        sodium_memzero(key, sizeof key);
+        if (rc)
+            goto done;
+    }
 
+    uint32_t keys = kind_keys[a->kind];
     kith_wire_writer w;
     kith_wire_writer_init(&w, &body);
-    kith_wire_map(&w, ADD_KEYS + (invite_id ? 1 : 0));
+    kith_wire_map(
+        &w, 8 + (uint32_t)__builtin_popcount(keys) + (a->kind == KITH_OP_ADD && a->invite ? 1 : 0));
     kith_wire_uint(&w, OK_VERSION);
     kith_wire_uint(&w, KITH_OP_VERSION);
     kith_wire_uint(&w, OK_KIND);
-    kith_wire_uint(&w, KITH_OP_ADD);
+    kith_wire_uint(&w, (uint64_t)a->kind);
     kith_wire_uint(&w, OK_ROOM);
     kith_wire_bin(&w, room->id, KITH_HASH_LEN);
     kith_wire_uint(&w, OK_AUTHOR);
@@ -904,25 +1370,58 @@ int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
     kith_wire_uint(&w, OK_LAMPORT);
     kith_wire_uint(&w, depth);
     kith_wire_uint(&w, OK_EPOCH);
-    kith_wire_uint(&w, room->epoch);
-    kith_wire_uint(&w, OK_SUBJECT);
-    kith_wire_bin(&w, member_id, KITH_ID_LEN);
-    kith_wire_uint(&w, OK_SUBJECT_DH);
-    kith_wire_bin(&w, member_dh, KITH_DH_LEN);
-    kith_wire_uint(&w, OK_SUBJECT_CERT);
-    kith_wire_bin(&w, member_cert, KITH_SIG_LEN);
-    kith_wire_uint(&w, OK_ROLE);
-    kith_wire_uint(&w, KITH_ROLE_MEMBER);
-    kith_wire_uint(&w, OK_NICK);
-    kith_wire_str(&w, nick, nick_len);
-    kith_wire_uint(&w, OK_ADDR);
-    kith_wire_str(&w, addr, addr_len);
-    if (invite_id) {
-        kith_wire_uint(&w, OK_INVITE);
-        kith_wire_bin(&w, invite_id, KITH_HASH_LEN);
+    kith_wire_uint(&w, epoch);
+    if (keys & B(OK_SUBJECT)) {
+        kith_wire_uint(&w, OK_SUBJECT);
+        kith_wire_bin(&w, a->subject, KITH_ID_LEN);
     }
-    kith_wire_uint(&w, OK_SEALED);
-    kith_wire_bin(&w, sealed, sizeof sealed);
+    if (keys & B(OK_SUBJECT_DH)) {
+        kith_wire_uint(&w, OK_SUBJECT_DH);
+        kith_wire_bin(&w, a->subject_dh, KITH_DH_LEN);
+        kith_wire_uint(&w, OK_SUBJECT_CERT);
+        kith_wire_bin(&w, a->subject_cert, KITH_SIG_LEN);
+    }
+    if (keys & B(OK_ROLE)) {
+        kith_wire_uint(&w, OK_ROLE);
+        kith_wire_uint(&w, a->role);
+    }
+    if (keys & B(OK_NICK)) {
+        kith_wire_uint(&w, OK_NICK);
+        kith_wire_str(&w, a->nick, a->nick_len);
+        kith_wire_uint(&w, OK_ADDR);
+        kith_wire_str(&w, a->addr, a->addr_len);
+    }
+    if (keys & B(OK_NAME)) {
+        kith_wire_uint(&w, OK_NAME);
+        kith_wire_str(&w, a->text, a->text_len);
+    }
+    if ((keys & B(OK_INVITE)) || (a->kind == KITH_OP_ADD && a->invite)) {
+        kith_wire_uint(&w, OK_INVITE);
+        kith_wire_bin(&w, a->invite, KITH_HASH_LEN);
+    }
+    if (keys & B(OK_SEALED)) {
+        kith_wire_uint(&w, OK_SEALED);
+        kith_wire_bin(&w, sealed, sizeof sealed);
+    }
+    if (keys & B(OK_TOPIC)) {
+        kith_wire_uint(&w, OK_TOPIC);
+        kith_wire_str(&w, a->text, a->text_len);
+    }
+    if (keys & B(OK_SEALS)) {
+        kith_wire_uint(&w, OK_SEALS);
+        kith_wire_array(&w, (uint32_t)nr);
+        for (size_t i = 0; i < nr; i++) {
+            kith_wire_array(&w, 2);
+            kith_wire_bin(&w, room->members[rcpt[i]].id, KITH_ID_LEN);
+            kith_wire_bin(&w, seals[i], SEALED_LEN);
+        }
+    }
+    if (keys & B(OK_EXPIRES)) {
+        kith_wire_uint(&w, OK_EXPIRES);
+        kith_wire_uint(&w, a->expires);
+        kith_wire_uint(&w, OK_USES);
+        kith_wire_uint(&w, a->uses);
+    }
     if ((rc = kith_wire_finish(&w)) || (rc = sign_op(env, room->self, &body, &op)))
         goto done;
     /* Reserve first so that once the op is applied, handing it out can't
@@ -933,9 +1432,150 @@ int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
         goto done;
     rc = kith_buf_append(op_out, op.data, op.len);
 done:
+    state_free(env, &s);
+    kith_free(env, rcpt);
+    kith_free(env, seals);
     kith_buf_free(&body);
     kith_buf_free(&op);
     return rc;
+}
+
+int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
+    const uint8_t member_dh[KITH_DH_LEN], const uint8_t member_cert[KITH_SIG_LEN], const char *nick,
+    const char *addr, const uint8_t *invite_id, kith_buf *op_out)
+{
+    if (!room || !member_id || !member_dh || !member_cert || !op_out)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    int rc;
+    const kith_member *me = kith_room_member(room, room->self->id_pk);
+    if (!me || me->role < KITH_ROLE_MEMBER)
+        return KITH_EPERM;
+    if (kith_room_member(room, member_id))
+        return KITH_EEXIST;
+    if (kith_cert_verify(member_id, member_dh, member_cert) != 0)
+        return KITH_ECRYPTO;
+    if ((rc = user_text(nick, KITH_NICK_MAX, true, &a.nick_len))
+        || (rc = user_addr(addr, &a.addr_len)))
+        return rc;
+    a.kind = KITH_OP_ADD;
+    a.subject = member_id;
+    a.subject_dh = member_dh;
+    a.subject_cert = member_cert;
+    a.role = KITH_ROLE_MEMBER;
+    a.nick = nick ? nick : "";
+    a.addr = addr ? addr : "";
+    a.invite = invite_id;
+    return author_op(room, &a, op_out);
+}
+
+static int subject_op(kith_room *room, int kind, const uint8_t *subject, int role, kith_buf *out)
+{
+    if (!room || !subject || !out)
+        return KITH_EINVAL;
+    if (memcmp(subject, room->self->id_pk, KITH_ID_LEN) == 0)
+        return KITH_EINVAL; /* use leave */
+    op_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = kind;
+    a.subject = subject;
+    a.role = (uint64_t)role;
+    return author_op(room, &a, out);
+}
+
+int kith_room_remove(kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out)
+{
+    return subject_op(room, KITH_OP_REMOVE, subject, 0, op_out);
+}
+
+int kith_room_ban(kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out)
+{
+    return subject_op(room, KITH_OP_BAN, subject, 0, op_out);
+}
+
+int kith_room_unban(kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out)
+{
+    return subject_op(room, KITH_OP_UNBAN, subject, 0, op_out);
+}
+
+int kith_room_set_role(
+    kith_room *room, const uint8_t subject[KITH_ID_LEN], int role, kith_buf *op_out)
+{
+    if (role < KITH_ROLE_OBSERVER || role > KITH_ROLE_ADMIN)
+        return KITH_EINVAL;
+    return subject_op(room, KITH_OP_SET_ROLE, subject, role, op_out);
+}
+
+static int text_op(
+    kith_room *room, int kind, const char *text, size_t max, bool allow_empty, kith_buf *out)
+{
+    if (!room || !out)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    int rc = user_text(text, max, allow_empty, &a.text_len);
+    if (rc)
+        return rc;
+    a.kind = kind;
+    a.text = text ? text : "";
+    return author_op(room, &a, out);
+}
+
+int kith_room_set_topic(kith_room *room, const char *topic, kith_buf *op_out)
+{
+    return text_op(room, KITH_OP_SET_TOPIC, topic, KITH_TOPIC_MAX, true, op_out);
+}
+
+int kith_room_set_name(kith_room *room, const char *name, kith_buf *op_out)
+{
+    return text_op(room, KITH_OP_SET_NAME, name, KITH_ROOM_NAME_MAX, false, op_out);
+}
+
+static int plain_op(kith_room *room, int kind, kith_buf *out)
+{
+    if (!room || !out)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = kind;
+    return author_op(room, &a, out);
+}
+
+int kith_room_rekey(kith_room *room, kith_buf *op_out)
+{
+    return plain_op(room, KITH_OP_REKEY, op_out);
+}
+
+int kith_room_leave(kith_room *room, kith_buf *op_out)
+{
+    return plain_op(room, KITH_OP_LEAVE, op_out);
+}
+
+int kith_room_invite_issued(kith_room *room, const uint8_t invite_id[KITH_HASH_LEN],
+    uint64_t expires_ms, uint32_t uses, kith_buf *op_out)
+{
+    if (!room || !invite_id || !op_out || uses == 0)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = KITH_OP_INVITE;
+    a.invite = invite_id;
+    a.expires = expires_ms;
+    a.uses = uses;
+    return author_op(room, &a, op_out);
+}
+
+int kith_room_invite_revoke(
+    kith_room *room, const uint8_t invite_id[KITH_HASH_LEN], kith_buf *op_out)
+{
+    if (!room || !invite_id || !op_out)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = KITH_OP_REVOKE;
+    a.invite = invite_id;
+    return author_op(room, &a, op_out);
 }
 
 /* ---- Queries ---- */
@@ -950,31 +1590,147 @@ const char *kith_room_name(const kith_room *room)
     return room->name;
 }
 
+const char *kith_room_topic(const kith_room *room)
+{
+    return room->topic;
+}
+
 uint64_t kith_room_epoch(const kith_room *room)
 {
     return room->epoch;
 }
 
+const uint8_t *kith_room_current_key(const kith_room *room, uint64_t *epoch)
+{
+    const key_rec *k = find_key_op(room, room->key_op);
+    if (epoch)
+        *epoch = room->epoch;
+    return k ? k->key : NULL;
+}
+
 const uint8_t *kith_room_key(const kith_room *room, uint64_t epoch)
 {
-    const key_rec *k = find_key(room, epoch);
-    return k ? k->key : NULL;
+    const uint8_t *cur = kith_room_current_key(room, NULL);
+    if (cur && epoch == room->epoch)
+        return cur;
+    for (size_t i = room->nkeys; i-- > 0;)
+        if (room->keys[i].epoch == epoch)
+            return room->keys[i].key;
+    return NULL;
+}
+
+size_t kith_room_key_count(const kith_room *room)
+{
+    return room->nkeys;
+}
+
+const uint8_t *kith_room_key_at(const kith_room *room, size_t i, uint64_t *epoch)
+{
+    if (i >= room->nkeys)
+        return NULL;
+    if (epoch)
+        *epoch = room->keys[i].epoch;
+    return room->keys[i].key;
+}
+
+bool kith_room_needs_rekey(const kith_room *room)
+{
+    return room->needs_rekey;
 }
 
 size_t kith_room_member_count(const kith_room *room)
 {
-    return room->nmembers;
+    return room->ncur;
 }
 
 const kith_member *kith_room_member_at(const kith_room *room, size_t i)
 {
-    return i < room->nmembers ? &room->members[i] : NULL;
+    return i < room->ncur ? &room->members[room->cur[i]] : NULL;
+}
+
+const kith_member *kith_room_person(const kith_room *room, const uint8_t id[KITH_ID_LEN])
+{
+    size_t idx;
+    return find_member(room, id, &idx) ? &room->members[idx] : NULL;
 }
 
 const kith_member *kith_room_member(const kith_room *room, const uint8_t id[KITH_ID_LEN])
 {
-    size_t idx;
-    return find_member(room, id, &idx) ? &room->members[idx] : NULL;
+    const kith_member *m = kith_room_person(room, id);
+    return m && m->role ? m : NULL;
+}
+
+bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN])
+{
+    for (size_t i = 0; i < room->nops; i++) {
+        const op_rec *o = &room->ops[i];
+        if (o->kind == KITH_OP_REVOKE && o->effective
+            && memcmp(o->invite, invite_id, KITH_HASH_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out)
+{
+    if (!room || !out || i >= room->nops)
+        return KITH_EINVAL;
+    const op_rec *o = &room->ops[i];
+    memset(out, 0, sizeof *out);
+    out->kind = o->kind;
+    memcpy(out->author, room->members[o->author].id, KITH_ID_LEN);
+    if (o->subject != NONE)
+        memcpy(out->subject, room->members[o->subject].id, KITH_ID_LEN);
+    out->role = o->role;
+    out->epoch = o->epoch;
+    out->effective = o->effective;
+    out->has_invite = o->has_invite;
+    memcpy(out->invite, o->invite, KITH_HASH_LEN);
+    out->text = o->text ? o->text : "";
+    return 0;
+}
+
+void kith_room_safety(const kith_room *room, uint8_t out[KITH_HASH_LEN])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, KITH_HASH_LEN);
+    static const char label[] = "kith/1 safety";
+    crypto_generichash_update(&st, (const uint8_t *)label, sizeof label - 1);
+    /* cur is in member-index order; hash in id order. */
+    uint32_t prev = NONE;
+    for (size_t n = 0; n < room->ncur; n++) {
+        uint32_t best = NONE;
+        for (size_t i = 0; i < room->ncur; i++) {
+            uint32_t c = room->cur[i];
+            if (prev != NONE && cmp_member_id(room, c, prev) <= 0)
+                continue;
+            if (best == NONE || cmp_member_id(room, c, best) < 0)
+                best = c;
+        }
+        const kith_member *m = &room->members[best];
+        crypto_generichash_update(&st, m->id, KITH_ID_LEN);
+        crypto_generichash_update(&st, &m->role, 1);
+        prev = best;
+    }
+
+    /* All heads, in id order. */
+    const uint8_t *last = NULL;
+    for (;;) {
+        const uint8_t *next = NULL;
+        for (size_t i = 0; i < room->nops; i++) {
+            const uint8_t *id = room->ops[i].id;
+            if (!room->ops[i].head || (last && memcmp(id, last, KITH_HASH_LEN) <= 0))
+                continue;
+            if (!next || memcmp(id, next, KITH_HASH_LEN) < 0)
+                next = id;
+        }
+        if (!next)
+            break;
+        crypto_generichash_update(&st, next, KITH_HASH_LEN);
+        last = next;
+    }
+
+    crypto_generichash_final(&st, out, KITH_HASH_LEN);
 }
 
 size_t kith_room_op_count(const kith_room *room)

@@ -11,10 +11,16 @@
  * in proto/kith.md. Op id = BLAKE2b-256 of the signed op bytes.
  *
  * Keys live in the log too: the genesis seals epoch key 0 to the founder's
- * X25519 key, and each add op seals the current epoch key to the new member
- * (crypto_box_seal), so a node rebuilds its keys from its log alone. Removal,
- * bans, roles beyond founder/member and rekeys come in a later issue as more
- * op kinds; the body keys leave room for them.
+ * X25519 key, each add op seals the current epoch key to the new member
+ * (crypto_box_seal), and every rekeying op (remove, ban, rekey) seals a fresh
+ * key to each remaining member, so a node rebuilds its keys from its log
+ * alone.
+ *
+ * State: the ops are totally ordered by (lamport, op id) (a causal order,
+ * as lamport is the depth); the membership state is the replay of every op
+ * in that order from the genesis, applying an op only if its author holds
+ * the needed role at that point of the replay. Validity (acceptance into
+ * the log) uses the same replay restricted to the op's causal past.
  *
  * Invites: codes a person can paste, "kith1:" + base64url of a canonical map
  * (room id, inviter id, one-time secret, address hint, expiry). The secret
@@ -37,15 +43,25 @@
 #define KITH_ROOM_MAX_MEMBERS 1024
 #define KITH_ROOM_MAX_OPS 65536
 #define KITH_ROOM_MAX_PARENTS 8
-#define KITH_OP_MAX 4096 /* bytes of one signed op */
+#define KITH_OP_MAX 16384 /* bytes of one signed op (a rekey carries one seal per member) */
+#define KITH_ROOM_MAX_SEALS 120 /* members one rekeying op can seal a key to */
+#define KITH_TOPIC_MAX 256
 #define KITH_INVITE_SECRET_LEN 16
 #define KITH_INVITE_CODE_MAX 320
 
 enum kith_op_kind {
     KITH_OP_GENESIS = 0,
     KITH_OP_ADD = 1,
-    /* later: remove, ban, unban, set role, set topic, set name, invite
-     * issued, invite revoked, rekey, leave */
+    KITH_OP_REMOVE = 2, /* rekeys */
+    KITH_OP_BAN = 3, /* removes if a member, bars re-adding; rekeys */
+    KITH_OP_UNBAN = 4,
+    KITH_OP_SET_ROLE = 5,
+    KITH_OP_SET_TOPIC = 6,
+    KITH_OP_SET_NAME = 7,
+    KITH_OP_INVITE = 8, /* invite issued: its id, expiry and uses, for admins to see */
+    KITH_OP_REVOKE = 9, /* invite revoked */
+    KITH_OP_REKEY = 10,
+    KITH_OP_LEAVE = 11, /* the author leaves; members then rekey (no key in it) */
 };
 
 enum kith_role {
@@ -61,7 +77,21 @@ typedef struct kith_member {
     uint8_t role;
     char nick[KITH_NICK_MAX + 1]; /* as given in the op that added them */
     char addr[KITH_ADDR_MAX + 1]; /* address hint, may be empty */
+    bool banned;
 } kith_member;
+
+/* One op as the room sees it (kith_room_op_info). */
+typedef struct kith_op_info {
+    int kind;
+    uint8_t author[KITH_ID_LEN];
+    uint8_t subject[KITH_ID_LEN]; /* zero when the kind has none */
+    uint8_t role;
+    uint64_t epoch;
+    bool effective; /* took effect in the total order */
+    bool has_invite;
+    uint8_t invite[KITH_HASH_LEN];
+    const char *text; /* topic or name; "" otherwise */
+} kith_op_info;
 
 typedef struct kith_room kith_room;
 
@@ -88,12 +118,50 @@ KITH_WUR int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN]
     const uint8_t member_dh[KITH_DH_LEN], const uint8_t member_cert[KITH_SIG_LEN], const char *nick,
     const char *addr, const uint8_t *invite_id, kith_buf *op_out);
 
+/* Membership ops authored by self, signed with the current heads as parents
+ * and checked against the state they define, applied, and appended to
+ * op_out. KITH_EPERM when self lacks the role, KITH_ENOENT when the subject
+ * is not a member (not banned, for unban), KITH_EINVAL for bad input. Remove,
+ * ban and rekey seal a fresh epoch key to every remaining member. */
+KITH_WUR int kith_room_remove(
+    kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out);
+KITH_WUR int kith_room_ban(kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out);
+KITH_WUR int kith_room_unban(kith_room *room, const uint8_t subject[KITH_ID_LEN], kith_buf *op_out);
+KITH_WUR int kith_room_set_role(
+    kith_room *room, const uint8_t subject[KITH_ID_LEN], int role, kith_buf *op_out);
+KITH_WUR int kith_room_set_topic(kith_room *room, const char *topic, kith_buf *op_out);
+KITH_WUR int kith_room_set_name(kith_room *room, const char *name, kith_buf *op_out);
+KITH_WUR int kith_room_rekey(kith_room *room, kith_buf *op_out);
+KITH_WUR int kith_room_leave(kith_room *room, kith_buf *op_out);
+KITH_WUR int kith_room_invite_issued(kith_room *room, const uint8_t invite_id[KITH_HASH_LEN],
+    uint64_t expires_ms, uint32_t uses, kith_buf *op_out);
+KITH_WUR int kith_room_invite_revoke(
+    kith_room *room, const uint8_t invite_id[KITH_HASH_LEN], kith_buf *op_out);
+
 const uint8_t *kith_room_id(const kith_room *room);
+const char *kith_room_topic(const kith_room *room);
+/* The key messages are sent with now (NULL if self holds none) and its epoch. */
+const uint8_t *kith_room_current_key(const kith_room *room, uint64_t *epoch);
+/* Every epoch key self holds (several may share an epoch number when
+ * rekeys were concurrent; the room tag tells them apart). */
+size_t kith_room_key_count(const kith_room *room);
+const uint8_t *kith_room_key_at(const kith_room *room, size_t i, uint64_t *epoch);
+/* True when the current key is held by someone who is no longer a member,
+ * or a member was not given it: a member should rekey. */
+bool kith_room_needs_rekey(const kith_room *room);
+/* Any id the log names, members or not (role 0 when not a member). */
+const kith_member *kith_room_person(const kith_room *room, const uint8_t id[KITH_ID_LEN]);
+bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN]);
+KITH_WUR int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out);
+/* Safety number: H("kith/1 safety" || each member (id || role) by id ||
+ * each head op id by id), see proto 5.4. Changes with membership. */
+void kith_room_safety(const kith_room *room, uint8_t out[KITH_HASH_LEN]);
 const char *kith_room_name(const kith_room *room);
-/* Current epoch and its key; the key is NULL when self holds none (not a member). */
+/* Current epoch and a key of that number; the key is NULL when self holds none. */
 uint64_t kith_room_epoch(const kith_room *room);
 const uint8_t *kith_room_key(const kith_room *room, uint64_t epoch);
 
+/* Current members only (role > 0). */
 size_t kith_room_member_count(const kith_room *room);
 const kith_member *kith_room_member_at(const kith_room *room, size_t i);
 const kith_member *kith_room_member(const kith_room *room, const uint8_t id[KITH_ID_LEN]);
