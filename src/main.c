@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include "client/client.h"
+#include "client/control.h"
+#include "client/remote.h"
 #include "crypto/crypto.h"
 #include "kith/node.h"
 #include "room/room.h"
@@ -31,7 +33,15 @@
 
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
+/* Subcommands (docs/control.md): none runs or attaches to a node. */
+enum { SUB_NONE, SUB_NODE, SUB_SEND, SUB_ME, SUB_TAIL, SUB_STOP };
+#define POS_MAX 64
+
 typedef struct options {
+    int sub;
+    const char *pos[POS_MAX]; /* positional arguments after the subcommand */
+    int npos;
+    bool json;
     const char *home;
     const char *listen;
     const char *announce;
@@ -77,9 +87,19 @@ static void usage(FILE *f)
     fprintf(f,
         "usage: kith [--home DIR] [--listen HOST:PORT] [--announce HOST:PORT]\n"
         "            [--nick NAME] [--log-level LEVEL] [--help] [--version]\n"
+        "       kith node [OPTIONS]         run the node without a terminal\n"
+        "       kith send ROOM TEXT...      send a message through the running node\n"
+        "       kith me ROOM TEXT...        send an action (/me) the same way\n"
+        "       kith tail ROOM [--json]     print new messages of ROOM (* for all)\n"
+        "       kith stop                   stop the running node\n"
         "\n"
         "kith is chat for small groups with no server: it runs your node and a\n"
-        "line client that reads commands and messages on stdin.\n"
+        "line client that reads commands and messages on stdin. When a node is\n"
+        "already running with the home (kith node), kith attaches to it through\n"
+        "its control socket (HOME/" KITH_CONTROL_SOCK ") instead; /quit detaches.\n"
+        "\n"
+        "exit codes: 0 ok, 1 runtime error, 2 usage, 3 no node running (send, tail,\n"
+        "stop), 4 no such room\n"
         "\n"
         "options:\n"
         "  --home DIR            node home: identity key, settings, room logs\n"
@@ -91,6 +111,7 @@ static void usage(FILE *f)
         "  --nick NAME           display name, remembered in the home\n"
         "                        (default: the saved one, else your login name)\n"
         "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
+        "  --json                kith tail: one JSON object per line\n"
         "  --help                show this text\n"
         "  --version             show the version\n"
         "\n"
@@ -124,6 +145,7 @@ static int parse_args(int argc, char **argv, options *o)
         { "log-level", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
+        { "json", no_argument, NULL, 'j' },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -131,8 +153,39 @@ static int parse_args(int argc, char **argv, options *o)
     o->log_level = KITH_LOG_WARN;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+    for (;;) {
+        ch = getopt_long(argc, argv, "+:h", longopts, NULL);
+        if (ch == -1) {
+            /* Options may come before and after the subcommand and its
+             * arguments: collect positionals and go on parsing. */
+            if (optind >= argc)
+                break;
+            if (strcmp(argv[optind - 1], "--") == 0) {
+                while (optind < argc && o->npos < POS_MAX)
+                    o->pos[o->npos++] = argv[optind++];
+                break;
+            }
+            static const char *subs[] = { "node", "send", "me", "tail", "stop" };
+            const char *a = argv[optind++];
+            bool is_sub = false;
+            for (int k = 0; o->sub == SUB_NONE && o->npos == 0 && k < 5; k++)
+                if (strcmp(a, subs[k]) == 0) {
+                    o->sub = k + 1;
+                    is_sub = true;
+                }
+            if (!is_sub) {
+                if (o->sub == SUB_NONE || o->npos >= POS_MAX) {
+                    fail("unexpected argument %s (try kith --help)", a);
+                    return EXIT_USAGE;
+                }
+                o->pos[o->npos++] = a;
+            }
+            continue;
+        }
         switch (ch) {
+        case 'j':
+            o->json = true;
+            break;
         case 'H':
             o->home = optarg;
             break;
@@ -171,6 +224,26 @@ static int parse_args(int argc, char **argv, options *o)
     }
     if (optind < argc) {
         fail("unexpected argument %s (try kith --help)", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (o->json && o->sub != SUB_TAIL) {
+        fail("--json goes with kith tail (try kith --help)");
+        return EXIT_USAGE;
+    }
+    int want_min = 0, want_max = 0;
+    const char *sub_usage = "";
+    if (o->sub == SUB_SEND || o->sub == SUB_ME) {
+        want_min = 2;
+        want_max = POS_MAX;
+        sub_usage = o->sub == SUB_SEND ? "kith send ROOM TEXT" : "kith me ROOM TEXT";
+    } else if (o->sub == SUB_TAIL) {
+        want_min = want_max = 1;
+        sub_usage = "kith tail ROOM [--json]";
+    } else if (o->sub == SUB_STOP || o->sub == SUB_NODE) {
+        sub_usage = o->sub == SUB_STOP ? "kith stop" : "kith node [OPTIONS]";
+    }
+    if (o->npos < want_min || o->npos > want_max) {
+        fail("usage: %s (try kith --help)", sub_usage);
         return EXIT_USAGE;
     }
     char host[KITH_UVNODE_ADDR_MAX];
@@ -376,6 +449,38 @@ static void choose_announce(const options *o, const char *listen, char *out, siz
     snprintf(out, cap, "%s", listen);
 }
 
+/* The one-shot commands talk to the running node; this process opens
+ * nothing in the home. */
+static int run_remote(const options *o, const char *sock)
+{
+    if (o->sub == SUB_STOP)
+        return kith_remote_stop(sock);
+    if (o->sub == SUB_TAIL)
+        return kith_remote_tail(sock, o->pos[0], o->json);
+    /* send / me: the words after ROOM are the text, joined by spaces. */
+    size_t n = 1;
+    for (int i = 1; i < o->npos; i++)
+        n += strlen(o->pos[i]) + 1;
+    char *text = malloc(n);
+    if (!text) {
+        fail("out of memory");
+        return EXIT_RUNTIME;
+    }
+    text[0] = '\0';
+    size_t len = 0;
+    for (int i = 1; i < o->npos; i++) {
+        size_t l = strlen(o->pos[i]);
+        if (i > 1)
+            text[len++] = ' ';
+        memcpy(text + len, o->pos[i], l);
+        len += l;
+        text[len] = '\0';
+    }
+    int code = kith_remote_send(sock, o->pos[0], text, o->sub == SUB_ME);
+    free(text);
+    return code;
+}
+
 static int run(const options *o)
 {
     kith_env env;
@@ -388,6 +493,21 @@ static int run(const options *o)
     } else if (default_home(home, sizeof home) != 0) {
         fail("cannot tell where the home is: pass --home DIR or set KITH_HOME");
         return EXIT_RUNTIME;
+    }
+
+    char sock[HOME_MAX + 64];
+    bool have_sock = kith_control_path(home, sock, sizeof sock) == 0;
+    if (o->sub != SUB_NONE && o->sub != SUB_NODE) {
+        if (!have_sock) {
+            fail("no control socket for home %s (path too long; set XDG_RUNTIME_DIR)", home);
+            return KITH_EXIT_NO_NODE;
+        }
+        return run_remote(o, sock);
+    }
+    if (o->sub == SUB_NONE && have_sock) {
+        int fd = kith_remote_connect(sock);
+        if (fd >= 0)
+            return kith_remote_attach(fd);
     }
 
     kith_store *st = NULL;
@@ -407,6 +527,7 @@ static int run(const options *o)
     kith_node *node = NULL;
     kith_uvnode *uv = NULL;
     kith_client *cl = NULL;
+    kith_control *ctl = NULL;
     char nick[KITH_CLIENT_NICK_MAX + 1];
     char announce[KITH_UVNODE_ADDR_MAX];
     char err[512];
@@ -448,7 +569,23 @@ static int run(const options *o)
         goto out_node;
     }
     kith_client_banner(cl, kith_uvnode_listen_addr(uv), announce);
-    if (kith_client_start(cl) < 0) {
+    /* The control socket: `kith node` needs it (it is the only way in);
+     * the interactive kith offers it too, so scripts can use that node. */
+    if (!have_sock) {
+        if (o->sub == SUB_NODE) {
+            fail("no control socket for home %s (path too long; set XDG_RUNTIME_DIR)", home);
+            goto out_node;
+        }
+    } else if (kith_control_new(&env, node, uv, cl, sock, err, sizeof err, &ctl) < 0) {
+        if (o->sub == SUB_NODE) {
+            fail("%s", err);
+            goto out_node;
+        }
+        fprintf(stderr, "kith: warn: %s\n", err);
+    } else if (o->sub == SUB_NODE) {
+        printf("* control socket %s\n", sock);
+    }
+    if (o->sub != SUB_NODE && kith_client_start(cl) < 0) {
         fail("cannot read stdin");
         goto out_node;
     }
@@ -458,6 +595,7 @@ out_node:
     /* The driver first (it closes the client's stdin handle), then the
      * client, then the node, which must be flushed already. */
     kith_uvnode_free(uv);
+    kith_control_free(ctl);
     kith_client_free(cl);
     if (node && code != EXIT_OK && kith_node_flush(node) < 0)
         KITH_LOGW(&env, "final flush failed");
