@@ -47,6 +47,7 @@ typedef struct options {
     const char *announce;
     const char *nick;
     int log_level;
+    bool no_lan;
 } options;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -110,6 +111,8 @@ static void usage(FILE *f)
         "                        (default: the listen address)\n"
         "  --nick NAME           display name, remembered in the home\n"
         "                        (default: the saved one, else your login name)\n"
+        "  --no-lan              no LAN discovery: send no beacons, ignore others'\n"
+        "                        (default: on, UDP multicast port 7416)\n"
         "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
         "  --json                kith tail: one JSON object per line\n"
         "  --help                show this text\n"
@@ -146,6 +149,7 @@ static int parse_args(int argc, char **argv, options *o)
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { "json", no_argument, NULL, 'j' },
+        { "no-lan", no_argument, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -185,6 +189,9 @@ static int parse_args(int argc, char **argv, options *o)
         switch (ch) {
         case 'j':
             o->json = true;
+            break;
+        case 'N':
+            o->no_lan = true;
             break;
         case 'H':
             o->home = optarg;
@@ -542,6 +549,12 @@ static int run(const options *o)
         fail("%s", err);
         goto out_node;
     }
+    bool lan = !o->no_lan;
+    if (lan && kith_uvnode_lan_start(uv, err, sizeof err) < 0) {
+        /* No multicast here (no interface, a sandbox): chat works without. */
+        fprintf(stderr, "kith: warn: %s\n", err);
+        lan = false;
+    }
     id = sodium_malloc(sizeof *id); /* guarded, locked pages */
     if (!id) {
         fail("out of memory");
@@ -556,7 +569,7 @@ static int run(const options *o)
     code = EXIT_RUNTIME;
     choose_announce(o, o->listen, announce, sizeof announce);
 
-    kith_node_config cfg = { announce, nick, 0 };
+    kith_node_config cfg = { .addr = announce, .nick = nick, .lan = lan };
     rc = kith_node_new(&env, st, id, &cfg, &node);
     if (rc < 0) {
         fail("cannot start the node: %s", kith_strerror(rc));

@@ -34,6 +34,7 @@ typedef struct kith_node_config {
     const char *addr; /* address hint others use to reach us, "host:port"; may be NULL */
     const char *nick; /* default display name; NULL -> "anon" */
     uint64_t invite_ttl_ms; /* default invite lifetime; 0 -> 24 h */
+    bool lan; /* LAN discovery: emit KITH_ACT_BEACON, act on kith_node_beacon */
 } kith_node_config;
 
 enum kith_event_type {
@@ -71,6 +72,7 @@ enum kith_action_type {
     KITH_ACT_CLOSE, /* close conn; reason says why */
     KITH_ACT_TIMER, /* call kith_node_timer after delay_ms (replaces any armed timer) */
     KITH_ACT_EVENT, /* give ev to the client */
+    KITH_ACT_BEACON, /* multicast data (a LAN beacon, proto/kith.md §8) on every LAN socket */
 };
 
 typedef struct kith_action {
@@ -117,6 +119,48 @@ KITH_WUR int kith_node_send(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_
     uint32_t msg_type, const char *text, size_t len, uint64_t *seq);
 /* Change our display name (announced in every room). */
 KITH_WUR int kith_node_set_nick(kith_node *node, const char *nick);
+
+/* LAN meetups (proto/kith.md §8). A datagram received on the beacon port;
+ * from_host is the sender's IP as text ("10.0.0.2", "fe80::1%eth0"). Cheap
+ * for junk: the node caps how many it looks at per second. */
+void kith_node_beacon(kith_node *node, const uint8_t *data, size_t len, const char *from_host);
+
+enum kith_lan_mode {
+    KITH_LAN_OFF = 0, /* not discoverable by name (the default) */
+    KITH_LAN_OPEN = 1, /* named in beacons; anyone on the LAN who knocks is admitted */
+    KITH_LAN_KNOCK = 2, /* named in beacons; a knock waits for kith_node_admit */
+};
+/* Make a room discoverable by name on the LAN, or not. Needs the admin or
+ * moderator role; kept by this node only (not across restarts). */
+KITH_WUR int kith_node_lan_set(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], int mode);
+int kith_node_lan_mode(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN]);
+
+typedef struct kith_lan_room {
+    const char *name; /* as the beacon said: untrusted text */
+    int mode; /* KITH_LAN_OPEN or KITH_LAN_KNOCK */
+    const char *addr; /* where the beacon came from, "host:port" */
+    uint64_t age_ms; /* since it was last heard */
+} kith_lan_room;
+/* Discoverable rooms heard on the LAN recently, newest first. */
+size_t kith_node_lan_count(const kith_node *node);
+KITH_WUR int kith_node_lan_at(const kith_node *node, size_t i, kith_lan_room *out);
+/* Ask the node that advertises the room `name` to let us in; KITH_EV_ROOM or
+ * KITH_EV_ERROR follows. KITH_ENOENT when no such room was heard. */
+KITH_WUR int kith_node_knock(kith_node *node, const char *name);
+/* Admit someone who knocked (by the nick they gave). KITH_ENOENT when nobody
+ * by that name is waiting. */
+KITH_WUR int kith_node_admit(kith_node *node, const char *nick);
+
+/* Peers with an established session, and how each was found. */
+typedef struct kith_peer_info {
+    uint8_t id[KITH_MEMBER_ID_LEN];
+    const char *nick; /* NULL when the peer shares no room (yet) */
+    char fingerprint[24];
+    const char *found; /* "lan", "address", "invite", "knock" or "inbound" */
+    bool outbound;
+} kith_peer_info;
+size_t kith_node_peer_count(const kith_node *node);
+KITH_WUR int kith_node_peer_at(const kith_node *node, size_t i, kith_peer_info *out);
 
 /* Queries. */
 typedef struct kith_room_info {

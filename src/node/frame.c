@@ -37,6 +37,25 @@ int kith_frame_join_req(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN],
     return finish(&w);
 }
 
+int kith_frame_knock(kith_buf *out, const char *room_name, const uint8_t cert[KITH_SIG_LEN],
+    const char *nick, const char *addr)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 5);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_KNOCK);
+    kith_wire_uint(&w, 1);
+    put_str(&w, room_name, KITH_ROOM_NAME_MAX);
+    kith_wire_uint(&w, 3);
+    put_str(&w, nick, KITH_NICK_MAX);
+    kith_wire_uint(&w, 4);
+    put_str(&w, addr, KITH_ADDR_MAX);
+    kith_wire_uint(&w, 5);
+    kith_wire_bin(&w, cert, KITH_SIG_LEN);
+    return finish(&w);
+}
+
 int kith_frame_join_ok(kith_buf *out, const kith_room *room)
 {
     size_t n = kith_room_op_count(room);
@@ -159,7 +178,7 @@ int kith_frame_decode(
         return rc;
     f->doc = doc;
     f->type = (uint32_t)type;
-    if (type != KITH_FR_MSG) {
+    if (type != KITH_FR_MSG && type != KITH_FR_KNOCK) {
         if ((rc = need(kith_wire_get_fixed(doc, m, 1, f->room_id, KITH_HASH_LEN))))
             return rc;
     }
@@ -167,6 +186,16 @@ int kith_frame_decode(
     case KITH_FR_JOIN_REQ:
         if ((rc = need(kith_wire_get_fixed(doc, m, 2, f->proof, KITH_HASH_LEN))))
             return rc;
+        if ((rc = get_cstr(doc, m, 3, f->nick, KITH_NICK_MAX)))
+            return rc;
+        if ((rc = get_cstr(doc, m, 4, f->addr, KITH_ADDR_MAX)))
+            return rc;
+        return need(kith_wire_get_fixed(doc, m, 5, f->cert, KITH_SIG_LEN));
+    case KITH_FR_KNOCK:
+        if ((rc = get_cstr(doc, m, 1, f->name, KITH_ROOM_NAME_MAX)))
+            return rc;
+        if (!f->name[0])
+            return KITH_EPROTO;
         if ((rc = get_cstr(doc, m, 3, f->nick, KITH_NICK_MAX)))
             return rc;
         if ((rc = get_cstr(doc, m, 4, f->addr, KITH_ADDR_MAX)))

@@ -23,6 +23,7 @@ enum kith_frame_type {
     KITH_FR_OP = 5, /* a membership op: room id, op */
     KITH_FR_MSG = 6, /* an envelope */
     KITH_FR_SYNC = 7, /* room id, op count, version vector [[author, seq], ...] */
+    KITH_FR_KNOCK = 8, /* LAN knocker -> advertiser: room name, nick, addr, cert */
 };
 
 #define KITH_FRAME_REASON_MAX 120
@@ -36,6 +37,7 @@ typedef struct kith_frame {
     char nick[KITH_NICK_MAX + 1];
     char addr[KITH_ADDR_MAX + 1];
     char reason[KITH_FRAME_REASON_MAX + 1];
+    char name[KITH_ROOM_NAME_MAX + 1]; /* KNOCK: the room name */
     const uint8_t *data; /* OP: signed op; MSG: envelope */
     size_t len;
     uint64_t nops; /* SYNC: ops the sender holds */
@@ -49,6 +51,8 @@ KITH_WUR int kith_frame_join_req(kith_buf *out, const uint8_t room_id[KITH_HASH_
     const uint8_t proof[KITH_HASH_LEN], const uint8_t cert[KITH_SIG_LEN], const char *nick,
     const char *addr);
 KITH_WUR int kith_frame_join_ok(kith_buf *out, const kith_room *room);
+KITH_WUR int kith_frame_knock(kith_buf *out, const char *room_name,
+    const uint8_t cert[KITH_SIG_LEN], const char *nick, const char *addr);
 KITH_WUR int kith_frame_join_err(
     kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const char *reason);
 KITH_WUR int kith_frame_op(

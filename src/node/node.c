@@ -77,6 +77,21 @@ void node_push_connect(kith_node *n, uint64_t conn, const char *addr)
     a->a.addr = (const char *)blob;
 }
 
+void node_push_beacon(kith_node *n, const uint8_t *data, size_t len)
+{
+    uint8_t *blob = kith_malloc(n->env, len);
+    qact *a = blob ? q_push(n) : NULL;
+    if (!a) {
+        kith_free(n->env, blob); /* a lost beacon is harmless: another follows */
+        return;
+    }
+    memcpy(blob, data, len);
+    a->blob = blob;
+    a->a.type = KITH_ACT_BEACON;
+    a->a.data = blob;
+    a->a.len = len;
+}
+
 static void push_timer(kith_node *n, uint64_t delay)
 {
     qact *a = q_push(n);
@@ -226,6 +241,10 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
         return rc;
     }
     node_refresh_dials(n);
+    if (cfg && cfg->lan && (rc = node_lan_new(n)) != 0) {
+        kith_node_free(n);
+        return rc;
+    }
     *out = n;
     return 0;
 }
@@ -244,6 +263,7 @@ void kith_node_free(kith_node *n)
     kith_free(n->env, n->last_blob);
     kith_free(n->env, n->out);
     kith_free(n->env, n->dials);
+    node_lan_free(n);
     kith_free(n->env, n->doc);
     kith_buf_free(&n->feed_out);
     sodium_memzero(n->local_key, sizeof n->local_key);

@@ -106,7 +106,20 @@ typedef struct nconn {
     int dial; /* index into node->dials, or -1 */
     bool joining;
     kith_invite inv;
+    uint8_t origin; /* how the peer was found: enum node_origin */
+    bool knock; /* joining by a LAN knock on knock_name (no invite) */
+    char knock_name[KITH_ROOM_NAME_MAX + 1];
 } nconn;
+
+enum node_origin {
+    ORIGIN_INBOUND = 0, /* the peer connected to us */
+    ORIGIN_ADDR, /* the address in the peer's membership record */
+    ORIGIN_INVITE, /* the address hint in an invite we used */
+    ORIGIN_LAN, /* a LAN beacon with a tag of one of our rooms */
+    ORIGIN_KNOCK, /* a knock on a room named in a LAN beacon */
+};
+
+#define NODE_KNOCK_TIMEOUT_MS 300000 /* a knock waits this long for an admin */
 
 typedef struct dial_st {
     uint8_t member[KITH_ID_LEN];
@@ -155,6 +168,7 @@ struct kith_node {
     kith_buf feed_out; /* handshake bytes produced during a feed */
     nconn *feeding;
     bool loading;
+    struct node_lan *lan; /* LAN discovery state (node_lan.c); NULL when off */
 };
 
 /* node.c */
@@ -167,6 +181,7 @@ void node_event_error(kith_node *n, const nroom *r, int err, const char *fmt, ..
 void node_event_info(kith_node *n, const nroom *r, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void node_room_event(kith_node *n, kith_event *ev, const nroom *r);
+void node_push_beacon(kith_node *n, const uint8_t *data, size_t len);
 
 /* node_room.c */
 nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN]);
@@ -195,5 +210,22 @@ KITH_WUR int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame);
 bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN]);
 void node_conn_free(kith_node *n, nconn *c);
 void node_send_sync(kith_node *n, nconn *c, nroom *r);
+nconn *node_conn_open(kith_node *n, bool outbound);
+nconn *node_conn_find(const kith_node *n, uint64_t id);
+void node_send_join_err(
+    kith_node *n, nconn *c, const uint8_t room_id[KITH_HASH_LEN], const char *reason);
+/* Add the peer of c to r without an invite check (the caller did its own):
+ * sign and spread the add op, answer JOIN_OK and sync. *admitted is false
+ * when the room refused (the peer got a JOIN_ERR). */
+KITH_WUR int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN],
+    const char *nick, const char *addr, const uint8_t *invite_id, bool *admitted);
+
+/* node_lan.c */
+KITH_WUR int node_lan_new(kith_node *n);
+void node_lan_free(kith_node *n);
+void node_lan_timer(kith_node *n, uint64_t now);
+void node_lan_established(kith_node *n, nconn *c);
+bool node_lan_knocking(const kith_node *n, uint64_t conn); /* a knock waits on conn */
+KITH_WUR int node_lan_on_knock(kith_node *n, nconn *c, const kith_frame *f);
 
 #endif

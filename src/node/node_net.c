@@ -16,6 +16,11 @@ static nconn *conn_by_id(const kith_node *n, uint64_t id)
     return NULL;
 }
 
+nconn *node_conn_find(const kith_node *n, uint64_t id)
+{
+    return conn_by_id(n, id);
+}
+
 bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN])
 {
     for (size_t i = 0; i < n->nconns; i++) {
@@ -43,6 +48,11 @@ static nconn *conn_new(kith_node *n, bool outbound)
     c->started_ms = kith_mono_ms(n->env);
     n->conns[n->nconns++] = c;
     return c;
+}
+
+nconn *node_conn_open(kith_node *n, bool outbound)
+{
+    return conn_new(n, outbound);
 }
 
 static const char *peer_nick(const kith_node *n, const uint8_t id[KITH_ID_LEN])
@@ -252,6 +262,12 @@ static void send_join_err(
     kith_buf_free(&frame);
 }
 
+void node_send_join_err(
+    kith_node *n, nconn *c, const uint8_t room_id[KITH_HASH_LEN], const char *reason)
+{
+    send_join_err(n, c, room_id, reason);
+}
+
 static int send_join_ok(kith_node *n, nconn *c, nroom *r)
 {
     kith_buf frame;
@@ -296,21 +312,32 @@ static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
         send_join_err(n, c, f->room_id, "invite expired");
         return 0;
     }
+    bool admitted = false;
+    int rc = node_admit(n, c, r, f->cert, f->nick, f->addr, match->id, &admitted);
+    if (admitted)
+        match->used = true;
+    return rc;
+}
+
+int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN],
+    const char *nick, const char *addr, const uint8_t *invite_id, bool *admitted)
+{
+    *admitted = false;
     kith_buf op;
     kith_buf_init(&op, n->env, KITH_OP_MAX);
     size_t before = kith_room_member_count(r->room);
     int rc = kith_room_add(
-        r->room, c->peer, kith_session_peer_dh(c->s), f->cert, f->nick, f->addr, match->id, &op);
+        r->room, c->peer, kith_session_peer_dh(c->s), cert, nick, addr, invite_id, &op);
     if (rc) {
         kith_buf_free(&op);
-        send_join_err(n, c, f->room_id, "could not admit you (bad certificate?)");
+        send_join_err(n, c, kith_room_id(r->room), "could not admit you (bad certificate?)");
         KITH_LOGW(n->env, "join refused: %s", kith_strerror(rc));
         return 0;
     }
-    match->used = true;
+    *admitted = true;
     rc = node_persist_op(n, r, op.data, op.len);
-    if (!rc)
-        rc = node_persist(n, r, REC_INVITE_USED, match->id, KITH_HASH_LEN);
+    if (!rc && invite_id)
+        rc = node_persist(n, r, REC_INVITE_USED, invite_id, KITH_HASH_LEN);
     if (rc)
         KITH_LOGE(n->env, "could not log the new member: %s", kith_strerror(rc));
     kith_buf frame;
@@ -340,6 +367,10 @@ static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
 /* Joiner side: rebuild the room from its ops, verified from the genesis. */
 static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
 {
+    /* A knock names the room, not its id: the id comes with the answer and
+     * the room's name is checked once the genesis is verified. */
+    if (c->joining && c->knock)
+        memcpy(c->inv.room_id, f->room_id, KITH_HASH_LEN);
     if (!c->joining || memcmp(f->room_id, c->inv.room_id, KITH_HASH_LEN) != 0)
         return KITH_EPROTO;
     const uint8_t *op;
@@ -351,7 +382,8 @@ static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
     rc = kith_room_open(n->env, n->self, op, len, &room);
     if (rc)
         return rc;
-    if (memcmp(kith_room_id(room), c->inv.room_id, KITH_HASH_LEN) != 0) {
+    if (memcmp(kith_room_id(room), c->inv.room_id, KITH_HASH_LEN) != 0
+        || (c->knock && strcmp(kith_room_name(room), c->knock_name) != 0)) {
         kith_room_free(room);
         return KITH_EPROTO;
     }
@@ -395,8 +427,10 @@ int kith_node_join(kith_node *n, const char *code)
     int rc = kith_invite_decode(n->env, code, &inv);
     if (rc)
         return rc;
-    if (node_room_by_id(n, inv.room_id))
+    if (node_room_by_id(n, inv.room_id)) {
+        sodium_memzero(&inv, sizeof inv);
         return KITH_EEXIST;
+    }
     if (kith_wall_ms(n->env) > inv.expires_ms) {
         sodium_memzero(&inv, sizeof inv);
         return KITH_EEXPIRED;
@@ -411,6 +445,7 @@ int kith_node_join(kith_node *n, const char *code)
         return KITH_ENOMEM;
     }
     c->joining = true;
+    c->origin = ORIGIN_INVITE;
     c->inv = inv;
     sodium_memzero(&inv, sizeof inv);
     node_push_connect(n, c->id, c->inv.addr);
@@ -432,6 +467,8 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         return on_join_req(n, c, f);
     if (f->type == KITH_FR_JOIN_OK)
         return on_join_ok(n, c, f);
+    if (f->type == KITH_FR_KNOCK)
+        return c->joining ? KITH_EPROTO : node_lan_on_knock(n, c, f);
     if (f->type == KITH_FR_JOIN_ERR) {
         if (!c->joining)
             return KITH_EPROTO;
@@ -502,6 +539,20 @@ static void on_established(kith_node *n, nconn *c)
     memcpy(c->peer, kith_session_peer_id(c->s), KITH_ID_LEN);
     if (memcmp(c->peer, n->self->id_pk, KITH_ID_LEN) == 0) {
         conn_fail(n, c, "connected to ourselves");
+        return;
+    }
+    node_lan_established(n, c);
+    if (c->joining && c->knock) {
+        /* A knock trusts the LAN as far as the room name goes: whoever
+         * answers the beacon's port gets to offer us the room. */
+        kith_buf frame;
+        kith_buf_init(&frame, n->env, 1024);
+        int rc = kith_frame_knock(&frame, c->knock_name, n->self->cert_sig, n->nick, n->addr);
+        if (!rc)
+            rc = node_conn_send(n, c, &frame);
+        kith_buf_free(&frame);
+        if (rc)
+            conn_fail(n, c, "could not send");
         return;
     }
     if (c->joining) {
@@ -677,10 +728,11 @@ void kith_node_timer(kith_node *n)
         nconn *c = n->conns[i - 1];
         if (!c->established && now - c->started_ms > NODE_HANDSHAKE_TIMEOUT_MS) {
             conn_fail(n, c, "handshake timed out");
-        } else if (c->joining && now - c->started_ms > NODE_JOIN_TIMEOUT_MS) {
+        } else if (c->joining
+            && now - c->started_ms > (c->knock ? NODE_KNOCK_TIMEOUT_MS : NODE_JOIN_TIMEOUT_MS)) {
             conn_fail(n, c, "join timed out");
         } else if (c->established && !c->joining && now - c->started_ms > NODE_JOIN_TIMEOUT_MS
-            && !shares_room(n, c->peer)) {
+            && !shares_room(n, c->peer) && !node_lan_knocking(n, c->id)) {
             /* A stranger may connect to ask to join; one that lingers
              * without becoming a member only holds a connection slot. */
             conn_fail(n, c, "peer shares no room");
@@ -699,8 +751,10 @@ void kith_node_timer(kith_node *n)
         if (!c)
             break;
         c->dial = (int)i;
+        c->origin = ORIGIN_ADDR;
         d->conn = c->id;
         d->next_ms = now + NODE_BACKOFF_MIN_MS;
         node_push_connect(n, c->id, d->addr);
     }
+    node_lan_timer(n, now);
 }

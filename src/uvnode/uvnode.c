@@ -13,6 +13,7 @@
  *    it up again when they complete. */
 #include "uvnode/uvnode.h"
 
+#include <net/if.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,11 @@ struct kith_uvnode {
     uv_prepare_t prepare;
     uv_signal_t sigint, sigterm;
     bool handles_inited;
+    uv_udp_t udp; /* LAN beacons */
+    bool udp_inited;
+    bool udp_send; /* beacons go out (not when listening on loopback) */
+    struct sockaddr_storage group;
+    uint8_t ubuf[2048];
     kith_uvnode_hooks hooks;
     kith_uvnode_hooks extra[KITH_UVNODE_MAX_HOOKS]; /* control socket, IRC gateway */
     size_t nextra;
@@ -422,6 +428,126 @@ static void act_write(kith_uvnode *u, uint64_t id, const uint8_t *data, size_t l
     c->unsent += len;
 }
 
+/* ---- LAN beacons ---- */
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    kith_uvnode *u = h->data;
+    buf->base = (char *)u->ubuf;
+    buf->len = sizeof u->ubuf;
+}
+
+static void on_udp_recv(
+    uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr, unsigned flags)
+{
+    (void)buf;
+    kith_uvnode *u = h->data;
+    if (nread <= 0 || !addr || (flags & UV_UDP_PARTIAL) || u->stopping)
+        return; /* an error, nothing, or a datagram too big to be a beacon */
+    char host[80] = "";
+    if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)addr;
+        uv_ip6_name(a6, host, sizeof host);
+        char ifname[IF_NAMESIZE];
+        if (a6->sin6_scope_id && if_indextoname(a6->sin6_scope_id, ifname)) {
+            size_t len = strlen(host);
+            snprintf(host + len, sizeof host - len, "%%%s", ifname);
+        }
+    } else if (addr->sa_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)addr, host, sizeof host);
+    } else {
+        return;
+    }
+    kith_node_beacon(u->node, u->ubuf, (size_t)nread, host);
+    u->dirty = true;
+    drain(u);
+}
+
+static void act_beacon(kith_uvnode *u, const uint8_t *data, size_t len)
+{
+    if (!u->udp_inited || !u->udp_send)
+        return;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    /* A beacon that can't go out now is dropped: another follows soon. */
+    int rc = uv_udp_try_send(&u->udp, &b, 1, (const struct sockaddr *)&u->group);
+    if (rc < 0)
+        KITH_LOGD(u->env, "beacon: %s", uv_strerror(rc));
+}
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+    }
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+    return IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+}
+
+int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap)
+{
+    char host[KITH_UVNODE_ADDR_MAX];
+    uint16_t port;
+    struct sockaddr_storage listen;
+    if (!u->listen_addr[0]
+        || kith_uvnode_split_addr(u->listen_addr, host, sizeof host, &port, true) != 0
+        || numeric_addr(host, port, &listen) != 0) {
+        snprintf(err, errcap, "LAN discovery is off: not listening");
+        return KITH_ESTATE;
+    }
+    const struct sockaddr_in6 *l6 = (const struct sockaddr_in6 *)&listen;
+    bool v6 = listen.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr);
+    const char *group = v6 ? "ff02::6b69:7468" : "239.255.74.16";
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof any);
+    memset(&u->group, 0, sizeof u->group);
+    if (v6) {
+        uv_ip6_addr("::", 7416, (struct sockaddr_in6 *)&any);
+        uv_ip6_addr(group, 7416, (struct sockaddr_in6 *)&u->group);
+    } else {
+        uv_ip4_addr("0.0.0.0", 7416, (struct sockaddr_in *)&any);
+        uv_ip4_addr(group, 7416, (struct sockaddr_in *)&u->group);
+    }
+    int rc = uv_udp_init_ex(&u->loop, &u->udp, v6 ? AF_INET6 : AF_INET);
+    if (rc != 0) {
+        snprintf(err, errcap, "LAN discovery is off: %s", uv_strerror(rc));
+        return KITH_EIO;
+    }
+    u->udp.data = u;
+    u->udp_inited = true;
+    const char *step = "bind udp port 7416";
+    rc = uv_udp_bind(&u->udp, (const struct sockaddr *)&any,
+        UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
+    if (rc == 0) {
+        step = "join multicast group";
+        rc = uv_udp_set_membership(&u->udp, group, NULL, UV_JOIN_GROUP);
+    }
+    if (rc == 0) {
+        /* Link-local only: a beacon never leaves the network it was sent on. */
+        step = "set multicast ttl";
+        rc = uv_udp_set_multicast_ttl(&u->udp, 1);
+    }
+    if (rc == 0) {
+        step = "set multicast loop"; /* other nodes on this host hear us */
+        rc = uv_udp_set_multicast_loop(&u->udp, 1);
+    }
+    if (rc == 0) {
+        step = "receive";
+        rc = uv_udp_recv_start(&u->udp, on_udp_alloc, on_udp_recv);
+    }
+    if (rc != 0) {
+        snprintf(err, errcap, "LAN discovery is off: cannot %s: %s", step, uv_strerror(rc));
+        uv_close((uv_handle_t *)&u->udp, NULL);
+        u->udp_inited = false;
+        return KITH_EIO;
+    }
+    u->udp_send = !is_loopback(&listen);
+    if (!u->udp_send)
+        KITH_LOGI(u->env, "listening on loopback: LAN beacons are heard but none are sent");
+    return 0;
+}
+
 /* ---- timer, events, the action loop ---- */
 
 static void on_timer(uv_timer_t *t)
@@ -517,6 +643,10 @@ static void drain(kith_uvnode *u)
             break;
         case KITH_ACT_EVENT:
             deliver_event(u, &a.ev);
+            break;
+        case KITH_ACT_BEACON:
+            if (!u->stopping)
+                act_beacon(u, a.data, a.len);
             break;
         default:
             KITH_LOGW(u->env, "unknown node action %d", a.type);
@@ -698,6 +828,8 @@ void kith_uvnode_stop(kith_uvnode *u)
         conn_close(u, u->conns, false);
     if (u->server_inited)
         close_if_open((uv_handle_t *)&u->server);
+    if (u->udp_inited)
+        close_if_open((uv_handle_t *)&u->udp);
     close_if_open((uv_handle_t *)&u->timer);
     close_if_open((uv_handle_t *)&u->prepare);
     close_if_open((uv_handle_t *)&u->sigint);

@@ -63,6 +63,15 @@ uv_loop_t *kith_uvnode_loop(kith_uvnode *u);
  * line for the person, e.g. "cannot listen on 127.0.0.1:7415: address
  * already in use", and KITH_EINVAL (bad address) or KITH_EIO is returned. */
 KITH_WUR int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err, size_t errcap);
+/* LAN discovery (proto/kith.md §8): UDP multicast on port 7416, group
+ * 239.255.74.16 (IPv4) or ff02::6b69:7468 (IPv6 link-local), in the family
+ * of the listen address (IPv4 for [::]), bound with SO_REUSEADDR so several
+ * nodes on one host all hear. Call after kith_uvnode_listen. Received
+ * datagrams go to kith_node_beacon, KITH_ACT_BEACON is sent to the group.
+ * When listening on loopback, beacons are heard but none are sent (nobody
+ * else could connect to us). On failure err says why (once) and the driver
+ * goes on without LAN. */
+KITH_WUR int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap);
 /* The bound address as text ("127.0.0.1:7415"), "" when not listening. */
 const char *kith_uvnode_listen_addr(const kith_uvnode *u);
 

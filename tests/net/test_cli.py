@@ -1,7 +1,8 @@
 """test_cli: the command line and the line client, end to end.
 
 Checks the promises of the contract (docs/guide.md) on real processes:
-options and exit codes, the passphrase-sealed identity, one node per home,
+options and exit codes, the passphrase-sealed identity, one node per home
+(a second `kith` attaches to it),
 each command's reply, the message formats (actions, // escapes, the #room
 prefix with two rooms), input limits (line length, UTF-8), that text from a
 peer can't drive the terminal, nick changes seen by others, single-use
@@ -85,11 +86,18 @@ def identity(t):
     fp2 = p.wait_for(r"^\* kith \S+ — you are pat \(fingerprint (\S+)\)", 30,
                      since=p.gen_start()).group(1)
     t.check(fp2 == fp, "right passphrase: same identity (fingerprint %s)" % fp, fp2)
-    rc, out, err = run_once(t.binary, ["--home", p.home, "--listen",
+    rc, out, err = run_once(t.binary, ["node", "--home", p.home, "--listen",
                                        "127.0.0.1:%d" % kithnet.free_port()],
-                            env={"KITH_PASSPHRASE": "correct horse"}, stdin=b"/quit\n")
+                            env={"KITH_PASSPHRASE": "correct horse"})
     t.check(rc == 1 and "another kith" in err, "a second node on a home in use: exit 1",
             "rc %s err %r" % (rc, err))
+    # kith on a home whose node runs attaches to it; /quit only detaches.
+    rc, out, err = run_once(t.binary, ["--home", p.home], stdin=b"/quit\n")
+    t.check(rc == 0 and re.search(r"^\* attached to .*pat", out, re.M)
+            and re.search(r"^\* detached", out, re.M),
+            "kith on a home in use attaches, /quit detaches (exit 0)",
+            "rc %s out %r err %r" % (rc, out, err))
+    t.check(p.running(), "P: still running after the attached session left")
     t.check(p.kill(signal.SIGINT) == 0, "P: SIGINT: clean exit 0")
 
 

@@ -182,7 +182,7 @@ static void side_init(side *s, const char *nick, bool is_a, const char *host)
     const char *bound = kith_uvnode_listen_addr(s->uv);
     char addr[64];
     snprintf(addr, sizeof addr, "%s:%lu", host, strtoul(strrchr(bound, ':') + 1, NULL, 10));
-    kith_node_config cfg = { addr, nick, 0 };
+    kith_node_config cfg = { .addr = addr, .nick = nick };
     assert_int_equal(kith_node_new(&s->env, s->store, &s->id, &cfg, &s->node), 0);
     kith_uvnode_set_node(s->uv, s->node);
     kith_uvnode_hooks hooks = { s, hook_event, hook_ready, hook_shutdown };

@@ -1,0 +1,712 @@
+/* Unit tests for LAN meetups: the beacon codec (node/beacon.c) and the
+ * node's LAN logic (node/node_lan.c), driven by an in-process driver in the
+ * style of test_node.c: WRITE goes to the peer's conn_data, CONNECT finds the
+ * node by address, BEACON is handed to every other node with the sender's
+ * "IP", time is virtual. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "crypto/crypto.h"
+#include "kith/node.h"
+#include "msg/msg.h"
+#include "node/beacon.h"
+#include "room/room.h"
+#include "store/store.h"
+#include "testenv.h"
+
+/* ---- codec ---- */
+
+static void fill(kith_beacon *b)
+{
+    memset(b, 0, sizeof *b);
+    b->port = 7415;
+    for (size_t i = 0; i < sizeof b->nonce; i++)
+        b->nonce[i] = (uint8_t)(i + 1);
+    b->ntags = 4;
+    for (size_t t = 0; t < 4; t++)
+        memset(b->tags[t], (int)(0x10 + t), KITH_BEACON_TAG_LEN);
+    b->nnames = 2;
+    b->names[0].mode = KITH_BEACON_OPEN;
+    snprintf(b->names[0].name, sizeof b->names[0].name, "meetup");
+    b->names[1].mode = KITH_BEACON_KNOCK;
+    snprintf(b->names[1].name, sizeof b->names[1].name, "knock-knock");
+}
+
+static void test_codec_roundtrip(void **state)
+{
+    (void)state;
+    kith_beacon b, d;
+    fill(&b);
+    uint8_t buf[KITH_BEACON_MAX];
+    size_t len;
+    assert_int_equal(kith_beacon_encode(&b, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, 22 + 4 * 16 + (2 + 6) + (2 + 11));
+    assert_int_equal(buf[0], 1);
+    assert_int_equal(buf[1], 4);
+    assert_int_equal(buf[2], 2);
+    assert_int_equal(buf[4] << 8 | buf[5], 7415);
+    assert_int_equal(kith_beacon_decode(buf, len, &d), 0);
+    assert_int_equal(d.port, 7415);
+    assert_memory_equal(d.nonce, b.nonce, sizeof d.nonce);
+    assert_int_equal(d.ntags, 4);
+    assert_memory_equal(d.tags, b.tags, 4 * KITH_BEACON_TAG_LEN);
+    assert_int_equal(d.nnames, 2);
+    assert_string_equal(d.names[0].name, "meetup");
+    assert_int_equal(d.names[1].mode, KITH_BEACON_KNOCK);
+    /* The largest beacon fits the cap exactly. */
+    b.ntags = KITH_BEACON_MAX_TAGS;
+    b.nnames = KITH_BEACON_MAX_NAMES;
+    for (size_t i = 0; i < KITH_BEACON_MAX_NAMES; i++) {
+        b.names[i].mode = KITH_BEACON_OPEN;
+        memset(b.names[i].name, 'x', KITH_ROOM_NAME_MAX);
+        b.names[i].name[KITH_ROOM_NAME_MAX] = '\0';
+    }
+    assert_int_equal(kith_beacon_encode(&b, buf, sizeof buf, &len), 0);
+    assert_int_equal(len, KITH_BEACON_MAX);
+    assert_int_equal(kith_beacon_decode(buf, len, &d), 0);
+    assert_int_equal(kith_beacon_encode(&b, buf, KITH_BEACON_MAX - 1, &len), KITH_ETOOBIG);
+}
+
+static void test_codec_hostile(void **state)
+{
+    (void)state;
+    kith_beacon b, d;
+    fill(&b);
+    uint8_t buf[KITH_BEACON_MAX + 8], bad[KITH_BEACON_MAX + 8];
+    size_t len;
+    assert_int_equal(kith_beacon_encode(&b, buf, sizeof buf, &len), 0);
+    /* Every truncation and one trailing byte are rejected, leaving out zeroed. */
+    for (size_t cut = 0; cut < len; cut++) {
+        assert_int_equal(kith_beacon_decode(buf, cut, &d), KITH_EPROTO);
+        assert_int_equal(d.ntags, 0);
+        assert_int_equal(d.port, 0);
+    }
+    memcpy(bad, buf, len);
+    bad[len] = 0;
+    assert_int_equal(kith_beacon_decode(bad, len + 1, &d), KITH_EPROTO);
+    struct {
+        size_t at;
+        uint8_t v;
+    } flips[] = {
+        { 0, 2 }, /* version */
+        { 1, 17 }, /* too many tags */
+        { 1, 5 }, /* tag count disagrees with length */
+        { 2, 5 }, /* too many names */
+        { 3, 1 }, /* reserved */
+        { 4, 0 }, /* port 0 (with byte 5 below) */
+        { 22 + 64, 3 }, /* bad mode */
+        { 22 + 64 + 1, 0 }, /* empty name */
+        { 22 + 64 + 1, 200 }, /* name past the end */
+        { 22 + 64 + 2, 0x07 }, /* control character in a name */
+    };
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        memcpy(bad, buf, len);
+        bad[flips[i].at] = flips[i].v;
+        if (flips[i].at == 4)
+            bad[5] = 0;
+        assert_int_equal(kith_beacon_decode(bad, len, &d), KITH_EPROTO);
+    }
+    assert_int_equal(kith_beacon_decode(buf, KITH_BEACON_MAX + 1, &d), KITH_EPROTO);
+    /* The encoder refuses what the decoder would refuse. */
+    kith_beacon e = b;
+    e.port = 0;
+    assert_int_equal(kith_beacon_encode(&e, buf, sizeof buf, &len), KITH_EINVAL);
+    e = b;
+    e.ntags = KITH_BEACON_MAX_TAGS + 1;
+    assert_int_equal(kith_beacon_encode(&e, buf, sizeof buf, &len), KITH_EINVAL);
+    e = b;
+    e.names[0].name[0] = '\0';
+    assert_int_equal(kith_beacon_encode(&e, buf, sizeof buf, &len), KITH_EINVAL);
+    e = b;
+    e.names[1].mode = 9;
+    assert_int_equal(kith_beacon_encode(&e, buf, sizeof buf, &len), KITH_EINVAL);
+}
+
+static void test_tags(void **state)
+{
+    (void)state;
+    uint8_t epoch_key[KITH_KEY_LEN], other_key[KITH_KEY_LEN], room[KITH_HASH_LEN];
+    randombytes_buf(epoch_key, sizeof epoch_key);
+    randombytes_buf(other_key, sizeof other_key);
+    randombytes_buf(room, sizeof room);
+    uint8_t disc[KITH_KEY_LEN], disc_other[KITH_KEY_LEN], disc_room2[KITH_KEY_LEN];
+    kith_beacon_room_key(epoch_key, room, disc);
+    kith_beacon_room_key(other_key, room, disc_other);
+    uint8_t room2[KITH_HASH_LEN];
+    memcpy(room2, room, sizeof room2);
+    room2[0] ^= 1;
+    kith_beacon_room_key(epoch_key, room2, disc_room2);
+    assert_memory_not_equal(disc, disc_other, KITH_KEY_LEN);
+    assert_memory_not_equal(disc, disc_room2, KITH_KEY_LEN);
+    uint8_t n1[KITH_BEACON_NONCE_LEN], n2[KITH_BEACON_NONCE_LEN];
+    randombytes_buf(n1, sizeof n1);
+    randombytes_buf(n2, sizeof n2);
+    uint64_t w = kith_beacon_window(1767225600000ull);
+    assert_int_equal(kith_beacon_window(1767225600000ull + KITH_BEACON_WINDOW_MS), w + 1);
+    uint8_t t1[16], t1b[16], t2[16], tw[16], tk[16];
+    kith_beacon_tag(disc, w, n1, t1);
+    kith_beacon_tag(disc, w, n1, t1b);
+    kith_beacon_tag(disc, w, n2, t2);
+    kith_beacon_tag(disc, w + 1, n1, tw);
+    kith_beacon_tag(disc_other, w, n1, tk);
+    assert_memory_equal(t1, t1b, 16); /* deterministic: the listener can recompute */
+    assert_memory_not_equal(t1, t2, 16); /* a fresh nonce: unrelated tag */
+    assert_memory_not_equal(t1, tw, 16); /* another window */
+    assert_memory_not_equal(t1, tk, 16); /* another key */
+}
+
+/* ---- node logic ---- */
+
+#define MAXN 4
+#define MAXLINKS 64
+#define MAXEV 4096
+#define MAXBEACONS 256
+
+typedef struct rec_ev {
+    int type;
+    char text[200];
+} rec_ev;
+
+typedef struct tnode {
+    kith_node *node;
+    kith_store *store;
+    kith_identity id;
+    char addr[32];
+    char host[16];
+    char nick[16];
+    rec_ev *ev;
+    size_t nev;
+    size_t connects; /* CONNECT actions seen */
+    bool up;
+} tnode;
+
+typedef struct link {
+    int a, b;
+    uint64_t ca, cb;
+    bool open;
+    kith_buf ab, ba;
+} link;
+
+typedef struct beacon_rec {
+    int from;
+    uint8_t data[KITH_BEACON_MAX];
+    size_t len;
+} beacon_rec;
+
+typedef struct world {
+    test_env t;
+    tnode n[MAXN];
+    int count;
+    link links[MAXLINKS];
+    int nlinks;
+    beacon_rec *pending; /* beacons to hand out */
+    size_t npending;
+    beacon_rec *log; /* every beacon sent */
+    size_t nlog;
+} world;
+
+static world *W;
+
+static void node_start(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .lan = true };
+    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
+    tn->up = true;
+}
+
+static void world_init(world *w, int count)
+{
+    memset(w, 0, sizeof *w);
+    test_env_init(&w->t, 7);
+    w->count = count;
+    w->pending = calloc(MAXBEACONS, sizeof *w->pending);
+    w->log = calloc(MAXBEACONS, sizeof *w->log);
+    for (int i = 0; i < count; i++) {
+        tnode *tn = &w->n[i];
+        snprintf(tn->host, sizeof tn->host, "10.0.0.%d", (i + 1) % 10);
+        snprintf(tn->addr, sizeof tn->addr, "10.0.0.%d:7415", (i + 1) % 10);
+        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
+        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
+        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
+        tn->ev = calloc(MAXEV, sizeof *tn->ev);
+        node_start(w, i);
+    }
+}
+
+static link *find_link(world *w, int node, uint64_t conn, int *side)
+{
+    for (int i = 0; i < w->nlinks; i++) {
+        link *l = &w->links[i];
+        if (!l->open)
+            continue;
+        if (l->a == node && l->ca == conn) {
+            *side = 0;
+            return l;
+        }
+        if (l->b == node && l->cb == conn) {
+            *side = 1;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void close_link(world *w, link *l, int closer)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    kith_buf_free(&l->ab);
+    kith_buf_free(&l->ba);
+    int other = closer == l->a ? l->b : l->a;
+    uint64_t oc = closer == l->a ? l->cb : l->ca;
+    if (w->n[other].up)
+        kith_node_conn_closed(w->n[other].node, oc);
+}
+
+static void record(tnode *tn, const kith_event *ev)
+{
+    if (tn->nev >= MAXEV)
+        return;
+    rec_ev *r = &tn->ev[tn->nev++];
+    r->type = ev->type;
+    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
+    if (len)
+        memcpy(r->text, ev->text, len);
+    r->text[len] = '\0';
+    if (getenv("KITH_TEST_LOG"))
+        fprintf(stderr, "[%s] event %d text=%s\n", tn->nick, r->type, r->text);
+}
+
+static int drain(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_action a;
+    int count = 0;
+    while (tn->up && kith_node_poll(tn->node, &a)) {
+        count++;
+        int side;
+        link *l;
+        switch (a.type) {
+        case KITH_ACT_WRITE:
+            l = find_link(w, i, a.conn, &side);
+            if (l)
+                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
+            break;
+        case KITH_ACT_CONNECT: {
+            tn->connects++;
+            int target = -1;
+            for (int k = 0; k < w->count; k++) {
+                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
+                    target = k;
+            }
+            if (target < 0 || w->nlinks >= MAXLINKS) {
+                kith_node_conn_closed(tn->node, a.conn);
+                break;
+            }
+            l = &w->links[w->nlinks++];
+            memset(l, 0, sizeof *l);
+            l->a = i;
+            l->b = target;
+            l->ca = a.conn;
+            l->cb = kith_node_accept(w->n[target].node);
+            l->open = true;
+            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+            kith_node_conn_opened(tn->node, a.conn);
+            break;
+        }
+        case KITH_ACT_CLOSE:
+            l = find_link(w, i, a.conn, &side);
+            if (l)
+                close_link(w, l, i);
+            break;
+        case KITH_ACT_TIMER:
+            break;
+        case KITH_ACT_EVENT:
+            record(tn, &a.ev);
+            break;
+        case KITH_ACT_BEACON:
+            assert_true(a.len <= KITH_BEACON_MAX);
+            if (w->npending < MAXBEACONS) {
+                beacon_rec *b = &w->pending[w->npending++];
+                b->from = i;
+                memcpy(b->data, a.data, a.len);
+                b->len = a.len;
+            }
+            if (w->nlog < MAXBEACONS) {
+                beacon_rec *b = &w->log[w->nlog++];
+                b->from = i;
+                memcpy(b->data, a.data, a.len);
+                b->len = a.len;
+            }
+            break;
+        default:
+            fail_msg("unknown action %d", a.type);
+        }
+    }
+    return count;
+}
+
+static void settle(world *w)
+{
+    for (int round = 0; round < 10000; round++) {
+        int moved = 0;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up) {
+                assert_int_equal(kith_node_flush(w->n[i].node), 0);
+                moved += drain(w, i);
+            }
+        }
+        /* Multicast: every other node hears it (and the sender too, looped). */
+        size_t np = w->npending;
+        w->npending = 0;
+        for (size_t b = 0; b < np; b++) {
+            beacon_rec r = w->pending[b];
+            for (int k = 0; k < w->count; k++) {
+                if (w->n[k].up)
+                    kith_node_beacon(w->n[k].node, r.data, r.len, w->n[r.from].host);
+            }
+            moved++;
+        }
+        for (int k = 0; k < w->nlinks; k++) {
+            link *l = &w->links[k];
+            if (l->open && l->ab.len) {
+                kith_buf b = l->ab;
+                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+            if (l->open && l->ba.len) {
+                kith_buf b = l->ba;
+                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+        }
+        if (!moved)
+            return;
+    }
+    fail_msg("network did not settle");
+}
+
+static void tick(world *w, int seconds)
+{
+    for (int s = 0; s < seconds; s++) {
+        w->t.mono += 1000;
+        w->t.wall += 1000;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up)
+                kith_node_timer(w->n[i].node);
+        }
+        settle(w);
+    }
+}
+
+static void node_stop(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    for (int k = 0; k < w->nlinks; k++) {
+        link *l = &w->links[k];
+        if (l->open && (l->a == i || l->b == i))
+            close_link(w, l, i);
+    }
+    kith_node_free(tn->node);
+    tn->node = NULL;
+    tn->up = false;
+}
+
+static void world_free(world *w)
+{
+    for (int i = 0; i < w->count; i++) {
+        if (w->n[i].up)
+            node_stop(w, i);
+        kith_store_close(w->n[i].store);
+        kith_identity_wipe(&w->n[i].id);
+        free(w->n[i].ev);
+    }
+    for (int k = 0; k < w->nlinks; k++) {
+        kith_buf_free(&w->links[k].ab);
+        kith_buf_free(&w->links[k].ba);
+    }
+    free(w->pending);
+    free(w->log);
+    memset(w, 0, sizeof *w);
+}
+
+static size_t count_ev(const tnode *tn, int type, const char *sub)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++) {
+        if (tn->ev[i].type == type && (!sub || strstr(tn->ev[i].text, sub)))
+            c++;
+    }
+    return c;
+}
+
+static void send_text(world *w, int i, const uint8_t room[32], const char *text)
+{
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
+}
+
+/* Members of one room who never met over an address: the room is made
+ * while every node has an address nobody can reach (the driver knows no
+ * "old" hosts), then the nodes restart on their LAN addresses. */
+static void make_room_offline(world *w, uint8_t room[32], int founder, const int *joiners, int nj)
+{
+    for (int i = 0; i < w->count; i++) {
+        node_stop(w, i);
+        snprintf(w->n[i].addr, sizeof w->n[i].addr, "old%d:1", i);
+        node_start(w, i);
+    }
+    assert_int_equal(kith_node_create_room(w->n[founder].node, "bookclub", room), 0);
+    for (int j = 0; j < nj; j++) {
+        char code[KITH_INVITE_CODE_MAX];
+        assert_int_equal(kith_node_invite(w->n[founder].node, room, 0, code, sizeof code), 0);
+        assert_int_equal(kith_node_join(w->n[joiners[j]].node, code), 0);
+        settle(w);
+    }
+    for (int i = 0; i < w->count; i++) {
+        node_stop(w, i);
+        snprintf(w->n[i].addr, sizeof w->n[i].addr, "10.0.0.%d:7415", (i + 1) % 10);
+        node_start(w, i);
+        w->n[i].connects = 0;
+    }
+    settle(w);
+}
+
+/* The "old" dials fail; count only dials to LAN addresses. */
+static bool peer_found(world *w, int i, const char *how)
+{
+    size_t np = kith_node_peer_count(w->n[i].node);
+    for (size_t k = 0; k < np; k++) {
+        kith_peer_info p;
+        assert_int_equal(kith_node_peer_at(w->n[i].node, k, &p), 0);
+        if (strcmp(p.found, how) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_members_find_each_other(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    int joiners[] = { 1 };
+    make_room_offline(w, room, 0, joiners, 1);
+    /* Node 2 is in a room of its own: a non-member of bookclub. */
+    uint8_t other[32];
+    assert_int_equal(kith_node_create_room(w->n[2].node, "elsewhere", other), 0);
+    tick(w, 12);
+    assert_true(w->nlog > 0);
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[0].node, room, &info), 0);
+    assert_int_equal(info.online, 2);
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.online, 2);
+    assert_true(peer_found(w, 0, "lan") || peer_found(w, 1, "lan"));
+    /* The non-member connected to nobody and nobody to it. */
+    assert_int_equal(kith_node_peer_count(w->n[2].node), 0);
+    for (size_t i = 0; i < w->n[0].nev; i++)
+        assert_false(w->n[0].ev[i].type == KITH_EV_ERROR);
+    send_text(w, 0, room, "found you");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "found you"), 1);
+    /* Settled: more beacons make no new connections. */
+    size_t c0 = w->n[0].connects, c1 = w->n[1].connects, c2 = w->n[2].connects;
+    tick(w, 60);
+    assert_true(w->n[0].connects + w->n[1].connects <= c0 + c1 + 2);
+    assert_int_equal(w->n[2].connects, c2);
+    world_free(w);
+}
+
+static void test_beacons_unlinkable(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 1);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
+    tick(w, 40);
+    assert_true(w->nlog >= 3);
+    for (size_t i = 0; i + 1 < w->nlog; i++) {
+        kith_beacon a, b;
+        assert_int_equal(kith_beacon_decode(w->log[i].data, w->log[i].len, &a), 0);
+        assert_int_equal(kith_beacon_decode(w->log[i + 1].data, w->log[i + 1].len, &b), 0);
+        assert_int_equal(a.ntags, 4); /* one room, padded */
+        assert_int_equal(a.nnames, 0);
+        assert_memory_not_equal(a.nonce, b.nonce, KITH_BEACON_NONCE_LEN);
+        for (size_t x = 0; x < a.ntags; x++)
+            for (size_t y = 0; y < b.ntags; y++)
+                assert_memory_not_equal(a.tags[x], b.tags[y], KITH_BEACON_TAG_LEN);
+        /* Nothing in the datagram is the room id or a public key. */
+        const uint8_t *id = w->n[0].id.id_pk;
+        for (size_t off = 0; off + 8 <= w->log[i].len; off++) {
+            for (size_t k = 0; k + 8 <= 32; k++) {
+                assert_false(memcmp(w->log[i].data + off, room + k, 8) == 0);
+                assert_false(memcmp(w->log[i].data + off, id + k, 8) == 0);
+            }
+        }
+    }
+    /* Beacons are spaced 5-10 s apart (a single node hears nobody). */
+    assert_true(w->nlog <= 40 / 5 + 1);
+    world_free(w);
+}
+
+static void test_flood_opens_nothing(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 1);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
+    settle(w);
+    size_t before = w->n[0].connects;
+    kith_beacon b;
+    uint8_t buf[KITH_BEACON_MAX];
+    size_t len;
+    for (int s = 0; s < 5; s++) {
+        for (int k = 0; k < 2000; k++) {
+            memset(&b, 0, sizeof b);
+            b.port = (uint16_t)(1000 + k);
+            randombytes_buf(b.nonce, sizeof b.nonce);
+            b.ntags = KITH_BEACON_MAX_TAGS;
+            randombytes_buf(b.tags, sizeof b.tags);
+            assert_int_equal(kith_beacon_encode(&b, buf, sizeof buf, &len), 0);
+            char host[32];
+            snprintf(host, sizeof host, "10.9.%d.%d", k / 250, k % 250);
+            kith_node_beacon(w->n[0].node, buf, len, host);
+            /* and junk */
+            randombytes_buf(buf, 64);
+            kith_node_beacon(w->n[0].node, buf, 64, host);
+            kith_node_beacon(w->n[0].node, buf, 0, host);
+            kith_node_beacon(w->n[0].node, buf, len, "not a host;rm -rf");
+        }
+        tick(w, 1);
+    }
+    assert_int_equal(w->n[0].connects, before);
+    assert_int_equal(kith_node_peer_count(w->n[0].node), 0);
+    /* The node still works and still beacons. */
+    size_t sent = w->nlog;
+    tick(w, 15);
+    assert_true(w->nlog > sent);
+    world_free(w);
+}
+
+static void test_knock_and_admit(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    int joiners[] = { 1 };
+    make_room_offline(w, room, 0, joiners, 1);
+    /* Only an admin may open a room; the LAN doesn't know it yet. */
+    assert_int_equal(kith_node_lan_set(w->n[1].node, room, KITH_LAN_KNOCK), KITH_EPERM);
+    assert_int_equal(kith_node_knock(w->n[2].node, "bookclub"), KITH_ENOENT);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
+    assert_int_equal(kith_node_lan_mode(w->n[0].node, room), KITH_LAN_KNOCK);
+    tick(w, 12);
+    assert_int_equal(kith_node_lan_count(w->n[2].node), 1);
+    kith_lan_room lr;
+    assert_int_equal(kith_node_lan_at(w->n[2].node, 0, &lr), 0);
+    assert_string_equal(lr.name, "bookclub");
+    assert_int_equal(lr.mode, KITH_LAN_KNOCK);
+    assert_string_equal(lr.addr, "10.0.0.1:7415");
+    assert_int_equal(kith_node_admit(w->n[0].node, "c"), KITH_ENOENT);
+    assert_int_equal(kith_node_knock(w->n[2].node, "#bookclub"), 0);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_INFO, "c knocks on bookclub"), 1);
+    assert_int_equal(kith_node_room_count(w->n[2].node), 0);
+    tick(w, 30); /* waiting is fine */
+    assert_int_equal(kith_node_room_count(w->n[2].node), 0);
+    assert_int_equal(kith_node_admit(w->n[0].node, "nobody"), KITH_ENOENT);
+    assert_int_equal(kith_node_admit(w->n[0].node, "c"), 0);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[2], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(kith_node_member_count(w->n[2].node, room), 3);
+    assert_true(peer_found(w, 2, "knock"));
+    tick(w, 15);
+    send_text(w, 2, room, "thanks for having me");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "thanks for having me"), 1);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "thanks for having me"), 1);
+    /* Off: no longer named, and a knock is turned away. */
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
+    world_free(w);
+}
+
+static void test_open_room_admits_at_once(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "meetup", room), 0);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OPEN), 0);
+    tick(w, 3);
+    assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), 0);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(kith_node_member_count(w->n[1].node, room), 2);
+    /* Knocking on a room we are in, or on one that closed, fails cleanly. */
+    assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), KITH_EEXIST);
+    world_free(w);
+}
+
+static void test_knock_refused_when_closed(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "meetup", room), 0);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OPEN), 0);
+    tick(w, 3);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
+    assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), 0); /* still listed */
+    settle(w);
+    assert_int_equal(kith_node_room_count(w->n[1].node), 0);
+    assert_true(count_ev(&w->n[1], KITH_EV_ERROR, "no room by that name") == 1);
+    world_free(w);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_int_equal(sodium_init() >= 0, 1);
+    W = calloc(1, sizeof *W);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    world_free(W);
+    free(W);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_roundtrip),
+        cmocka_unit_test(test_codec_hostile),
+        cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_members_find_each_other),
+        cmocka_unit_test(test_beacons_unlinkable),
+        cmocka_unit_test(test_flood_opens_nothing),
+        cmocka_unit_test(test_knock_and_admit),
+        cmocka_unit_test(test_open_room_admits_at_once),
+        cmocka_unit_test(test_knock_refused_when_closed),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
