@@ -17,6 +17,7 @@
 
 #include "client/client.h"
 #include "client/control.h"
+#include "client/irc.h"
 #include "client/remote.h"
 #include "crypto/crypto.h"
 #include "kith/node.h"
@@ -42,6 +43,7 @@ typedef struct options {
     const char *pos[POS_MAX]; /* positional arguments after the subcommand */
     int npos;
     bool json;
+    uint16_t irc_port; /* 0: no IRC gateway */
     const char *home;
     const char *listen;
     const char *announce;
@@ -115,6 +117,7 @@ static void usage(FILE *f)
         "                        (default: on, UDP multicast port 7416)\n"
         "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
         "  --json                kith tail: one JSON object per line\n"
+        "  --irc PORT            also run an IRC gateway on 127.0.0.1:PORT (docs/irc.md)\n"
         "  --help                show this text\n"
         "  --version             show the version\n"
         "\n"
@@ -149,6 +152,7 @@ static int parse_args(int argc, char **argv, options *o)
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { "json", no_argument, NULL, 'j' },
+        { "irc", required_argument, NULL, 'I' },
         { "no-lan", no_argument, NULL, 'N' },
         { NULL, 0, NULL, 0 },
     };
@@ -190,6 +194,16 @@ static int parse_args(int argc, char **argv, options *o)
         case 'j':
             o->json = true;
             break;
+        case 'I': {
+            char *end;
+            long p = strtol(optarg, &end, 10);
+            if (end == optarg || *end || p < 1 || p > 65535) {
+                fail("--irc wants a port from 1 to 65535, not %s", optarg);
+                return EXIT_USAGE;
+            }
+            o->irc_port = (uint16_t)p;
+            break;
+        }
         case 'N':
             o->no_lan = true;
             break;
@@ -535,6 +549,7 @@ static int run(const options *o)
     kith_uvnode *uv = NULL;
     kith_client *cl = NULL;
     kith_control *ctl = NULL;
+    kith_irc *irc = NULL;
     char nick[KITH_CLIENT_NICK_MAX + 1];
     char announce[KITH_UVNODE_ADDR_MAX];
     char err[512];
@@ -598,6 +613,17 @@ static int run(const options *o)
     } else if (o->sub == SUB_NODE) {
         printf("* control socket %s\n", sock);
     }
+    if (o->irc_port) {
+        char pass[KITH_IRC_PASS_LEN + 1];
+        if (kith_irc_new(&env, node, uv, st, o->irc_port, pass, err, sizeof err, &irc) < 0) {
+            fail("%s", err);
+            goto out_node;
+        }
+        printf("* IRC gateway on 127.0.0.1:%u, password %s (kept in %s/" KITH_IRC_PASS_BLOB
+               ")\n",
+            (unsigned)o->irc_port, pass, home);
+        sodium_memzero(pass, sizeof pass);
+    }
     if (o->sub != SUB_NODE && kith_client_start(cl) < 0) {
         fail("cannot read stdin");
         goto out_node;
@@ -609,6 +635,7 @@ out_node:
      * client, then the node, which must be flushed already. */
     kith_uvnode_free(uv);
     kith_control_free(ctl);
+    kith_irc_free(irc);
     kith_client_free(cl);
     if (node && code != EXIT_OK && kith_node_flush(node) < 0)
         KITH_LOGW(&env, "final flush failed");
