@@ -117,6 +117,30 @@ KITH_WUR int kith_node_join(kith_node *node, const char *code);
 /* msg_type 1 text, 2 action. Returns the message's sequence number in *seq. */
 KITH_WUR int kith_node_send(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     uint32_t msg_type, const char *text, size_t len, uint64_t *seq);
+/* Membership changes (proto/kith.md 5): `member` names the subject of
+ * remove, ban, unban and set role; `role` is the new role (1 observer ..
+ * 4 admin); `text` the topic or room name. The op is logged, sent to the
+ * members and reported as a KITH_EV_INFO line. KITH_EPERM without the
+ * role, KITH_ENOENT when the member is not in the room (not banned, for
+ * unban), KITH_EINVAL for a bad topic or name or acting on ourselves. */
+enum kith_member_op {
+    KITH_MOP_REMOVE = 2,
+    KITH_MOP_BAN = 3,
+    KITH_MOP_UNBAN = 4,
+    KITH_MOP_SET_ROLE = 5,
+    KITH_MOP_SET_TOPIC = 6,
+    KITH_MOP_SET_NAME = 7,
+    KITH_MOP_REKEY = 10,
+    KITH_MOP_LEAVE = 11,
+};
+KITH_WUR int kith_node_member_op(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], int kind,
+    const uint8_t *member, int role, const char *text);
+/* Find a member (or, with `former`, anyone the room's log names) by nick,
+ * "nick~abcd" (nick and the start of the fingerprint), or a fingerprint
+ * prefix of at least 4 characters. KITH_ENOENT: nobody; KITH_EEXIST: more
+ * than one matches. */
+KITH_WUR int kith_node_find_member(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const char *who, bool former, uint8_t member_id[KITH_MEMBER_ID_LEN]);
 /* Change our display name (announced in every room). */
 KITH_WUR int kith_node_set_nick(kith_node *node, const char *nick);
 
@@ -170,6 +194,9 @@ typedef struct kith_room_info {
     size_t online; /* members online: ourselves and those with a session */
     uint64_t epoch;
     size_t messages;
+    const char *topic; /* "" when none */
+    char safety[32]; /* safety number, "12345 67890 ..." (proto 5.4); changes with membership */
+    bool member; /* false once we left or were removed */
 } kith_room_info;
 
 typedef struct kith_member_info {

@@ -198,6 +198,19 @@ static const cmd_spec commands[] = {
     { "me", KITH_CMD_ME, ARG_REQUIRED, "/me TEXT", "send an action to the current room" },
     { "history", KITH_CMD_HISTORY, ARG_OPTIONAL, "/history [N]",
         "show the last N messages of the current room (default 20)" },
+    { "kick", KITH_CMD_KICK, ARG_REQUIRED, "/kick NICK",
+        "remove a member (admins; moderators for members and observers); rekeys" },
+    { "ban", KITH_CMD_BAN, ARG_REQUIRED, "/ban NICK", "remove a member and bar re-adding; rekeys" },
+    { "unban", KITH_CMD_UNBAN, ARG_REQUIRED, "/unban NICK", "lift a ban" },
+    { "op", KITH_CMD_OP, ARG_REQUIRED, "/op NICK", "make a member an admin (admins only)" },
+    { "deop", KITH_CMD_DEOP, ARG_REQUIRED, "/deop NICK", "make an admin or moderator a member" },
+    { "voice", KITH_CMD_VOICE, ARG_REQUIRED, "/voice NICK", "let an observer speak (member)" },
+    { "topic", KITH_CMD_TOPIC, ARG_OPTIONAL, "/topic [TEXT]",
+        "show or set the room's topic (moderators and admins)" },
+    { "leave", KITH_CMD_LEAVE, ARG_NONE, "/leave", "leave the current room; the others rekey" },
+    { "rekey", KITH_CMD_REKEY, ARG_NONE, "/rekey", "start a new epoch key for the current room" },
+    { "verify", KITH_CMD_VERIFY, ARG_REQUIRED, "/verify NICK",
+        "show a member's fingerprint, to compare in person" },
     { "help", KITH_CMD_HELP, ARG_OPTIONAL, "/help [COMMAND]", "list commands, or describe one" },
     { "quit", KITH_CMD_QUIT, ARG_NONE, "/quit", "save everything and exit" },
 };
@@ -847,11 +860,103 @@ static void cmd_who(kith_client *c)
             kith_hex(nick, mi.id, 4);
         }
         kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
+        /* Two members with one name: show a fingerprint suffix on both, so
+         * a name can't pass for another member's. */
+        for (size_t k = 0; k < n && mi.nick; k++) {
+            kith_member_info o;
+            if (k != i && kith_node_member_at(c->node, c->room, k, &o) == 0 && o.nick
+                && strcmp(o.nick, mi.nick) == 0) {
+                size_t l = strlen(nick);
+                snprintf(nick + l, sizeof nick - l, "~%.4s", fpr);
+                break;
+            }
+        }
         printf_line(c, "* %s  %s  %s  %s", nick, role_name(mi.role), fpr,
             mi.self         ? "you"
                 : mi.online ? "online"
                             : "offline");
     }
+    kith_room_info ri;
+    if (kith_node_room_info(c->node, c->room, &ri) == 0)
+        printf_line(c, "* safety number %s (epoch %llu)%s", ri.safety, (unsigned long long)ri.epoch,
+            ri.member ? "" : "  you are not a member");
+}
+
+/* Membership commands: resolve the nick, ask the node, report an error;
+ * success shows as the node's system line. */
+static void cmd_member(kith_client *c, int kind, const kith_cmd *cmd)
+{
+    if (!current_room(c))
+        return;
+    uint8_t who[KITH_MEMBER_ID_LEN];
+    int role = 0, rc;
+    const char *text = NULL;
+    if (kind == KITH_CMD_TOPIC || kind == KITH_CMD_LEAVE || kind == KITH_CMD_REKEY) {
+        if (kind == KITH_CMD_TOPIC && !cmd->arg) {
+            kith_room_info ri;
+            if (kith_node_room_info(c->node, c->room, &ri) == 0) {
+                char topic[1024];
+                kith_client_sanitize(topic, sizeof topic, ri.topic, strlen(ri.topic));
+                printf_line(c, "* topic: %s", topic[0] ? topic : "(none)");
+            }
+            return;
+        }
+        if (kind == KITH_CMD_TOPIC) {
+            if (!arg_cstr(c, cmd))
+                return;
+            text = c->arg;
+        }
+        int mop = kind == KITH_CMD_TOPIC ? KITH_MOP_SET_TOPIC
+            : kind == KITH_CMD_LEAVE     ? KITH_MOP_LEAVE
+                                         : KITH_MOP_REKEY;
+        rc = kith_node_member_op(c->node, c->room, mop, NULL, 0, text);
+    } else {
+        if (!arg_cstr(c, cmd))
+            return;
+        rc = kith_node_find_member(
+            c->node, c->room, c->arg, kind == KITH_CMD_UNBAN || kind == KITH_CMD_VERIFY, who);
+        if (rc < 0) {
+            char name[256];
+            kith_client_sanitize(name, sizeof name, c->arg, strlen(c->arg));
+            printf_line(c, "! %s: %s", name,
+                rc == KITH_EEXIST ? "more than one matches: use NICK~FINGERPRINT"
+                                  : "no such member");
+            return;
+        }
+        if (kind == KITH_CMD_VERIFY) {
+            char fpr[KITH_FPR_STRLEN], name[256];
+            kith_fingerprint(who, fpr);
+            kith_client_sanitize(name, sizeof name, c->arg, strlen(c->arg));
+            printf_line(c, "* %s's fingerprint: %s  (compare it with theirs in person)", name, fpr);
+            return;
+        }
+        int mop = KITH_MOP_SET_ROLE;
+        switch (kind) {
+        case KITH_CMD_KICK:
+            mop = KITH_MOP_REMOVE;
+            break;
+        case KITH_CMD_BAN:
+            mop = KITH_MOP_BAN;
+            break;
+        case KITH_CMD_UNBAN:
+            mop = KITH_MOP_UNBAN;
+            break;
+        case KITH_CMD_OP:
+            role = 4;
+            break;
+        default: /* deop, voice */
+            role = 2;
+            break;
+        }
+        rc = kith_node_member_op(c->node, c->room, mop, who, role, NULL);
+    }
+    kith_uvnode_kick(c->uv);
+    if (rc < 0)
+        printf_line(c, "! %s",
+            rc == KITH_EPERM        ? "not allowed: your role in this room does not permit it"
+                : rc == KITH_ENOENT ? "not possible: that member is not in the room (or not banned)"
+                : rc == KITH_EINVAL ? "not possible: use /leave to leave, or check the text"
+                                    : kith_strerror(rc));
 }
 
 static void cmd_nick(kith_client *c, const kith_cmd *cmd)
@@ -957,6 +1062,18 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
         break;
     case KITH_CMD_HISTORY:
         cmd_history(c, &cmd);
+        break;
+    case KITH_CMD_KICK:
+    case KITH_CMD_BAN:
+    case KITH_CMD_UNBAN:
+    case KITH_CMD_OP:
+    case KITH_CMD_DEOP:
+    case KITH_CMD_VOICE:
+    case KITH_CMD_TOPIC:
+    case KITH_CMD_LEAVE:
+    case KITH_CMD_REKEY:
+    case KITH_CMD_VERIFY:
+        cmd_member(c, cmd.kind, &cmd);
         break;
     case KITH_CMD_HELP:
         kith_client_help(cmd.arg, cmd.arg_len, c->out, sizeof c->out);

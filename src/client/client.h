@@ -39,6 +39,16 @@ enum kith_cmd_kind {
     KITH_CMD_HISTORY, /* count */
     KITH_CMD_HELP, /* arg optional: command name without '/' */
     KITH_CMD_QUIT,
+    KITH_CMD_KICK, /* membership (issue 5): arg is a member */
+    KITH_CMD_BAN,
+    KITH_CMD_UNBAN,
+    KITH_CMD_OP,
+    KITH_CMD_DEOP,
+    KITH_CMD_VOICE,
+    KITH_CMD_TOPIC, /* arg optional: the new topic */
+    KITH_CMD_LEAVE,
+    KITH_CMD_REKEY,
+    KITH_CMD_VERIFY,
     KITH_CMD_INVALID, /* error holds the whole "! ..." line */
 };
 

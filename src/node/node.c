@@ -438,6 +438,9 @@ static void fill_info(const kith_node *n, const nroom *r, kith_room_info *out)
     }
     for (size_t i = 0; i < r->nhist; i++)
         out->messages += r->hist[i].type != KITH_MSG_NICK;
+    out->topic = kith_room_topic(r->room);
+    out->member = node_is_member(r, n->self->id_pk);
+    node_safety_string(r, out->safety);
 }
 
 int kith_node_room_at(const kith_node *n, size_t i, kith_room_info *out)

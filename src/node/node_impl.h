@@ -76,7 +76,9 @@ typedef struct nroom {
     char log[33];
     uint8_t tag[KITH_ROOM_TAG_LEN];
     uint64_t tag_epoch;
-    bool has_tag;
+    bool has_tag; /* tag of the current key */
+    uint8_t (*tags)[KITH_ROOM_TAG_LEN]; /* tags of every key held, as kith_room_key_at */
+    size_t ntags;
     hist *hist;
     size_t nhist, caphist;
     kith_map seen;
@@ -201,7 +203,11 @@ KITH_WUR int node_apply_op(
 const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN]);
 author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create);
 bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
-void node_refresh_tag(nroom *r);
+void node_refresh_tag(kith_node *n, nroom *r);
+/* Safety number as 6 groups of 5 digits (proto 5.4). */
+void node_safety_string(const nroom *r, char out[32]);
+/* Rekey when the room needs it and we are the one to (or anyone: a fallback). */
+void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
 
 /* node_net.c */
 void node_refresh_dials(kith_node *n);

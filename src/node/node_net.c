@@ -181,7 +181,10 @@ void node_send_sync(kith_node *n, nconn *c, nroom *r)
             memcpy(authors[i], r->authors[i].id, KITH_ID_LEN);
             seqs[i] = r->authors[i].seq;
         }
-        if (kith_frame_sync(&frame, kith_room_id(r->room), kith_room_op_count(r->room),
+        /* Holding an op whose parent we lack: ask for the whole log (op
+         * counts alone can't show two different sets of equal size). */
+        size_t nops = r->nheld_ops ? 0 : kith_room_op_count(r->room);
+        if (kith_frame_sync(&frame, kith_room_id(r->room), nops,
                 (const uint8_t(*)[KITH_ID_LEN])authors, seqs, KITH_MIN(na, KITH_FRAME_MAX_VEC))
                 == 0
             && node_conn_send(n, c, &frame) != 0)
@@ -211,7 +214,11 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
     size_t nops = kith_room_op_count(r->room);
-    for (size_t i = 0; !rc && f->nops < nops && i < nops; i++) {
+    /* All ops when the peer has fewer; else our latest few, so that two
+     * logs of equal size but different ops still meet (the peer asks for
+     * everything if one of them lacks a parent there). */
+    size_t from = f->nops < nops ? 0 : nops - KITH_MIN(nops, (size_t)4);
+    for (size_t i = from; !rc && i < nops; i++) {
         size_t len;
         const uint8_t *op = kith_room_op_at(r->room, i, &len);
         kith_buf_reset(&frame);
@@ -497,6 +504,8 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         return 0;
     if (f->type == KITH_FR_OP) {
         int rc = node_apply_op(n, r, f->data, f->len, true, true);
+        if (rc == 0 && r->nheld_ops)
+            node_send_sync(n, c, r); /* a parent is missing: fetch the log */
         return rc == KITH_EEXIST || rc == KITH_ETOOBIG ? 0 : rc;
     }
     if (f->type == KITH_FR_SYNC)

@@ -17,23 +17,40 @@ nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN])
 
 nroom *node_room_by_tag(const kith_node *n, const uint8_t tag[KITH_ROOM_TAG_LEN])
 {
+    /* Every epoch key we hold has a tag: messages of an older epoch, sent
+     * concurrently with a rekey, still find their room. */
     for (size_t i = 0; i < n->nrooms; i++) {
         nroom *r = n->rooms[i];
-        if (r->has_tag && sodium_memcmp(r->tag, tag, KITH_ROOM_TAG_LEN) == 0)
-            return r;
+        for (size_t k = 0; k < r->ntags; k++)
+            if (sodium_memcmp(r->tags[k], tag, KITH_ROOM_TAG_LEN) == 0)
+                return r;
     }
     return NULL;
 }
 
-void node_refresh_tag(nroom *r)
+/* Recompute the tags after the keys may have changed (any applied op). */
+void node_refresh_tag(kith_node *n, nroom *r)
 {
-    uint64_t epoch = kith_room_epoch(r->room);
-    const uint8_t *key = kith_room_key(r->room, epoch);
+    uint64_t epoch;
+    const uint8_t *key = kith_room_current_key(r->room, &epoch);
     r->has_tag = key != NULL;
     if (key) {
         kith_msg_room_tag(key, epoch, r->tag);
         r->tag_epoch = epoch;
     }
+    size_t nk = kith_room_key_count(r->room);
+    if (nk > r->ntags) {
+        uint8_t(*t)[KITH_ROOM_TAG_LEN] = kith_realloc(n->env, r->tags, nk * KITH_ROOM_TAG_LEN);
+        if (!t)
+            return; /* keep the old tags; the next op retries */
+        r->tags = t;
+    }
+    for (size_t k = 0; k < nk; k++) {
+        uint64_t e;
+        const uint8_t *kk = kith_room_key_at(r->room, k, &e);
+        kith_msg_room_tag(kk, e, r->tags[k]);
+    }
+    r->ntags = nk;
 }
 
 bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN])
@@ -60,7 +77,7 @@ int node_room_add(kith_node *n, kith_room *room, nroom **out)
     r->room = room;
     kith_map_init(&r->seen, n->env, NODE_MAX_SEEN);
     log_name(n, kith_room_id(room), r->log);
-    node_refresh_tag(r);
+    node_refresh_tag(n, r);
     n->rooms[n->nrooms++] = r;
     *out = r;
     return 0;
@@ -89,6 +106,7 @@ void node_room_free(kith_node *n, nroom *r)
         sodium_memzero(r->inv, r->ninv * sizeof *r->inv);
     kith_free(n->env, r->inv);
     kith_map_free(&r->seen);
+    kith_free(n->env, r->tags);
     kith_room_free(r->room);
     kith_free(n->env, r);
 }
@@ -299,7 +317,15 @@ static int open_envelope(
     int rc = kith_msg_parse_envelope(n->env, env, len, &e);
     if (rc)
         return rc;
-    const uint8_t *key = kith_room_key(r->room, e.epoch);
+    /* The tag names the key (two keys can share an epoch number when
+     * rekeys were concurrent). */
+    const uint8_t *key = NULL;
+    for (size_t k = 0; k < r->ntags && !key; k++) {
+        uint64_t epoch;
+        const uint8_t *kk = kith_room_key_at(r->room, k, &epoch);
+        if (kk && epoch == e.epoch && sodium_memcmp(r->tags[k], e.tag, KITH_ROOM_TAG_LEN) == 0)
+            key = kk;
+    }
     if (!key)
         return KITH_ENOENT;
     return kith_msg_open(n->env, &e, kith_room_id(r->room), key, plain, in);
@@ -322,8 +348,15 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
         kith_buf_free(&plain);
         return rc;
     }
+    /* The author must be a member with a speaking role now: nothing from a
+     * removed member is accepted once we know of the removal, whatever
+     * epoch it claims (proto 6, "Acceptance of a MSG"). Our own log was
+     * checked when written, so at start-up a former member's messages stay. */
     const kith_member *m = kith_room_member(r->room, in.author);
-    if (!m || m->role < KITH_ROLE_MEMBER) {
+    bool speaks = m && m->role >= KITH_ROLE_MEMBER;
+    if (!speaks && n->loading)
+        speaks = kith_room_person(r->room, in.author) != NULL;
+    if (!speaks) {
         kith_buf_free(&plain);
         KITH_LOGW(n->env, "message from a non-member or observer dropped");
         return KITH_EPERM;
@@ -402,10 +435,13 @@ int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32
         return KITH_ETOOBIG;
     if (len == 0 && msg_type != KITH_MSG_ACTION)
         return KITH_EINVAL;
-    uint64_t epoch = kith_room_epoch(r->room);
-    const uint8_t *key = kith_room_key(r->room, epoch);
+    uint64_t epoch;
+    const uint8_t *key = kith_room_current_key(r->room, &epoch);
     if (!key)
-        return KITH_EPERM;
+        return kith_room_member(r->room, n->self->id_pk) ? KITH_EAGAIN : KITH_EPERM;
+    const kith_member *me = kith_room_member(r->room, n->self->id_pk);
+    if (!me || me->role < KITH_ROLE_MEMBER)
+        return KITH_EPERM; /* removed, or an observer */
     author_st *a = node_author(n, r, n->self->id_pk, true);
     if (!a)
         return KITH_ENOMEM;
@@ -494,10 +530,247 @@ static int hold_op(kith_node *n, nroom *r, const uint8_t *op, size_t len)
     return 0;
 }
 
+static const char *role_name(int role)
+{
+    static const char *names[] = { "nobody", "an observer", "a member", "a moderator", "an admin" };
+    return role >= 0 && role <= KITH_ROLE_ADMIN ? names[role] : "?";
+}
+
+/* Nick of a member or former member, for system lines. */
+static const char *who(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN])
+{
+    if (memcmp(id, n->self->id_pk, KITH_ID_LEN) == 0)
+        return "you";
+    const char *nick = node_nick_of(n, r, id);
+    if (strcmp(nick, "?") == 0) {
+        const kith_member *m = kith_room_person(r->room, id);
+        if (m && m->nick[0])
+            return m->nick;
+    }
+    return nick;
+}
+
+/* One system line for every membership change. */
+static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_member)
+{
+    const char *room = kith_room_name(r->room);
+    char by[KITH_NICK_MAX + 1], sub[KITH_NICK_MAX + 1];
+    snprintf(by, sizeof by, "%s", who(n, r, o->author));
+    snprintf(sub, sizeof sub, "%s", who(n, r, o->subject));
+    bool me = memcmp(o->subject, n->self->id_pk, KITH_ID_LEN) == 0;
+    if (!o->effective) {
+        KITH_LOGI(n->env, "room %s: an op by %s has no effect (lost the role first)", room, by);
+        return;
+    }
+    switch (o->kind) {
+    case KITH_OP_ADD: {
+        const kith_member *m = kith_room_member(r->room, o->subject);
+        if (m)
+            notify_join(n, r, m);
+        if (o->has_invite)
+            node_event_info(n, r, "%s joined %s with %s's invite", sub, room, by);
+        break;
+    }
+    case KITH_OP_REMOVE:
+        if (me && was_member)
+            node_event_info(n, r, "you were removed from %s by %s", room, by);
+        else
+            node_event_info(n, r, "%s was removed from %s by %s", sub, room, by);
+        break;
+    case KITH_OP_BAN:
+        node_event_info(n, r, "%s %s banned from %s by %s", sub, me ? "were" : "was", room, by);
+        break;
+    case KITH_OP_UNBAN:
+        node_event_info(n, r, "%s unbanned %s in %s", by, sub, room);
+        break;
+    case KITH_OP_SET_ROLE:
+        node_event_info(n, r, "%s made %s %s in %s", by, sub, role_name(o->role), room);
+        break;
+    case KITH_OP_SET_TOPIC:
+        node_event_info(n, r, "%s set the topic of %s: %s", by, room, o->text);
+        break;
+    case KITH_OP_SET_NAME:
+        node_event_info(n, r, "%s renamed the room to %s", by, o->text);
+        break;
+    case KITH_OP_INVITE:
+        node_event_info(n, r, "%s issued an invite to %s", by, room);
+        break;
+    case KITH_OP_REVOKE:
+        node_event_info(n, r, "%s revoked an invite to %s", by, room);
+        break;
+    case KITH_OP_REKEY:
+        node_event_info(n, r, "%s rekeyed %s (epoch %llu)", by, room, (unsigned long long)o->epoch);
+        break;
+    case KITH_OP_LEAVE:
+        node_event_info(n, r, "%s left %s", by, room);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Who rekeys when the room needs it: the member with the highest role,
+ * then the smallest id, so that usually one node does it. */
+static bool we_rekey(const kith_node *n, const nroom *r)
+{
+    const kith_member *best = NULL;
+    for (size_t i = 0; i < kith_room_member_count(r->room); i++) {
+        const kith_member *m = kith_room_member_at(r->room, i);
+        if (m->role < KITH_ROLE_MEMBER)
+            continue;
+        if (!best || m->role > best->role
+            || (m->role == best->role && memcmp(m->id, best->id, KITH_ID_LEN) < 0))
+            best = m;
+    }
+    return best && memcmp(best->id, n->self->id_pk, KITH_ID_LEN) == 0;
+}
+
+/* Log, broadcast and apply side effects of an op we authored. */
+static int publish_op(kith_node *n, nroom *r, const kith_buf *op)
+{
+    int rc = node_persist_op(n, r, op->data, op->len);
+    if (rc)
+        KITH_LOGE(n->env, "could not log a membership op: %s", kith_strerror(rc));
+    node_refresh_tag(n, r);
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    if (kith_frame_op(&frame, kith_room_id(r->room), op->data, op->len) == 0)
+        node_broadcast(n, r, &frame, NULL);
+    kith_op_info info;
+    if (kith_room_op_info(r->room, kith_room_op_count(r->room) - 1, &info) == 0) {
+        /* The one removed is no member now, so the broadcast skipped it:
+         * tell it directly, so its node can say so and stop sending. */
+        for (size_t i = n->nconns;
+             (info.kind == KITH_OP_REMOVE || info.kind == KITH_OP_BAN) && i > 0; i--) {
+            nconn *c = n->conns[i - 1];
+            if (c->established && !c->joining
+                && memcmp(c->peer, info.subject, KITH_ID_LEN) == 0)
+                if (node_conn_send(n, c, &frame))
+                    KITH_LOGW(n->env, "could not tell a removed member");
+        }
+        notify_op(n, r, &info, true);
+    }
+    kith_buf_free(&frame);
+    return rc;
+}
+
+void node_maybe_rekey(kith_node *n, nroom *r, bool anyone)
+{
+    if (n->loading || !kith_room_needs_rekey(r->room) || !(anyone || we_rekey(n, r)))
+        return;
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    int rc = kith_room_rekey(r->room, &op);
+    if (!rc)
+        rc = publish_op(n, r, &op);
+    else
+        KITH_LOGW(n->env, "could not rekey %s: %s", kith_room_name(r->room), kith_strerror(rc));
+    kith_buf_free(&op);
+}
+
+void node_safety_string(const nroom *r, char out[32])
+{
+    uint8_t d[KITH_HASH_LEN];
+    kith_room_safety(r->room, d);
+    size_t off = 0;
+    for (int g = 0; g < 6; g++) {
+        uint32_t v = ((uint32_t)d[3 * g] << 16 | (uint32_t)d[3 * g + 1] << 8 | d[3 * g + 2]) % 100000;
+        off += (size_t)snprintf(out + off, 32 - off, g ? " %05u" : "%05u", (unsigned)v);
+    }
+}
+
+static bool person_matches(const kith_member *m, const char *who)
+{
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(m->id, fpr);
+    size_t wl = strlen(who);
+    const char *tilde = strchr(who, '~');
+    if (tilde) {
+        size_t nl = (size_t)(tilde - who), fl = strlen(tilde + 1);
+        return nl == strlen(m->nick) && memcmp(m->nick, who, nl) == 0 && fl > 0
+            && strncmp(fpr, tilde + 1, fl) == 0;
+    }
+    if (strcmp(m->nick, who) == 0)
+        return true;
+    return wl >= 4 && strncmp(fpr, who, wl) == 0;
+}
+
+int kith_node_find_member(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const char *who, bool former, uint8_t member_id[KITH_MEMBER_ID_LEN])
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r || !who)
+        return KITH_ENOENT;
+    /* Members first; former members only when no member matches. */
+    size_t found = 0;
+    for (int pass = 0; pass < (former ? 2 : 1) && !found; pass++) {
+        for (size_t i = 0; i < kith_room_person_count(r->room); i++) {
+            const kith_member *m = kith_room_person_at(r->room, i);
+            if ((pass == 0) != (m->role != 0) || !person_matches(m, who))
+                continue;
+            if (found++ == 0)
+                memcpy(member_id, m->id, KITH_MEMBER_ID_LEN);
+        }
+    }
+    return found == 1 ? 0 : found ? KITH_EEXIST : KITH_ENOENT;
+}
+
+int kith_node_member_op(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], int kind,
+    const uint8_t *member, int role, const char *text)
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    bool needs_member = kind == KITH_MOP_REMOVE || kind == KITH_MOP_BAN || kind == KITH_MOP_UNBAN
+        || kind == KITH_MOP_SET_ROLE;
+    if (needs_member && !member)
+        return KITH_EINVAL;
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    int rc;
+    switch (kind) {
+    case KITH_MOP_REMOVE:
+        rc = kith_room_remove(r->room, member, &op);
+        break;
+    case KITH_MOP_BAN:
+        rc = kith_room_ban(r->room, member, &op);
+        break;
+    case KITH_MOP_UNBAN:
+        rc = kith_room_unban(r->room, member, &op);
+        break;
+    case KITH_MOP_SET_ROLE:
+        rc = kith_room_set_role(r->room, member, role, &op);
+        break;
+    case KITH_MOP_SET_TOPIC:
+        rc = kith_room_set_topic(r->room, text, &op);
+        break;
+    case KITH_MOP_SET_NAME:
+        rc = kith_room_set_name(r->room, text, &op);
+        break;
+    case KITH_MOP_REKEY:
+        rc = kith_room_rekey(r->room, &op);
+        break;
+    case KITH_MOP_LEAVE:
+        rc = kith_room_leave(r->room, &op);
+        break;
+    default:
+        rc = KITH_EINVAL;
+        break;
+    }
+    if (!rc)
+        rc = publish_op(n, r, &op);
+    kith_buf_free(&op);
+    if (!rc) {
+        node_refresh_dials(n);
+        node_maybe_rekey(n, r, false);
+    }
+    return rc;
+}
+
 static int apply_one(
     kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify)
 {
-    size_t before = kith_room_member_count(r->room);
+    bool was_member = node_is_member(r, n->self->id_pk);
     int rc = kith_room_apply(r->room, op, len);
     if (rc)
         return rc;
@@ -506,10 +779,13 @@ static int apply_one(
         if (rc)
             KITH_LOGE(n->env, "could not log a membership op: %s", kith_strerror(rc));
     }
-    node_refresh_tag(r);
-    size_t after = kith_room_member_count(r->room);
-    for (size_t i = before; notify && i < after; i++)
-        notify_join(n, r, kith_room_member_at(r->room, i));
+    node_refresh_tag(n, r);
+    kith_op_info info;
+    if (notify && kith_room_op_info(r->room, kith_room_op_count(r->room) - 1, &info) == 0) {
+        notify_op(n, r, &info, was_member);
+        if (was_member && !node_is_member(r, n->self->id_pk) && info.kind != KITH_OP_REMOVE)
+            node_event_info(n, r, "you are no longer a member of %s", kith_room_name(r->room));
+    }
     return 0;
 }
 
@@ -536,8 +812,10 @@ int node_apply_op(kith_node *n, nroom *r, const uint8_t *op, size_t len, bool pe
             break;
         }
     }
-    if (!n->loading)
+    if (!n->loading) {
         node_refresh_dials(n);
+        node_maybe_rekey(n, r, false);
+    }
     return 0;
 }
 

@@ -1660,6 +1660,16 @@ const kith_member *kith_room_member(const kith_room *room, const uint8_t id[KITH
     return m && m->role ? m : NULL;
 }
 
+size_t kith_room_person_count(const kith_room *room)
+{
+    return room->nmembers;
+}
+
+const kith_member *kith_room_person_at(const kith_room *room, size_t i)
+{
+    return i < room->nmembers ? &room->members[i] : NULL;
+}
+
 bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN])
 {
     for (size_t i = 0; i < room->nops; i++) {

@@ -151,6 +151,9 @@ const uint8_t *kith_room_key_at(const kith_room *room, size_t i, uint64_t *epoch
 bool kith_room_needs_rekey(const kith_room *room);
 /* Any id the log names, members or not (role 0 when not a member). */
 const kith_member *kith_room_person(const kith_room *room, const uint8_t id[KITH_ID_LEN]);
+/* Everyone the log names, members or not, by index. */
+size_t kith_room_person_count(const kith_room *room);
+const kith_member *kith_room_person_at(const kith_room *room, size_t i);
 bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN]);
 KITH_WUR int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out);
 /* Safety number: H("kith/1 safety" || each member (id || role) by id ||
