@@ -35,6 +35,10 @@ typedef struct kith_node_config {
     const char *nick; /* default display name; NULL -> "anon" */
     uint64_t invite_ttl_ms; /* default invite lifetime; 0 -> 24 h */
     bool lan; /* LAN discovery: emit KITH_ACT_BEACON, act on kith_node_beacon */
+    size_t degree; /* links to keep per room (dialing stops there); 0 -> 8 */
+    bool no_dial; /* never dial members' addresses (tests; static peers only) */
+    const char *const *peers; /* static peers to keep connected to, "host:port" */
+    size_t npeers;
 } kith_node_config;
 
 enum kith_event_type {
@@ -224,5 +228,16 @@ KITH_WUR int kith_node_member_at(const kith_node *node, const uint8_t room_id[KI
 typedef void (*kith_history_cb)(void *ud, const kith_event *ev);
 KITH_WUR int kith_node_history(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], size_t max,
     kith_history_cb cb, void *ud);
+
+/* Counters since the node started, for tools/bench and tests. */
+typedef struct kith_node_stats {
+    uint64_t msgs_in; /* MSG frames received */
+    uint64_t dups_in; /* of which already held */
+    uint64_t delivered; /* messages of others accepted and delivered */
+    uint64_t msgs_out; /* MSG frames sent */
+    uint64_t ihave_out, want_out, prune_out;
+    uint64_t held; /* messages currently held for a gap or a dependency */
+} kith_node_stats;
+void kith_node_stats_get(const kith_node *node, kith_node_stats *out);
 
 #endif

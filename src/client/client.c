@@ -211,6 +211,11 @@ static const cmd_spec commands[] = {
     { "rekey", KITH_CMD_REKEY, ARG_NONE, "/rekey", "start a new epoch key for the current room" },
     { "verify", KITH_CMD_VERIFY, ARG_REQUIRED, "/verify NICK",
         "show a member's fingerprint, to compare in person" },
+    { "lan", KITH_CMD_LAN, ARG_OPTIONAL, "/lan [open|knock|off]",
+        "list rooms open on the LAN, or open the current one (admins)" },
+    { "knock", KITH_CMD_KNOCK, ARG_REQUIRED, "/knock ROOM", "ask to join a room open on the LAN" },
+    { "admit", KITH_CMD_ADMIT, ARG_REQUIRED, "/admit NICK", "let in someone who knocked" },
+    { "peers", KITH_CMD_PEERS, ARG_NONE, "/peers", "list connected peers and how each was found" },
     { "help", KITH_CMD_HELP, ARG_OPTIONAL, "/help [COMMAND]", "list commands, or describe one" },
     { "quit", KITH_CMD_QUIT, ARG_NONE, "/quit", "save everything and exit" },
 };
@@ -1013,6 +1018,113 @@ static void cmd_history(kith_client *c, const kith_cmd *cmd)
     }
 }
 
+/* ---- LAN meetups ---- */
+
+static void cmd_lan(kith_client *c, const kith_cmd *cmd)
+{
+    if (!arg_cstr(c, cmd))
+        return;
+    char name[256];
+    if (c->arg[0]) {
+        int mode = strcmp(c->arg, "open") == 0 ? KITH_LAN_OPEN
+            : strcmp(c->arg, "knock") == 0     ? KITH_LAN_KNOCK
+            : strcmp(c->arg, "off") == 0       ? KITH_LAN_OFF
+                                               : -1;
+        if (mode < 0) {
+            say(c, "! usage: /lan [open|knock|off]");
+            return;
+        }
+        if (!current_room(c))
+            return;
+        int rc = kith_node_lan_set(c->node, c->room, mode);
+        kith_uvnode_kick(c->uv);
+        room_label(c, c->room, name, sizeof name);
+        if (rc == KITH_EPERM)
+            printf_line(c, "! only an admin or moderator of %s can do that", name);
+        else if (rc == KITH_ESTATE)
+            say(c, "! LAN discovery is off on this node (--no-lan, or no multicast here)");
+        else if (rc < 0)
+            printf_line(c, "! /lan: %s", kith_strerror(rc));
+        else if (mode == KITH_LAN_OFF)
+            printf_line(c, "* %s is no longer named on the LAN", name);
+        else
+            printf_line(c, "* %s is named on the LAN: %s", name,
+                mode == KITH_LAN_OPEN ? "anyone here may join" : "knocks wait for /admit");
+        return;
+    }
+    size_t n = kith_node_lan_count(c->node);
+    if (n == 0) {
+        say(c, "* no rooms open on the LAN nearby");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kith_lan_room lr;
+        if (kith_node_lan_at(c->node, i, &lr) != 0)
+            break;
+        char addr[128];
+        kith_client_sanitize(name, sizeof name, lr.name, strnlen(lr.name, 256));
+        kith_client_sanitize(addr, sizeof addr, lr.addr, strnlen(lr.addr, 128));
+        printf_line(c, "* %s  %s  at %s, heard %llus ago", name,
+            lr.mode == KITH_LAN_OPEN ? "open" : "knock", addr,
+            (unsigned long long)(lr.age_ms / 1000));
+    }
+}
+
+static void cmd_knock(kith_client *c, const kith_cmd *cmd)
+{
+    if (!arg_cstr(c, cmd))
+        return;
+    int rc = kith_node_knock(c->node, c->arg);
+    kith_uvnode_kick(c->uv);
+    char name[256];
+    kith_client_sanitize(name, sizeof name, c->arg, strnlen(c->arg, 256));
+    if (rc == KITH_ENOENT)
+        printf_line(c, "! no room %s heard on the LAN (try /lan)", name);
+    else if (rc == KITH_EEXIST)
+        printf_line(c, "! you are already in a room named %s", name);
+    else if (rc == KITH_ESTATE)
+        say(c, "! LAN discovery is off on this node (--no-lan, or no multicast here)");
+    else if (rc < 0)
+        printf_line(c, "! knock failed: %s", kith_strerror(rc));
+    else
+        printf_line(c, "* knocking on %s\xe2\x80\xa6", name);
+}
+
+static void cmd_admit(kith_client *c, const kith_cmd *cmd)
+{
+    if (!arg_cstr(c, cmd))
+        return;
+    int rc = kith_node_admit(c->node, c->arg);
+    kith_uvnode_kick(c->uv);
+    char nick[128];
+    kith_client_sanitize(nick, sizeof nick, c->arg, strnlen(c->arg, 128));
+    if (rc == KITH_ENOENT)
+        printf_line(c, "! nobody called %s is knocking", nick);
+    else if (rc < 0)
+        printf_line(c, "! cannot admit %s: %s", nick, kith_strerror(rc));
+    else
+        printf_line(c, "* admitted %s", nick);
+}
+
+static void cmd_peers(kith_client *c)
+{
+    size_t n = kith_node_peer_count(c->node);
+    if (n == 0) {
+        say(c, "* no peers connected");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        kith_peer_info pi;
+        if (kith_node_peer_at(c->node, i, &pi) != 0)
+            break;
+        char nick[128];
+        kith_client_sanitize(
+            nick, sizeof nick, pi.nick ? pi.nick : "?", pi.nick ? strnlen(pi.nick, 128) : 1);
+        printf_line(c, "* %s  %s  found by %s (%s)", nick, pi.fingerprint, pi.found,
+            pi.outbound ? "we connected" : "they connected");
+    }
+}
+
 static void quit(kith_client *c)
 {
     if (c->quitting)
@@ -1074,6 +1186,18 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
     case KITH_CMD_REKEY:
     case KITH_CMD_VERIFY:
         cmd_member(c, cmd.kind, &cmd);
+        break;
+    case KITH_CMD_LAN:
+        cmd_lan(c, &cmd);
+        break;
+    case KITH_CMD_KNOCK:
+        cmd_knock(c, &cmd);
+        break;
+    case KITH_CMD_ADMIT:
+        cmd_admit(c, &cmd);
+        break;
+    case KITH_CMD_PEERS:
+        cmd_peers(c);
         break;
     case KITH_CMD_HELP:
         kith_client_help(cmd.arg, cmd.arg_len, c->out, sizeof c->out);

@@ -50,6 +50,10 @@ enum kith_cmd_kind {
     KITH_CMD_REKEY,
     KITH_CMD_VERIFY,
     KITH_CMD_INVALID, /* error holds the whole "! ..." line */
+    KITH_CMD_LAN, /* arg optional: open, knock or off (for the current room) */
+    KITH_CMD_KNOCK,
+    KITH_CMD_ADMIT,
+    KITH_CMD_PEERS,
 };
 
 typedef struct kith_cmd {

@@ -225,9 +225,47 @@ int kith_frame_decode(
             return rc;
         f->count = f->arr->n;
         return f->count > KITH_FRAME_MAX_VEC ? KITH_ETOOBIG : 0;
+    case KITH_FR_IHAVE:
+    case KITH_FR_WANT:
+        if ((rc = need(kith_wire_get_array(doc, m, 2, &f->arr))))
+            return rc;
+        f->count = f->arr->n;
+        return f->count > KITH_FRAME_MAX_IDS ? KITH_ETOOBIG : 0;
+    case KITH_FR_PRUNE:
+        return 0;
     default:
         return KITH_EPROTO;
     }
+}
+
+int kith_frame_ids(kith_buf *out, uint32_t type, const uint8_t room_id[KITH_HASH_LEN],
+    const uint8_t (*ids)[KITH_HASH_LEN], size_t n)
+{
+    if (n > KITH_FRAME_MAX_IDS || (type == KITH_FR_PRUNE && n))
+        return KITH_EINVAL;
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, type == KITH_FR_PRUNE ? 2 : 3);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, type);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, room_id, KITH_HASH_LEN);
+    if (type != KITH_FR_PRUNE) {
+        kith_wire_uint(&w, 2);
+        kith_wire_array(&w, (uint32_t)n);
+        for (size_t i = 0; i < n; i++)
+            kith_wire_bin(&w, ids[i], KITH_HASH_LEN);
+    }
+    return kith_wire_finish(&w);
+}
+
+int kith_frame_id_at(const kith_frame *f, size_t i, uint8_t id[KITH_HASH_LEN])
+{
+    const kith_wire_node *e = kith_wire_elem(f->doc, f->arr, i);
+    if (!e || e->type != KITH_WIRE_BIN || e->len != KITH_HASH_LEN)
+        return KITH_EPROTO;
+    memcpy(id, e->p, KITH_HASH_LEN);
+    return 0;
 }
 
 int kith_frame_op_at(const kith_frame *f, size_t i, const uint8_t **op, size_t *len)

@@ -24,10 +24,15 @@ enum kith_frame_type {
     KITH_FR_MSG = 6, /* an envelope */
     KITH_FR_SYNC = 7, /* room id, op count, version vector [[author, seq], ...] */
     KITH_FR_KNOCK = 8, /* LAN knocker -> advertiser: room name, nick, addr, cert */
+    /* Gossip (proto/kith.md §6.4): lazy push, pull and pruning. */
+    KITH_FR_IHAVE = 16, /* room id, ids of messages the sender holds */
+    KITH_FR_WANT = 17, /* room id, ids the sender lacks: send them, and push to me eagerly */
+    KITH_FR_PRUNE = 18, /* room id: stop pushing this room's messages to me eagerly */
 };
 
 #define KITH_FRAME_REASON_MAX 120
 #define KITH_FRAME_MAX_VEC KITH_ROOM_MAX_MEMBERS
+#define KITH_FRAME_MAX_IDS 512 /* ids in one IHAVE or WANT */
 
 typedef struct kith_frame {
     uint32_t type;
@@ -67,6 +72,11 @@ KITH_WUR int kith_frame_decode(
     const kith_env *env, const uint8_t *data, size_t len, kith_wire_doc *doc, kith_frame *out);
 /* JOIN_OK: i-th op. SYNC: i-th vector entry. */
 KITH_WUR int kith_frame_op_at(const kith_frame *f, size_t i, const uint8_t **op, size_t *len);
+/* IHAVE / WANT: n message ids; PRUNE: n = 0. */
+KITH_WUR int kith_frame_ids(kith_buf *out, uint32_t type, const uint8_t room_id[KITH_HASH_LEN],
+    const uint8_t (*ids)[KITH_HASH_LEN], size_t n);
+/* IHAVE / WANT: i-th id. */
+KITH_WUR int kith_frame_id_at(const kith_frame *f, size_t i, uint8_t id[KITH_HASH_LEN]);
 KITH_WUR int kith_frame_vec_at(
     const kith_frame *f, size_t i, uint8_t author[KITH_ID_LEN], uint64_t *seq);
 

@@ -217,6 +217,8 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
     n->self = self;
     n->next_conn = 1;
     n->invite_ttl_ms = cfg && cfg->invite_ttl_ms ? cfg->invite_ttl_ms : 24ull * 3600 * 1000;
+    n->degree = cfg && cfg->degree ? cfg->degree : 8;
+    n->no_dial = cfg && cfg->no_dial;
     set_nick(n, cfg ? cfg->nick : NULL);
     if (cfg && cfg->addr) {
         size_t len = strnlen(cfg->addr, KITH_ADDR_MAX);
@@ -241,6 +243,12 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
         return rc;
     }
     node_refresh_dials(n);
+    for (size_t i = 0; cfg && i < cfg->npeers; i++) {
+        if ((rc = node_add_static_peer(n, cfg->peers[i])) != 0) {
+            kith_node_free(n);
+            return rc;
+        }
+    }
     if (cfg && cfg->lan && (rc = node_lan_new(n)) != 0) {
         kith_node_free(n);
         return rc;
@@ -276,16 +284,16 @@ void kith_node_free(kith_node *n)
  * that a peer already saw (which peers would reject as equivocation). */
 int kith_node_flush(kith_node *n)
 {
-    if (kith_store_pending(n->store) == 0 && n->nout == 0)
+    if (kith_store_pending(n->store) == 0 && n->nout == 0) {
+        node_gossip_flush(n);
         return 0;
+    }
     int rc = kith_store_sync(n->store);
     if (rc) {
         node_event_error(n, NULL, rc, "could not save to disk (%s): %zu messages wait",
             kith_strerror(rc), n->nout);
         return rc;
     }
-    kith_buf frame;
-    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
     for (size_t i = 0; i < n->nout; i++) {
         nroom *r = n->out[i].room;
         hist *h = &r->hist[n->out[i].hist];
@@ -302,12 +310,10 @@ int kith_node_flush(kith_node *n)
         node_push_event(n, &ev, h->body, h->body_len);
         ev.type = KITH_EV_SENT;
         node_push_event(n, &ev, NULL, 0);
-        kith_buf_reset(&frame);
-        if (kith_frame_msg(&frame, h->env, h->env_len) == 0)
-            node_broadcast(n, r, &frame, NULL);
+        node_gossip_relay(n, r, n->out[i].hist, NULL);
     }
-    kith_buf_free(&frame);
     n->nout = 0;
+    node_gossip_flush(n);
     return 0;
 }
 

@@ -27,6 +27,17 @@
 #define NODE_SYNC_BATCH_BYTES (2u << 20)
 #define NODE_BACKOFF_MIN_MS 1000
 #define NODE_BACKOFF_MAX_MS 60000
+#define NODE_MAX_LAZY 64
+#define NODE_MAX_IHAVE 4096 /* ids queued per link */
+#define NODE_MAX_WANTED 4096 /* ids wanted per room */
+#define NODE_WANT_DELAY_MS 500 /* let the eager path deliver first */
+#define NODE_WANT_RETRY_MS 3000
+#define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
+#define NODE_GAP_NOTICE_MS 2000
+/* Per-link budget per tick (1 s): generous enough for catch-up at full
+ * speed, small enough that one peer can't monopolise the node. */
+#define NODE_BUDGET_BYTES (64u << 20)
+#define NODE_BUDGET_FRAMES 200000
 
 /* Log record kinds: the first byte of every record in a room's log. */
 enum {
@@ -62,7 +73,19 @@ typedef struct held {
     uint64_t seq;
     uint8_t *env;
     size_t len;
+    uint64_t since_ms; /* when it was first held */
+    size_t ndeps;
+    uint8_t deps[KITH_MSG_MAX_DEPS][KITH_HASH_LEN];
 } held;
+
+/* A message id we learned of (IHAVE, a gap, a missing dependency) and will
+ * ask a peer for if it doesn't arrive by itself. */
+typedef struct wanted {
+    uint8_t id[KITH_HASH_LEN];
+    uint64_t conn; /* who announced it */
+    uint64_t due_ms;
+    uint8_t tries;
+} wanted;
 
 typedef struct invite_st {
     uint8_t secret[KITH_INVITE_SECRET_LEN];
@@ -92,6 +115,9 @@ typedef struct nroom {
     size_t *held_op_len;
     size_t nheld_ops;
     uint64_t lamport;
+    wanted *want;
+    size_t nwant;
+    uint64_t gap_noticed_seq; /* highest gap end already reported */
 } nroom;
 
 typedef struct nconn {
@@ -111,7 +137,20 @@ typedef struct nconn {
     uint8_t origin; /* how the peer was found: enum node_origin */
     bool knock; /* joining by a LAN knock on knock_name (no invite) */
     char knock_name[KITH_ROOM_NAME_MAX + 1];
+    /* Gossip (node_gossip.c): rooms for which this link gets only lazy
+     * announcements, ids queued for the next IHAVE, budget counters. */
+    const struct nroom *lazy[NODE_MAX_LAZY];
+    size_t nlazy;
+    struct ihave_q *ihave;
+    size_t nihave, capihave;
+    uint64_t budget_bytes, budget_frames;
+    uint64_t last_gap_sync_ms;
 } nconn;
+
+typedef struct ihave_q {
+    const struct nroom *room;
+    uint8_t id[KITH_HASH_LEN];
+} ihave_q;
 
 enum node_origin {
     ORIGIN_INBOUND = 0, /* the peer connected to us */
@@ -124,6 +163,7 @@ enum node_origin {
 #define NODE_KNOCK_TIMEOUT_MS 300000 /* a knock waits this long for an admin */
 
 typedef struct dial_st {
+    bool fixed; /* a static peer: always kept, member id unknown until connected */
     uint8_t member[KITH_ID_LEN];
     char addr[KITH_ADDR_MAX + 1];
     uint64_t next_ms;
@@ -149,6 +189,8 @@ struct kith_node {
     char nick[KITH_NICK_MAX + 1];
     char addr[KITH_ADDR_MAX + 1];
     uint64_t invite_ttl_ms;
+    size_t degree;
+    bool no_dial;
 
     nroom *rooms[NODE_MAX_ROOMS];
     size_t nrooms;
@@ -170,6 +212,9 @@ struct kith_node {
     kith_buf feed_out; /* handshake bytes produced during a feed */
     nconn *feeding;
     bool loading;
+    struct nconn *cur_from; /* the link whose frame is being handled */
+    bool last_dup; /* the last envelope accepted was a duplicate */
+    kith_node_stats stats;
     struct node_lan *lan; /* LAN discovery state (node_lan.c); NULL when off */
 };
 
@@ -209,8 +254,23 @@ void node_safety_string(const nroom *r, char out[32]);
 /* Rekey when the room needs it and we are the one to (or anyone: a fallback). */
 void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
 
+/* node_gossip.c */
+/* A message just delivered: push it to eager links, announce it to lazy ones. */
+void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const struct nconn *from);
+/* A duplicate arrived on `from`: prune that link for the room. */
+void node_gossip_duplicate(kith_node *n, nroom *r, struct nconn *from);
+KITH_WUR int node_gossip_frame(kith_node *n, struct nconn *c, nroom *r, const kith_frame *f);
+void node_gossip_want(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t conn,
+    uint64_t delay_ms);
+void node_gossip_flush(kith_node *n);
+void node_gossip_tick(kith_node *n);
+void node_gossip_conn_gone(kith_node *n, struct nconn *c);
+/* node_room.c, used by gossip */
+void node_release_held(kith_node *n, nroom *r);
+
 /* node_net.c */
 void node_refresh_dials(kith_node *n);
+KITH_WUR int node_add_static_peer(kith_node *n, const char *addr);
 void node_broadcast(kith_node *n, nroom *r, const kith_buf *frame, const nconn *except);
 KITH_WUR int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame);
 bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN]);

@@ -87,6 +87,7 @@ void node_conn_free(kith_node *n, nconn *c)
     }
     if (c->dial >= 0 && (size_t)c->dial < n->ndials && n->dials[c->dial].conn == c->id)
         n->dials[c->dial].conn = 0;
+    node_gossip_conn_gone(n, c);
     kith_session_free(c->s);
     sodium_memzero(&c->inv, sizeof c->inv);
     kith_free(n->env, c);
@@ -248,6 +249,7 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
         rc = kith_frame_msg(&frame, h->env, h->env_len);
         if (!rc)
             rc = node_conn_send(n, c, &frame);
+        n->stats.msgs_out += rc == 0;
         sent += h->env_len;
     }
     kith_buf_free(&frame);
@@ -494,7 +496,21 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         nroom *r = node_room_by_tag(n, e.tag);
         if (!r || !node_is_member(r, c->peer))
             return 0; /* not a room we share (yet): ignore, don't punish */
+        n->cur_from = c;
+        n->last_dup = false;
+        n->stats.msgs_in++;
         rc = node_accept_envelope(n, r, f->data, f->len, true, true);
+        n->cur_from = NULL;
+        n->stats.dups_in += n->last_dup;
+        if (n->last_dup && !c->doomed)
+            node_gossip_duplicate(n, r, c);
+        uint64_t now = kith_mono_ms(n->env);
+        if (rc == KITH_EPERM && !c->doomed && now - c->last_gap_sync_ms > NODE_GAP_NOTICE_MS) {
+            /* From someone we don't know as a member: the peer knows ops
+             * we lack. Sync fetches them and then the messages. */
+            c->last_gap_sync_ms = now;
+            node_send_sync(n, c, r);
+        }
         /* Unverifiable bytes are the sender's fault; a duplicate or an
          * equivocation we detected is not grounds to drop the link. */
         return rc == KITH_ECRYPTO || rc == KITH_EPROTO || rc == KITH_ENONCANON ? rc : 0;
@@ -503,13 +519,25 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
     if (!r || !node_is_member(r, c->peer))
         return 0;
     if (f->type == KITH_FR_OP) {
+        size_t before = kith_room_op_count(r->room);
         int rc = node_apply_op(n, r, f->data, f->len, true, true);
+        if (rc == 0 && kith_room_op_count(r->room) > before) {
+            /* Ops travel across hops like messages, so members who are
+             * not linked to the op's author learn it too. */
+            kith_buf frame;
+            kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+            if (kith_frame_op(&frame, kith_room_id(r->room), f->data, f->len) == 0)
+                node_broadcast(n, r, &frame, c);
+            kith_buf_free(&frame);
+        }
         if (rc == 0 && r->nheld_ops)
             node_send_sync(n, c, r); /* a parent is missing: fetch the log */
         return rc == KITH_EEXIST || rc == KITH_ETOOBIG ? 0 : rc;
     }
     if (f->type == KITH_FR_SYNC)
         return on_sync(n, c, r, f);
+    if (f->type == KITH_FR_IHAVE || f->type == KITH_FR_WANT || f->type == KITH_FR_PRUNE)
+        return node_gossip_frame(n, c, r, f);
     return KITH_EPROTO;
 }
 
@@ -522,6 +550,12 @@ static int on_frame(void *ud, const uint8_t *data, size_t len)
         on_established(fc->n, fc->c);
     if (fc->c->doomed)
         return KITH_EPROTO;
+    fc->c->budget_frames++;
+    fc->c->budget_bytes += len;
+    if (fc->c->budget_frames > NODE_BUDGET_FRAMES || fc->c->budget_bytes > NODE_BUDGET_BYTES) {
+        conn_fail(fc->n, fc->c, "over budget");
+        return KITH_EPROTO;
+    }
     kith_frame f;
     int rc = kith_frame_decode(fc->n->env, data, len, fc->n->doc, &f);
     if (!rc)
@@ -610,8 +644,11 @@ static void on_established(kith_node *n, nconn *c)
         }
         return;
     }
-    if (c->dial >= 0 && (size_t)c->dial < n->ndials)
+    if (c->dial >= 0 && (size_t)c->dial < n->ndials) {
         n->dials[c->dial].backoff_ms = 0;
+        if (n->dials[c->dial].fixed)
+            memcpy(n->dials[c->dial].member, c->peer, KITH_ID_LEN);
+    }
     if (!shared)
         return;
     bool other_up = false;
@@ -698,6 +735,64 @@ static bool shares_room(const kith_node *n, const uint8_t id[KITH_ID_LEN])
 
 /* ---- dialing ---- */
 
+/* Links that serve a room: established sessions with members, and dials to
+ * members still in progress. */
+static size_t room_links(const kith_node *n, const nroom *r)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n->nconns; i++) {
+        const nconn *c = n->conns[i];
+        if (c->established)
+            count += node_is_member(r, c->peer);
+        else if (c->dial >= 0 && (size_t)c->dial < n->ndials && !n->dials[c->dial].fixed)
+            count += node_is_member(r, n->dials[c->dial].member);
+    }
+    return count;
+}
+
+/* Dial a member only while one of its rooms has fewer links than the
+ * node's degree: a room of hundreds gets a few links per node, not a mesh. */
+static bool wanted_link(const kith_node *n, const dial_st *d)
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        if (node_is_member(n->rooms[i], d->member) && room_links(n, n->rooms[i]) < n->degree)
+            return true;
+    }
+    return false;
+}
+
+/* A static peer is up while a connection made for it exists, or while we
+ * have a session with the member we found there (perhaps one it made). */
+static bool fixed_up(const kith_node *n, const dial_st *d)
+{
+    static const uint8_t zero[KITH_ID_LEN];
+    if (memcmp(d->member, zero, KITH_ID_LEN) != 0 && node_peer_online(n, d->member))
+        return true;
+    for (size_t i = 0; i < n->nconns; i++) {
+        const nconn *c = n->conns[i];
+        if (c->dial >= 0 && (size_t)c->dial < n->ndials && &n->dials[c->dial] == d)
+            return true;
+    }
+    return false;
+}
+
+int node_add_static_peer(kith_node *n, const char *addr)
+{
+    size_t len = addr ? strlen(addr) : 0;
+    if (!len || len > KITH_ADDR_MAX)
+        return KITH_EINVAL;
+    dial_st *d = kith_realloc(n->env, n->dials, (n->ndials + 1) * sizeof *d);
+    if (!d)
+        return KITH_ENOMEM;
+    n->dials = d;
+    d = &n->dials[n->ndials++];
+    memset(d, 0, sizeof *d);
+    d->fixed = true;
+    memcpy(d->addr, addr, len);
+    d->next_ms = kith_mono_ms(n->env);
+    return 0;
+}
+
 void node_refresh_dials(kith_node *n)
 {
     for (size_t r = 0; r < n->nrooms; r++) {
@@ -732,6 +827,7 @@ void node_refresh_dials(kith_node *n)
 void kith_node_timer(kith_node *n)
 {
     n->timer_armed = false;
+    node_gossip_tick(n);
     uint64_t now = kith_mono_ms(n->env);
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
@@ -752,9 +848,19 @@ void kith_node_timer(kith_node *n)
             }
         }
     }
-    for (size_t i = 0; i < n->ndials; i++) {
+    size_t start = 0;
+    if (n->ndials) {
+        uint32_t rnd;
+        kith_random(n->env, &rnd, sizeof rnd);
+        start = rnd % n->ndials;
+    }
+    for (size_t k = 0; k < n->ndials; k++) {
+        size_t i = (start + k) % n->ndials;
         dial_st *d = &n->dials[i];
-        if (d->conn || now < d->next_ms || node_peer_online(n, d->member))
+        if (d->conn || now < d->next_ms)
+            continue;
+        if (d->fixed ? fixed_up(n, d)
+                     : (n->no_dial || node_peer_online(n, d->member) || !wanted_link(n, d)))
             continue;
         nconn *c = conn_new(n, true);
         if (!c)

@@ -263,7 +263,7 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
     if (!rc)
         rc = author_record(n, a, id);
     if (!rc)
-        rc = kith_map_put(&r->seen, id, 1);
+        rc = kith_map_put(&r->seen, id, (uint64_t)idx + 1);
     if (rc)
         return rc;
     if (in->lamport > r->lamport)
@@ -277,6 +277,10 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
     }
     if (notify)
         notify_message(n, r, &r->hist[idx], old);
+    if (persist && notify && !n->loading) {
+        n->stats.delivered++;
+        node_gossip_relay(n, r, idx, n->cur_from);
+    }
     return 0;
 }
 
@@ -292,6 +296,21 @@ static bool held_has(const nroom *r, const uint8_t id[KITH_HASH_LEN])
 static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
     const uint8_t *env, size_t len)
 {
+    /* Ask for what it waits on: its predecessor, and its dependencies. */
+    uint64_t from = n->cur_from ? n->cur_from->id : 0;
+    author_st *a = node_author(n, r, in->author, false);
+    if (in->seq > (a ? a->seq : 0) + 1) {
+        node_gossip_want(n, r, in->prev, from, NODE_WANT_DELAY_MS);
+        /* A gap of more than one message is anti-entropy's job. */
+        uint64_t now = kith_mono_ms(n->env);
+        if (n->cur_from && in->seq > (a ? a->seq : 0) + 2
+            && now - n->cur_from->last_gap_sync_ms > NODE_GAP_NOTICE_MS) {
+            n->cur_from->last_gap_sync_ms = now;
+            node_send_sync(n, n->cur_from, r);
+        }
+    }
+    for (size_t i = 0; i < in->ndeps; i++)
+        node_gossip_want(n, r, in->deps[i], from, NODE_WANT_DELAY_MS);
     if (r->nheld >= NODE_MAX_HELD || held_has(r, id))
         return; /* a later sync brings it again */
     held *h = kith_realloc(n->env, r->held, (r->nheld + 1) * sizeof *h);
@@ -308,6 +327,18 @@ static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const 
     h->seq = in->seq;
     h->env = copy;
     h->len = len;
+    h->since_ms = kith_mono_ms(n->env);
+    h->ndeps = in->ndeps;
+    memcpy(h->deps, in->deps, sizeof h->deps);
+}
+
+static bool deps_missing(const nroom *r, size_t ndeps, const uint8_t (*deps)[KITH_HASH_LEN])
+{
+    for (size_t i = 0; i < ndeps; i++) {
+        if (!kith_map_get(&r->seen, deps[i], NULL))
+            return true;
+    }
+    return false;
 }
 
 static int open_envelope(
@@ -332,14 +363,16 @@ static int open_envelope(
 }
 
 static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bool persist,
-    bool notify, bool *delivered)
+    bool notify, bool force, bool *delivered)
 {
     *delivered = false;
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(env, len, id);
     /* Dedup by id before spending a signature check. */
-    if (kith_map_get(&r->seen, id, NULL))
+    if (kith_map_get(&r->seen, id, NULL)) {
+        n->last_dup = true;
         return 0;
+    }
     kith_buf plain;
     kith_buf_init(&plain, n->env, KITH_MSG_MAX_ENVELOPE);
     kith_inner in;
@@ -376,7 +409,8 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
                 (unsigned long long)in.seq);
             rc = KITH_EREPLAY;
         }
-    } else if (in.seq == a->seq + 1) {
+    } else if (in.seq == a->seq + 1 && (force || n->loading
+                   || !deps_missing(r, in.ndeps, (const uint8_t(*)[KITH_HASH_LEN])in.deps))) {
         rc = deliver(n, r, a, id, &in, env, len, persist, notify);
         *delivered = rc == 0;
     } else {
@@ -388,26 +422,36 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     return rc;
 }
 
-/* Deliver held messages that have become next in line. */
-static void release_held(kith_node *n, nroom *r, bool notify)
+/* Deliver held messages that have become next in line: their predecessor
+ * is delivered and their dependencies are too, or have been waited on long
+ * enough (a dependency may be one we can never read, e.g. from an epoch
+ * before we joined). */
+void node_release_held(kith_node *n, nroom *r)
 {
+    uint64_t now = kith_mono_ms(n->env);
     bool progress = true;
     while (progress) {
         progress = false;
         for (size_t i = 0; i < r->nheld; i++) {
-            author_st *a = node_author(n, r, r->held[i].author, false);
+            held *h = &r->held[i];
+            author_st *a = node_author(n, r, h->author, false);
             uint64_t have = a ? a->seq : 0;
-            if (r->held[i].seq > have + 1)
+            bool stale = h->seq <= have;
+            bool ready = h->seq == have + 1
+                && (now - h->since_ms >= NODE_DEPS_WAIT_MS
+                    || !deps_missing(r, h->ndeps, (const uint8_t(*)[KITH_HASH_LEN])h->deps));
+            if (!stale && !ready)
                 continue;
-            held h = r->held[i];
+            held copy = *h;
             r->held[i] = r->held[--r->nheld];
-            if (h.seq == have + 1) {
+            if (ready) {
                 bool delivered;
-                int rc = accept_one(n, r, h.env, h.len, true, notify, &delivered);
-                (void)rc; /* it verified once; a failure now just drops it */
-                progress = true;
+                /* It verified once; a failure now just drops it. */
+                (void)!accept_one(n, r, copy.env, copy.len, !n->loading, !n->loading, true,
+                    &delivered);
             }
-            kith_free(n->env, h.env);
+            kith_free(n->env, copy.env);
+            progress = true;
             break;
         }
     }
@@ -417,9 +461,9 @@ int node_accept_envelope(
     kith_node *n, nroom *r, const uint8_t *env, size_t len, bool persist, bool notify)
 {
     bool delivered;
-    int rc = accept_one(n, r, env, len, persist, notify, &delivered);
+    int rc = accept_one(n, r, env, len, persist, notify, false, &delivered);
     if (delivered && r->nheld)
-        release_held(n, r, notify);
+        node_release_held(n, r);
     return rc;
 }
 

@@ -1,0 +1,273 @@
+/* tools/sim: run kith scenarios in the deterministic simulator.
+ *
+ *   sim --scenario NAME [--seed N | --seeds A-B] [--nodes N] [--verbose]
+ *
+ * Every run prints its seed and scenario; a failure prints the command that
+ * reproduces it exactly. Exit status 0 when every run kept the invariants. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "simnet.h"
+
+typedef struct scenario {
+    const char *name;
+    const char *what;
+    int nodes;
+    int (*run)(sim *s, uint64_t seed, char *err, size_t errlen);
+} scenario;
+
+static uint8_t g_room[KITH_ROOM_ID_LEN];
+
+static int burst(sim *s, int from, int count, const char *tag)
+{
+    for (int k = 0; k < count; k++) {
+        char text[64];
+        snprintf(text, sizeof text, "%s-%d-%d", tag, from, k);
+        if (sim_send(s, from, g_room, text) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int settle_and_check(sim *s, uint64_t ms, char *err, size_t errlen)
+{
+    sim_run(s, ms);
+    return sim_check(s, g_room, err, errlen);
+}
+
+static int sc_basic(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    (void)seed;
+    if (sim_make_room(s, sim_count(s), g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    for (int r = 0; r < 5; r++) {
+        for (int i = 0; i < sim_count(s); i++)
+            burst(s, i, 4, "basic");
+        sim_run(s, 200);
+    }
+    return settle_and_check(s, 30000, err, errlen);
+}
+
+static int sc_loss(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    (void)seed;
+    if (sim_make_room(s, sim_count(s), g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    /* 20% of chunks break their link: every connection is short-lived. */
+    sim_set_reset(s, 200);
+    for (int r = 0; r < 10; r++) {
+        for (int i = 0; i < sim_count(s); i++)
+            burst(s, i, 2, "loss");
+        sim_run(s, 1000);
+    }
+    sim_run(s, 30000);
+    sim_set_reset(s, 0);
+    return settle_and_check(s, 120000, err, errlen);
+}
+
+static int sc_partition(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    (void)seed;
+    int n = sim_count(s);
+    if (sim_make_room(s, n, g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    for (int i = 0; i < n; i++)
+        sim_set_group(s, i, i < n / 2 ? 1 : 2);
+    for (int i = 0; i < n; i++)
+        burst(s, i, 10, "split");
+    sim_run(s, 20000);
+    for (int i = 0; i < n; i++)
+        sim_set_group(s, i, 0);
+    return settle_and_check(s, 120000, err, errlen);
+}
+
+static int sc_crash(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    int n = sim_count(s);
+    if (sim_make_room(s, n, g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    for (int r = 0; r < 4; r++) {
+        for (int i = 0; i < n; i++)
+            burst(s, i, 3, "crash");
+        /* A quarter of the nodes crash mid-traffic, then come back. */
+        for (int k = 0; k < n / 4; k++)
+            sim_crash(s, (int)((seed + (uint64_t)(r * 7 + k * 3)) % (uint64_t)(n - 1)) + 1);
+        sim_run(s, 3000);
+        for (int i = 0; i < n; i++)
+            if (!sim_up(s, i) && sim_restart(s, i))
+                return snprintf(err, errlen, "node %d did not restart", i), 1;
+        sim_run(s, 2000);
+    }
+    return settle_and_check(s, 120000, err, errlen);
+}
+
+static int sc_week(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    (void)seed;
+    int n = sim_count(s);
+    if (sim_make_room(s, n, g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    sim_stop(s, n - 1);
+    /* A simulated week of light chat while one member is away. */
+    for (int day = 0; day < 7; day++) {
+        for (int i = 0; i < n - 1; i++)
+            burst(s, i, 20, "week");
+        sim_run(s, 24ull * 3600 * 1000);
+    }
+    if (sim_restart(s, n - 1))
+        return snprintf(err, errlen, "could not restart the absent member"), 1;
+    return settle_and_check(s, 120000, err, errlen);
+}
+
+static int sc_big(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    (void)seed;
+    if (sim_make_room(s, sim_count(s), g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 20000);
+    for (int i = 0; i < sim_count(s); i += 4)
+        burst(s, i, 2, "big");
+    return settle_and_check(s, 60000, err, errlen);
+}
+
+/* Steady chat after a warm-up: reports redundant copies per delivery at
+ * steady state (the gossip target is about 1). */
+static int sc_steady(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    int n = sim_count(s);
+    if (sim_make_room(s, n, g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 5000);
+    for (int r = 0; r < 100; r++) {
+        burst(s, (int)((seed + (uint64_t)r) % (uint64_t)n), 1, "warm");
+        sim_run(s, 100);
+    }
+    sim_run(s, 5000);
+    sim_totals a, b;
+    sim_totals_get(s, &a);
+    for (int r = 0; r < 400; r++) {
+        burst(s, (int)((seed * 7 + (uint64_t)r * 3) % (uint64_t)n), 1, "steady");
+        sim_run(s, 100);
+    }
+    int bad = settle_and_check(s, 30000, err, errlen);
+    sim_totals_get(s, &b);
+    printf("  steady state: %.3f copies per delivery (%llu MSG frames for %llu deliveries)\n",
+        b.delivered > a.delivered
+            ? (double)(b.msgs_in - a.msgs_in) / (double)(b.delivered - a.delivered)
+            : 0.0,
+        (unsigned long long)(b.msgs_in - a.msgs_in),
+        (unsigned long long)(b.delivered - a.delivered));
+    return bad;
+}
+
+static const scenario scenarios[] = {
+    { "steady", "16 members chat steadily; measures copies per delivery", 16, sc_steady },
+    { "basic", "8 members chat; latency 5-50 ms", 8, sc_basic },
+    { "loss", "12 members; 20% of chunks break their link", 12, sc_loss },
+    { "partition", "16 members split in two, both sides talk, then heal", 16, sc_partition },
+    { "crash", "16 members; a quarter crash mid-traffic and restart", 16, sc_crash },
+    { "week", "6 members; one is away for a simulated week", 6, sc_week },
+    { "big", "a room of 256 members", 256, sc_big },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: sim --scenario NAME [--seed N | --seeds A-B] [--nodes N] [--verbose]\n"
+        "scenarios:\n");
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
+        fprintf(f, "  %-10s %s\n", scenarios[i].name, scenarios[i].what);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[]
+        = { { "scenario", required_argument, 0, 's' }, { "seed", required_argument, 0, 'S' },
+              { "seeds", required_argument, 0, 'R' }, { "nodes", required_argument, 0, 'n' },
+              { "verbose", no_argument, 0, 'v' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+    const char *name = NULL;
+    unsigned long long first = 1, last = 1;
+    int nodes = 0, verbose = 0, c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            name = optarg;
+            break;
+        case 'S':
+            first = last = strtoull(optarg, &end, 10);
+            if (*end)
+                return usage(stderr), 2;
+            break;
+        case 'R':
+            first = strtoull(optarg, &end, 10);
+            if (*end != '-')
+                return usage(stderr), 2;
+            last = strtoull(end + 1, &end, 10);
+            if (*end || last < first)
+                return usage(stderr), 2;
+            break;
+        case 'n':
+            nodes = (int)strtol(optarg, &end, 10);
+            if (*end || nodes < 2 || nodes > 1024)
+                return usage(stderr), 2;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    const scenario *sc = NULL;
+    for (size_t i = 0; name && i < sizeof scenarios / sizeof scenarios[0]; i++) {
+        if (strcmp(scenarios[i].name, name) == 0)
+            sc = &scenarios[i];
+    }
+    if (!sc)
+        return usage(stderr), 2;
+    int failed = 0, passed = 0;
+    for (unsigned long long seed = first; seed <= last; seed++) {
+        sim_cfg cfg = { .seed = seed,
+            .nodes = nodes ? nodes : sc->nodes,
+            .lat_min_ms = 5,
+            .lat_max_ms = 50,
+            .quiet = !verbose };
+        sim *s = sim_new(&cfg);
+        if (!s) {
+            fprintf(stderr, "sim: could not set up %d nodes\n", cfg.nodes);
+            return 1;
+        }
+        char err[256];
+        int bad = sc->run(s, seed, err, sizeof err);
+        sim_totals t;
+        sim_totals_get(s, &t);
+        double copies = t.delivered ? (double)t.msgs_in / (double)t.delivered : 0;
+        printf("%s seed=%llu nodes=%d sent=%llu delivered=%llu copies/delivery=%.2f "
+               "virtual=%llus %s\n",
+            sc->name, seed, cfg.nodes, (unsigned long long)t.sent, (unsigned long long)t.delivered,
+            copies, (unsigned long long)(sim_now(s) / 1000), bad ? "FAIL" : "ok");
+        if (bad) {
+            printf("  %d violation(s); first: %s\n  reproduce: tools/sim/run --scenario %s "
+                   "--seed %llu%s\n",
+                bad, err, sc->name, seed, nodes ? " --nodes N" : "");
+            failed++;
+        } else {
+            passed++;
+        }
+        sim_free(s);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
