@@ -237,6 +237,7 @@ typedef struct kith_node_stats {
     uint64_t msgs_out; /* MSG frames sent */
     uint64_t ihave_out, want_out, prune_out;
     uint64_t held; /* messages currently held for a gap or a dependency */
+    uint64_t bytes_out, bytes_in; /* on the wire, all connections */
 } kith_node_stats;
 void kith_node_stats_get(const kith_node *node, kith_node_stats *out);
 

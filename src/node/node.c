@@ -44,6 +44,7 @@ void node_push_write(kith_node *n, uint64_t conn, const uint8_t *data, size_t le
         return;
     }
     memcpy(blob, data, len);
+    n->stats.bytes_out += len;
     a->blob = blob;
     a->a.type = KITH_ACT_WRITE;
     a->a.conn = conn;

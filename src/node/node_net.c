@@ -699,6 +699,7 @@ void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t 
     nconn *c = conn_by_id(n, id);
     if (!c)
         return;
+    n->stats.bytes_in += len;
     feed_ctx fc = { n, c };
     n->feeding = c;
     kith_buf_reset(&n->feed_out);
