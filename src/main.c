@@ -38,6 +38,8 @@ enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 enum { SUB_NONE, SUB_NODE, SUB_SEND, SUB_ME, SUB_TAIL, SUB_STOP };
 #define POS_MAX 64
 
+#define PEERS_MAX 16
+
 typedef struct options {
     int sub;
     const char *pos[POS_MAX]; /* positional arguments after the subcommand */
@@ -50,6 +52,10 @@ typedef struct options {
     const char *nick;
     int log_level;
     bool no_lan;
+    bool no_dial;
+    size_t degree;
+    const char *peers[PEERS_MAX];
+    size_t npeers;
 } options;
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -115,6 +121,10 @@ static void usage(FILE *f)
         "                        (default: the saved one, else your login name)\n"
         "  --no-lan              no LAN discovery: send no beacons, ignore others'\n"
         "                        (default: on, UDP multicast port 7416)\n"
+        "  --peer HOST:PORT      always keep a link to this node (repeatable)\n"
+        "  --no-dial             don't dial members' addresses: only --peer links and\n"
+        "                        whoever connects to us (messages still relay across)\n"
+        "  --degree N            links to keep per room (default 8)\n"
         "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
         "  --json                kith tail: one JSON object per line\n"
         "  --irc PORT            also run an IRC gateway on 127.0.0.1:PORT (docs/irc.md)\n"
@@ -154,6 +164,9 @@ static int parse_args(int argc, char **argv, options *o)
         { "json", no_argument, NULL, 'j' },
         { "irc", required_argument, NULL, 'I' },
         { "no-lan", no_argument, NULL, 'N' },
+        { "peer", required_argument, NULL, 'P' },
+        { "no-dial", no_argument, NULL, 'D' },
+        { "degree", required_argument, NULL, 'G' },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -207,6 +220,26 @@ static int parse_args(int argc, char **argv, options *o)
         case 'N':
             o->no_lan = true;
             break;
+        case 'P':
+            if (o->npeers >= PEERS_MAX || !optarg[0] || strlen(optarg) > 96) {
+                fail("--peer: at most %d peers of up to 96 characters each", PEERS_MAX);
+                return EXIT_USAGE;
+            }
+            o->peers[o->npeers++] = optarg;
+            break;
+        case 'D':
+            o->no_dial = true;
+            break;
+        case 'G': {
+            char *end;
+            long d = strtol(optarg, &end, 10);
+            if (end == optarg || *end || d < 1 || d > 64) {
+                fail("--degree wants a number from 1 to 64, not %s", optarg);
+                return EXIT_USAGE;
+            }
+            o->degree = (size_t)d;
+            break;
+        }
         case 'H':
             o->home = optarg;
             break;
@@ -584,7 +617,13 @@ static int run(const options *o)
     code = EXIT_RUNTIME;
     choose_announce(o, o->listen, announce, sizeof announce);
 
-    kith_node_config cfg = { .addr = announce, .nick = nick, .lan = lan };
+    kith_node_config cfg = { .addr = announce,
+        .nick = nick,
+        .lan = lan,
+        .degree = o->degree,
+        .no_dial = o->no_dial,
+        .peers = o->peers,
+        .npeers = o->npeers };
     rc = kith_node_new(&env, st, id, &cfg, &node);
     if (rc < 0) {
         fail("cannot start the node: %s", kith_strerror(rc));
