@@ -259,9 +259,12 @@ int main(int argc, char **argv)
             sc->name, seed, cfg.nodes, (unsigned long long)t.sent, (unsigned long long)t.delivered,
             copies, (unsigned long long)(sim_now(s) / 1000), bad ? "FAIL" : "ok");
         if (bad) {
+            char extra[32] = "";
+            if (nodes)
+                snprintf(extra, sizeof extra, " --nodes %d", nodes);
             printf("  %d violation(s); first: %s\n  reproduce: tools/sim/run --scenario %s "
                    "--seed %llu%s\n",
-                bad, err, sc->name, seed, nodes ? " --nodes N" : "");
+                bad, err, sc->name, seed, extra);
             failed++;
         } else {
             passed++;
