@@ -216,6 +216,8 @@ static const cmd_spec commands[] = {
     { "knock", KITH_CMD_KNOCK, ARG_REQUIRED, "/knock ROOM", "ask to join a room open on the LAN" },
     { "admit", KITH_CMD_ADMIT, ARG_REQUIRED, "/admit NICK", "let in someone who knocked" },
     { "peers", KITH_CMD_PEERS, ARG_NONE, "/peers", "list connected peers and how each was found" },
+    { "stats", KITH_CMD_STATS, ARG_NONE, "/stats",
+        "show the node's message and byte counters (all rooms)" },
     { "help", KITH_CMD_HELP, ARG_OPTIONAL, "/help [COMMAND]", "list commands, or describe one" },
     { "quit", KITH_CMD_QUIT, ARG_NONE, "/quit", "save everything and exit" },
 };
@@ -1199,6 +1201,20 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
     case KITH_CMD_PEERS:
         cmd_peers(c);
         break;
+    case KITH_CMD_STATS: {
+        /* One line, key=value, so tools/bench can parse it. */
+        kith_node_stats st;
+        kith_node_stats_get(c->node, &st);
+        printf_line(c,
+            "* stats msgs_in=%llu dups_in=%llu delivered=%llu msgs_out=%llu bytes_in=%llu"
+            " bytes_out=%llu held=%llu ihave_out=%llu want_out=%llu prune_out=%llu",
+            (unsigned long long)st.msgs_in, (unsigned long long)st.dups_in,
+            (unsigned long long)st.delivered, (unsigned long long)st.msgs_out,
+            (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
+            (unsigned long long)st.held, (unsigned long long)st.ihave_out,
+            (unsigned long long)st.want_out, (unsigned long long)st.prune_out);
+        break;
+    }
     case KITH_CMD_HELP:
         kith_client_help(cmd.arg, cmd.arg_len, c->out, sizeof c->out);
         say(c, c->out);

@@ -54,6 +54,7 @@ enum kith_cmd_kind {
     KITH_CMD_KNOCK,
     KITH_CMD_ADMIT,
     KITH_CMD_PEERS,
+    KITH_CMD_STATS, /* the node's gossip counters, for tools/bench */
 };
 
 typedef struct kith_cmd {
