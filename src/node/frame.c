@@ -178,7 +178,7 @@ int kith_frame_decode(
         return rc;
     f->doc = doc;
     f->type = (uint32_t)type;
-    if (type != KITH_FR_MSG && type != KITH_FR_KNOCK) {
+    if (type != KITH_FR_MSG && type != KITH_FR_KNOCK && type != KITH_FR_ADDR) {
         if ((rc = need(kith_wire_get_fixed(doc, m, 1, f->room_id, KITH_HASH_LEN))))
             return rc;
     }
@@ -233,6 +233,12 @@ int kith_frame_decode(
         return f->count > KITH_FRAME_MAX_IDS ? KITH_ETOOBIG : 0;
     case KITH_FR_PRUNE:
         return 0;
+    case KITH_FR_ADDR:
+        if ((rc = need(kith_wire_get_bin(doc, m, 1, &f->data, &f->len))))
+            return rc;
+        if (f->len > KITH_ADDR_REC_MAX)
+            return KITH_ETOOBIG;
+        return need(kith_wire_get_fixed(doc, m, 2, f->cert, KITH_SIG_LEN));
     default:
         return KITH_EPROTO;
     }
@@ -290,4 +296,59 @@ int kith_frame_vec_at(const kith_frame *f, size_t i, uint8_t author[KITH_ID_LEN]
     memcpy(author, a->p, KITH_ID_LEN);
     *seq = s->u;
     return 0;
+}
+
+int kith_frame_addr(kith_buf *out, const uint8_t *rec, size_t len, const uint8_t sig[KITH_SIG_LEN])
+{
+    if (len > KITH_ADDR_REC_MAX)
+        return KITH_ETOOBIG;
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 3);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, KITH_FR_ADDR);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, rec, len);
+    kith_wire_uint(&w, 2);
+    kith_wire_bin(&w, sig, KITH_SIG_LEN);
+    return kith_wire_finish(&w);
+}
+
+int kith_addr_encode(kith_buf *out, const kith_addr_rec *rec)
+{
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 4);
+    kith_wire_uint(&w, 0);
+    kith_wire_bin(&w, rec->member, KITH_ID_LEN);
+    kith_wire_uint(&w, 1);
+    put_str(&w, rec->addr, KITH_ADDR_MAX);
+    kith_wire_uint(&w, 2);
+    kith_wire_uint(&w, rec->issued_ms);
+    kith_wire_uint(&w, 3);
+    kith_wire_uint(&w, rec->expires_ms);
+    return kith_wire_finish(&w);
+}
+
+int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,
+    const uint8_t sig[KITH_SIG_LEN], uint64_t now_ms, kith_wire_doc *doc, kith_addr_rec *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = kith_wire_parse(env, data, len, KITH_ADDR_REC_MAX, KITH_WIRE_CANONICAL, doc);
+    if (rc)
+        return rc;
+    const kith_wire_node *m = kith_wire_root(doc);
+    if (m->type != KITH_WIRE_MAP || m->n != 4)
+        return KITH_EPROTO;
+    if ((rc = need(kith_wire_get_fixed(doc, m, 0, out->member, KITH_ID_LEN)))
+        || (rc = get_cstr(doc, m, 1, out->addr, KITH_ADDR_MAX))
+        || (rc = need(kith_wire_get_uint(doc, m, 2, &out->issued_ms)))
+        || (rc = need(kith_wire_get_uint(doc, m, 3, &out->expires_ms))))
+        return rc;
+    if (!out->addr[0] || out->expires_ms <= out->issued_ms
+        || out->expires_ms - out->issued_ms > KITH_ADDR_TTL_MAX)
+        return KITH_EPROTO;
+    if (out->expires_ms <= now_ms || out->issued_ms > now_ms + 600000)
+        return KITH_EEXPIRED;
+    return kith_verify(env, out->member, KITH_DOMAIN_ADDR, data, len, sig);
 }

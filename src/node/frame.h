@@ -28,6 +28,7 @@ enum kith_frame_type {
     KITH_FR_IHAVE = 16, /* room id, ids of messages the sender holds */
     KITH_FR_WANT = 17, /* room id, ids the sender lacks: send them, and push to me eagerly */
     KITH_FR_PRUNE = 18, /* room id: stop pushing this room's messages to me eagerly */
+    KITH_FR_ADDR = 19, /* a member's signed, expiring address record */
 };
 
 #define KITH_FRAME_REASON_MAX 120
@@ -43,7 +44,7 @@ typedef struct kith_frame {
     char addr[KITH_ADDR_MAX + 1];
     char reason[KITH_FRAME_REASON_MAX + 1];
     char name[KITH_ROOM_NAME_MAX + 1]; /* KNOCK: the room name */
-    const uint8_t *data; /* OP: signed op; MSG: envelope */
+    const uint8_t *data; /* OP: signed op; MSG: envelope; ADDR: record */
     size_t len;
     uint64_t nops; /* SYNC: ops the sender holds */
     size_t count; /* JOIN_OK: ops; SYNC: vector entries */
@@ -72,6 +73,27 @@ KITH_WUR int kith_frame_decode(
     const kith_env *env, const uint8_t *data, size_t len, kith_wire_doc *doc, kith_frame *out);
 /* JOIN_OK: i-th op. SYNC: i-th vector entry. */
 KITH_WUR int kith_frame_op_at(const kith_frame *f, size_t i, const uint8_t **op, size_t *len);
+/* ADDR: record bytes (canonical map, see kith_addr_*) and the member's signature. */
+KITH_WUR int kith_frame_addr(
+    kith_buf *out, const uint8_t *rec, size_t len, const uint8_t sig[KITH_SIG_LEN]);
+
+/* Address records: {0: member id (bin32), 1: "host:port" (str), 2: issued
+ * (Unix ms), 3: expires (Unix ms)}, signed by the member over
+ * KITH_DOMAIN_ADDR || record. */
+#define KITH_DOMAIN_ADDR "kith/1 addr"
+#define KITH_ADDR_REC_MAX 256
+#define KITH_ADDR_TTL_MAX (7ull * 24 * 3600 * 1000)
+typedef struct kith_addr_rec {
+    uint8_t member[KITH_ID_LEN];
+    char addr[KITH_ADDR_MAX + 1];
+    uint64_t issued_ms, expires_ms;
+} kith_addr_rec;
+KITH_WUR int kith_addr_encode(kith_buf *out, const kith_addr_rec *rec);
+/* Parse and verify: canonical, signed by rec->member, not expired at now_ms,
+ * lifetime at most KITH_ADDR_TTL_MAX, issued no more than 10 min ahead. */
+KITH_WUR int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,
+    const uint8_t sig[KITH_SIG_LEN], uint64_t now_ms, kith_wire_doc *doc, kith_addr_rec *out);
+
 /* IHAVE / WANT: n message ids; PRUNE: n = 0. */
 KITH_WUR int kith_frame_ids(kith_buf *out, uint32_t type, const uint8_t room_id[KITH_HASH_LEN],
     const uint8_t (*ids)[KITH_HASH_LEN], size_t n);

@@ -169,6 +169,12 @@ typedef struct dial_st {
     uint64_t next_ms;
     uint64_t backoff_ms;
     uint64_t conn; /* 0 when not dialing */
+    /* The member's latest address record (node_addr.c), if any. */
+    uint64_t rec_issued, rec_expires;
+    uint8_t rec[KITH_ADDR_REC_MAX];
+    size_t rec_len;
+    uint8_t rec_sig[KITH_SIG_LEN];
+    uint8_t fails; /* dials in a row that never got through */
 } dial_st;
 
 typedef struct qact {
@@ -215,6 +221,10 @@ struct kith_node {
     struct nconn *cur_from; /* the link whose frame is being handled */
     bool last_dup; /* the last envelope accepted was a duplicate */
     kith_node_stats stats;
+    uint8_t own_rec[KITH_ADDR_REC_MAX];
+    size_t own_rec_len;
+    uint8_t own_rec_sig[KITH_SIG_LEN];
+    uint64_t own_rec_expires;
     struct node_lan *lan; /* LAN discovery state (node_lan.c); NULL when off */
 };
 
@@ -251,8 +261,18 @@ bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
 void node_refresh_tag(kith_node *n, nroom *r);
 /* Safety number as 6 groups of 5 digits (proto 5.4). */
 void node_safety_string(const nroom *r, char out[32]);
+/* A peer that is no longer a member syncs with us: send it the log up to
+ * the op that removed it, so its node can say so and stop. */
+void node_tell_removed(kith_node *n, struct nconn *c, nroom *r);
 /* Rekey when the room needs it and we are the one to (or anyone: a fallback). */
 void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
+
+/* node_addr.c: signed, expiring address records */
+#define NODE_ADDR_TTL_MS (24ull * 3600 * 1000)
+#define NODE_DEAD_AFTER_FAILS 6 /* then the address is forgotten until a new record */
+void node_addr_tick(kith_node *n);
+void node_addr_send_all(kith_node *n, struct nconn *c);
+KITH_WUR int node_addr_frame(kith_node *n, struct nconn *c, const kith_frame *f);
 
 /* node_gossip.c */
 /* A message just delivered: push it to eager links, announce it to lazy ones. */

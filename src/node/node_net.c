@@ -109,6 +109,8 @@ static void conn_gone(kith_node *n, nconn *c, bool tell_driver, const char *reas
             if (!c->established) {
                 d->backoff_ms = d->backoff_ms ? KITH_MIN(d->backoff_ms * 2, NODE_BACKOFF_MAX_MS)
                                               : NODE_BACKOFF_MIN_MS;
+                if (d->fails < 255)
+                    d->fails++;
             }
             d->next_ms
                 = kith_mono_ms(n->env) + (d->backoff_ms ? d->backoff_ms : NODE_BACKOFF_MIN_MS);
@@ -488,6 +490,8 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
     }
     if (c->joining)
         return 0; /* nothing else matters until the join is answered */
+    if (f->type == KITH_FR_ADDR)
+        return node_addr_frame(n, c, f);
     if (f->type == KITH_FR_MSG) {
         kith_envelope e;
         int rc = kith_msg_parse_envelope(n->env, f->data, f->len, &e);
@@ -516,7 +520,13 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         return rc == KITH_ECRYPTO || rc == KITH_EPROTO || rc == KITH_ENONCANON ? rc : 0;
     }
     nroom *r = node_room_by_id(n, f->room_id);
-    if (!r || !node_is_member(r, c->peer))
+    if (r && !node_is_member(r, c->peer) && f->type == KITH_FR_SYNC)
+        node_tell_removed(n, c, r); /* a former member still syncing */
+    /* Ops are taken from former members too: one removed concurrently may
+     * hold a valid op that wins in the total order (each op is verified on
+     * its own causal past, so nothing else is gained by sending them). */
+    bool former_op = r && f->type == KITH_FR_OP && kith_room_person(r->room, c->peer);
+    if (!r || (!node_is_member(r, c->peer) && !former_op))
         return 0;
     if (f->type == KITH_FR_OP) {
         size_t before = kith_room_op_count(r->room);
@@ -621,8 +631,11 @@ static void on_established(kith_node *n, nconn *c)
         return;
     }
     bool shared = false;
-    for (size_t i = 0; i < n->nrooms; i++)
+    for (size_t i = 0; i < n->nrooms; i++) {
         shared |= node_is_member(n->rooms[i], c->peer);
+        if (!node_is_member(n->rooms[i], c->peer))
+            node_tell_removed(n, c, n->rooms[i]); /* only if it was removed */
+    }
     /* Inbound peers may be joiners who are not members yet: they get to ask. */
     if (!shared && c->outbound) {
         conn_fail(n, c, "peer shares no room");
@@ -646,6 +659,7 @@ static void on_established(kith_node *n, nconn *c)
     }
     if (c->dial >= 0 && (size_t)c->dial < n->ndials) {
         n->dials[c->dial].backoff_ms = 0;
+        n->dials[c->dial].fails = 0;
         if (n->dials[c->dial].fixed)
             memcpy(n->dials[c->dial].member, c->peer, KITH_ID_LEN);
     }
@@ -662,6 +676,7 @@ static void on_established(kith_node *n, nconn *c)
         if (node_is_member(n->rooms[i], c->peer))
             node_send_sync(n, c, n->rooms[i]);
     }
+    node_addr_send_all(n, c);
 }
 
 /* ---- driver events ---- */
@@ -829,6 +844,7 @@ void kith_node_timer(kith_node *n)
 {
     n->timer_armed = false;
     node_gossip_tick(n);
+    node_addr_tick(n);
     uint64_t now = kith_mono_ms(n->env);
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
@@ -858,8 +874,8 @@ void kith_node_timer(kith_node *n)
     for (size_t k = 0; k < n->ndials; k++) {
         size_t i = (start + k) % n->ndials;
         dial_st *d = &n->dials[i];
-        if (d->conn || now < d->next_ms)
-            continue;
+        if (d->conn || now < d->next_ms || (!d->fixed && d->fails >= NODE_DEAD_AFTER_FAILS))
+            continue; /* a dead address waits for a newer record */
         if (d->fixed ? fixed_up(n, d)
                      : (n->no_dial || node_peer_online(n, d->member) || !wanted_link(n, d)))
             continue;

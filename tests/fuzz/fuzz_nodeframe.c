@@ -38,6 +38,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (f.type == KITH_FR_SYNC && kith_frame_vec_at(&f, i, author, &seq) != 0)
             break;
     }
+    if (f.type == KITH_FR_ADDR) {
+        /* The record inside: parse and verify (a fuzzed signature fails). */
+        static kith_wire_doc *doc2;
+        if (!doc2)
+            doc2 = malloc(sizeof *doc2);
+        kith_addr_rec rec;
+        if (kith_addr_verify(&env, f.data, f.len, f.cert, 1767225600000ull, doc2, &rec) == 0
+            && (!rec.addr[0] || rec.expires_ms <= rec.issued_ms
+                || rec.expires_ms - rec.issued_ms > KITH_ADDR_TTL_MAX))
+            abort();
+    }
     if ((f.type == KITH_FR_OP && f.len > KITH_OP_MAX)
         || (f.type == KITH_FR_MSG && f.len > KITH_MSG_MAX_ENVELOPE)
         || strlen(f.nick) > KITH_NICK_MAX || strlen(f.addr) > KITH_ADDR_MAX)

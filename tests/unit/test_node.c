@@ -50,6 +50,7 @@ typedef struct world {
     link links[MAXLINKS];
     int nlinks;
     bool drop_writes_from[MAXN]; /* simulate a peer that stops reading */
+    bool block[MAXN][MAXN]; /* connects from i to k fail */
 } world;
 
 static world *W;
@@ -149,7 +150,7 @@ static int drain(world *w, int i)
                     target = k;
             }
             uint64_t conn = a.conn;
-            if (target < 0 || w->nlinks >= MAXLINKS) {
+            if (target < 0 || w->nlinks >= MAXLINKS || w->block[i][target]) {
                 kith_node_conn_closed(tn->node, conn);
                 break;
             }
@@ -548,6 +549,31 @@ static void test_lingering_stranger_dropped(void **state)
     world_free(w);
 }
 
+/* A member moves to a new address. Its signed record, relayed by a member
+ * it can reach, lets a member it can't reach find it. */
+static void test_address_record_moves(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    make_room(w, room, 0, 2);
+    tick(w, 5);
+    node_stop(w, 1);
+    snprintf(w->n[1].addr, sizeof w->n[1].addr, "node1-moved:2");
+    w->block[1][2] = true; /* b can't reach c: c must come to b's new address */
+    node_start(w, 1);
+    tick(w, 70); /* c's dials to the old address fail until it is forgotten */
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[2].node, room, &info), 0);
+    assert_int_equal(info.online, 3);
+    send_text(w, 1, room, "from my new home");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[2], KITH_EV_MESSAGE, "from my new home"), 1);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,7 +583,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_nick_change, NULL, NULL),
-        cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, teardown),
+        cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
