@@ -1024,10 +1024,10 @@ static void cmd_history(kith_client *c, const kith_cmd *cmd)
 
 static void cmd_lan(kith_client *c, const kith_cmd *cmd)
 {
-    if (!arg_cstr(c, cmd))
-        return;
     char name[256];
-    if (c->arg[0]) {
+    if (cmd->arg && cmd->arg_len) { /* no argument: arg is NULL */
+        if (!arg_cstr(c, cmd))
+            return;
         int mode = strcmp(c->arg, "open") == 0 ? KITH_LAN_OPEN
             : strcmp(c->arg, "knock") == 0     ? KITH_LAN_KNOCK
             : strcmp(c->arg, "off") == 0       ? KITH_LAN_OFF
