@@ -140,9 +140,12 @@ def client(t):
     a.send("//slash at the start")
     b.wait_for(r"^%s <alice> /slash at the start$" % TIME, 20, since=mb)
     t.check(True, "B: '//x' arrives as '/x'")
-    a.send("/me waves")
+    ma = a.send("/me waves")
     b.wait_for(r"^%s \* alice waves$" % TIME, 20, since=mb)
     t.check(True, "B: /me arrives as an action line")
+    # A prints its own action once it is durable; wait for that line so it
+    # can't land after the mark below.
+    a.wait_for(r"^%s \* alice waves$" % TIME, 20, since=ma)
     ma = a.send("")
     a.sync()
     extra = [l for l in a.lines(None, ma) if not l.startswith("! unknown command /sync-")]
