@@ -687,8 +687,7 @@ static int publish_op(kith_node *n, nroom *r, const kith_buf *op)
         for (size_t i = n->nconns;
              (info.kind == KITH_OP_REMOVE || info.kind == KITH_OP_BAN) && i > 0; i--) {
             nconn *c = n->conns[i - 1];
-            if (c->established && !c->joining
-                && memcmp(c->peer, info.subject, KITH_ID_LEN) == 0)
+            if (c->established && !c->joining && memcmp(c->peer, info.subject, KITH_ID_LEN) == 0)
                 if (node_conn_send(n, c, &frame))
                     KITH_LOGW(n->env, "could not tell a removed member");
         }
@@ -696,6 +695,33 @@ static int publish_op(kith_node *n, nroom *r, const kith_buf *op)
     }
     kith_buf_free(&frame);
     return rc;
+}
+
+void node_tell_removed(kith_node *n, nconn *c, nroom *r)
+{
+    size_t nops = kith_room_op_count(r->room), last = nops;
+    for (size_t i = nops; i-- > 1 && last == nops;) {
+        kith_op_info o;
+        if (kith_room_op_info(r->room, i, &o) == 0 && o.effective
+            && (o.kind == KITH_OP_REMOVE || o.kind == KITH_OP_BAN)
+            && memcmp(o.subject, c->peer, KITH_ID_LEN) == 0)
+            last = i;
+    }
+    if (last == nops)
+        return; /* left by itself, or never a member: nothing to tell */
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    /* The log is in a causal order: the removal's ancestors come first. */
+    for (size_t i = 0; i <= last; i++) {
+        size_t len;
+        const uint8_t *op = kith_room_op_at(r->room, i, &len);
+        kith_buf_reset(&frame);
+        if (kith_frame_op(&frame, kith_room_id(r->room), op, len) || node_conn_send(n, c, &frame))
+            break;
+    }
+    kith_buf_free(&frame);
+    /* And ask for its ops: it may hold one we lack that undoes this. */
+    node_send_sync(n, c, r);
 }
 
 void node_maybe_rekey(kith_node *n, nroom *r, bool anyone)
@@ -718,7 +744,8 @@ void node_safety_string(const nroom *r, char out[32])
     kith_room_safety(r->room, d);
     size_t off = 0;
     for (int g = 0; g < 6; g++) {
-        uint32_t v = ((uint32_t)d[3 * g] << 16 | (uint32_t)d[3 * g + 1] << 8 | d[3 * g + 2]) % 100000;
+        uint32_t v
+            = ((uint32_t)d[3 * g] << 16 | (uint32_t)d[3 * g + 1] << 8 | d[3 * g + 2]) % 100000;
         off += (size_t)snprintf(out + off, 32 - off, g ? " %05u" : "%05u", (unsigned)v);
     }
 }

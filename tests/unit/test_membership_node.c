@@ -1,0 +1,500 @@
+/* test_membership_node: membership on running nodes, through the in-process
+ * driver of test_node.c (copied: every WRITE is delivered to the peer's
+ * conn_data, CONNECT looks the address up, time is virtual).
+ *
+ * Six members; one is removed while it hears nothing, so it keeps running
+ * with its old state: it reads no message of the new epoch and none of its
+ * later posts is accepted anywhere. Then the founder leaves and the admin it
+ * named removes and admits members; the room keeps working. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "crypto/crypto.h"
+#include "kith/node.h"
+#include "msg/msg.h"
+#include "room/room.h"
+#include "session/session.h"
+#include "store/store.h"
+#include "testenv.h"
+
+#define MAXN 8
+#define MAXLINKS 64
+#define MAXEV 8192
+
+typedef struct rec_ev {
+    int type;
+    bool self;
+    uint32_t msg_type;
+    char nick[40];
+    char text[200];
+} rec_ev;
+
+typedef struct tnode {
+    kith_node *node;
+    kith_store *store;
+    kith_identity id;
+    char addr[32];
+    char nick[16];
+    rec_ev *ev;
+    size_t nev;
+    bool up;
+} tnode;
+
+typedef struct link {
+    int a, b;
+    uint64_t ca, cb;
+    bool open;
+    kith_buf ab, ba; /* bytes in flight */
+} link;
+
+typedef struct world {
+    test_env t;
+    tnode n[MAXN];
+    int count;
+    link links[MAXLINKS];
+    int nlinks;
+    bool drop_writes_from[MAXN]; /* simulate a peer that stops reading */
+    bool drop_writes_to[MAXN]; /* a node that hears nothing (keeps its old state) */
+} world;
+
+static world *W;
+
+static void node_start(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0 };
+    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
+    tn->up = true;
+}
+
+static void world_init(world *w, int count)
+{
+    memset(w, 0, sizeof *w);
+    test_env_init(&w->t, 42);
+    w->count = count;
+    for (int i = 0; i < count; i++) {
+        tnode *tn = &w->n[i];
+        snprintf(tn->addr, sizeof tn->addr, "node%d:1", i);
+        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
+        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
+        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
+        tn->ev = calloc(MAXEV, sizeof *tn->ev);
+        node_start(w, i);
+    }
+}
+
+static link *find_link(world *w, int node, uint64_t conn, int *side)
+{
+    for (int i = 0; i < w->nlinks; i++) {
+        link *l = &w->links[i];
+        if (!l->open)
+            continue;
+        if (l->a == node && l->ca == conn) {
+            *side = 0;
+            return l;
+        }
+        if (l->b == node && l->cb == conn) {
+            *side = 1;
+            return l;
+        }
+    }
+    return NULL;
+}
+
+static void close_link(world *w, link *l, int closer)
+{
+    if (!l->open)
+        return;
+    l->open = false;
+    kith_buf_free(&l->ab);
+    kith_buf_free(&l->ba);
+    int other = closer == l->a ? l->b : l->a;
+    uint64_t oc = closer == l->a ? l->cb : l->ca;
+    if (w->n[other].up)
+        kith_node_conn_closed(w->n[other].node, oc);
+}
+
+static void record(tnode *tn, const kith_event *ev)
+{
+    if (tn->nev >= MAXEV)
+        return;
+    rec_ev *r = &tn->ev[tn->nev++];
+    r->type = ev->type;
+    r->self = ev->self;
+    r->msg_type = ev->msg_type;
+    snprintf(r->nick, sizeof r->nick, "%s", ev->nick ? ev->nick : "");
+    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
+    if (len)
+        memcpy(r->text, ev->text, len);
+    r->text[len] = '\0';
+    if (getenv("KITH_TEST_LOG"))
+        fprintf(stderr, "[%s] event %d nick=%s text=%s\n", tn->nick, r->type, r->nick, r->text);
+}
+
+/* Drain one node's actions. Returns how many there were. */
+static int drain(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    kith_action a;
+    int count = 0;
+    while (tn->up && kith_node_poll(tn->node, &a)) {
+        count++;
+        int side;
+        link *l;
+        switch (a.type) {
+        case KITH_ACT_WRITE:
+            l = find_link(w, i, a.conn, &side);
+            if (l && !w->drop_writes_from[i] && !w->drop_writes_to[side ? l->a : l->b])
+                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
+            break;
+        case KITH_ACT_CONNECT: {
+            int target = -1;
+            for (int k = 0; k < w->count; k++) {
+                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
+                    target = k;
+            }
+            uint64_t conn = a.conn;
+            if (target < 0 || w->nlinks >= MAXLINKS) {
+                kith_node_conn_closed(tn->node, conn);
+                break;
+            }
+            l = &w->links[w->nlinks++];
+            memset(l, 0, sizeof *l);
+            l->a = i;
+            l->b = target;
+            l->ca = conn;
+            l->cb = kith_node_accept(w->n[target].node);
+            l->open = true;
+            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+            kith_node_conn_opened(tn->node, conn);
+            break;
+        }
+        case KITH_ACT_CLOSE:
+            l = find_link(w, i, a.conn, &side);
+            if (l)
+                close_link(w, l, i);
+            break;
+        case KITH_ACT_TIMER:
+            break;
+        case KITH_ACT_EVENT:
+            record(tn, &a.ev);
+            break;
+        default:
+            fail_msg("unknown action %d", a.type);
+        }
+    }
+    return count;
+}
+
+/* Run until nothing moves (bounded). */
+static void settle(world *w)
+{
+    for (int round = 0; round < 10000; round++) {
+        int moved = 0;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up) {
+                assert_int_equal(kith_node_flush(w->n[i].node), 0);
+                moved += drain(w, i);
+            }
+        }
+        for (int k = 0; k < w->nlinks; k++) {
+            link *l = &w->links[k];
+            if (l->open && l->ab.len) {
+                kith_buf b = l->ab;
+                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+            if (l->open && l->ba.len) {
+                kith_buf b = l->ba;
+                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
+                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
+                kith_buf_free(&b);
+                moved++;
+            }
+        }
+        if (!moved)
+            return;
+    }
+    fail_msg("network did not settle");
+}
+
+static void tick(world *w, int seconds)
+{
+    for (int s = 0; s < seconds; s++) {
+        w->t.mono += 1000;
+        w->t.wall += 1000;
+        for (int i = 0; i < w->count; i++) {
+            if (w->n[i].up)
+                kith_node_timer(w->n[i].node);
+        }
+        settle(w);
+    }
+}
+
+static void node_stop(world *w, int i)
+{
+    tnode *tn = &w->n[i];
+    for (int k = 0; k < w->nlinks; k++) {
+        link *l = &w->links[k];
+        if (l->open && (l->a == i || l->b == i))
+            close_link(w, l, i);
+    }
+    kith_node_free(tn->node);
+    tn->node = NULL;
+    tn->up = false;
+}
+
+static void world_free(world *w)
+{
+    for (int i = 0; i < w->count; i++) {
+        if (w->n[i].up)
+            node_stop(w, i);
+        kith_store_close(w->n[i].store);
+        kith_identity_wipe(&w->n[i].id);
+        free(w->n[i].ev);
+    }
+    for (int k = 0; k < w->nlinks; k++) {
+        kith_buf_free(&w->links[k].ab);
+        kith_buf_free(&w->links[k].ba);
+    }
+    w->count = 0;
+    w->nlinks = 0;
+}
+
+static size_t count_ev(const tnode *tn, int type, const char *text)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++) {
+        if (tn->ev[i].type == type && (!text || strcmp(tn->ev[i].text, text) == 0))
+            c++;
+    }
+    return c;
+}
+
+static void send_text(world *w, int i, const uint8_t room[32], const char *text)
+{
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
+}
+
+static void invite_join(world *w, const uint8_t room[32], int inviter, int joiner)
+{
+    char code[KITH_INVITE_CODE_MAX];
+    assert_int_equal(kith_node_invite(w->n[inviter].node, room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[joiner].node, code), 0);
+    settle(w);
+}
+
+static bool has_info(const tnode *tn, const char *sub)
+{
+    for (size_t i = 0; i < tn->nev; i++)
+        if (tn->ev[i].type == KITH_EV_INFO && strstr(tn->ev[i].text, sub))
+            return true;
+    return false;
+}
+
+static void member_id(world *w, int i, uint8_t out[32])
+{
+    memcpy(out, w->n[i].id.id_pk, 32);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    assert_int_equal(sodium_init() >= 0, 1);
+    W = calloc(1, sizeof *W);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    world_free(W);
+    free(W);
+    return 0;
+}
+
+enum { A, B, C, D, E, F, G };
+
+static void test_removed_member_reads_and_posts_nothing(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 7);
+    uint8_t room[32], id[32];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    for (int j = B; j <= F; j++)
+        invite_join(w, room, A, j);
+    tick(w, 2);
+    for (int i = A; i <= F; i++)
+        assert_int_equal(kith_node_member_count(w->n[i].node, room), 6);
+    send_text(w, A, room, "before the removal");
+    tick(w, 2);
+    for (int i = A; i <= F; i++)
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "before the removal"), 1);
+
+    /* E hears nothing from now on: it keeps the state it has. */
+    w->drop_writes_to[E] = true;
+    member_id(w, E, id);
+    kith_room_info before;
+    assert_int_equal(kith_node_room_info(w->n[B].node, room, &before), 0);
+    assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
+    tick(w, 2);
+    for (int i = A; i <= F; i++) {
+        if (i == E)
+            continue;
+        kith_room_info ri;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &ri), 0);
+        assert_int_equal(ri.members, 5);
+        assert_int_equal(ri.epoch, 1);
+        assert_string_not_equal(ri.safety, before.safety);
+        assert_true(has_info(&w->n[i], "was removed from bookclub by"));
+    }
+    /* E still believes it is in the room, at epoch 0. */
+    kith_room_info re;
+    assert_int_equal(kith_node_room_info(w->n[E].node, room, &re), 0);
+    assert_int_equal(re.members, 6);
+    assert_int_equal(re.epoch, 0);
+
+    char text[64];
+    for (int k = 0; k < 5; k++) {
+        snprintf(text, sizeof text, "epoch one %d", k);
+        send_text(w, B + k % 2, room, text);
+    }
+    /* E posts (with its old key, and its writes still go out). */
+    send_text(w, E, room, "from e after removal");
+    tick(w, 3);
+    /* Now E hears again, reconnects and syncs for a while. */
+    w->drop_writes_to[E] = false;
+    send_text(w, E, room, "from e, again");
+    tick(w, 130);
+    size_t e_read = 0;
+    for (int k = 0; k < 5; k++) {
+        snprintf(text, sizeof text, "epoch one %d", k);
+        e_read += count_ev(&w->n[E], KITH_EV_MESSAGE, text);
+        for (int i = A; i <= F; i++)
+            if (i != E)
+                assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, text), 1);
+    }
+    assert_int_equal(e_read, 0);
+    for (int i = A; i <= F; i++) {
+        if (i == E)
+            continue;
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "from e after removal"), 0);
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "from e, again"), 0);
+    }
+
+    /* The founder names B admin and leaves; B's node rekeys (A still holds
+     * the key), removes C and admits G. */
+    member_id(w, B, id);
+    assert_int_equal(
+        kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
+    tick(w, 2);
+    assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_LEAVE, NULL, 0, NULL), 0);
+    tick(w, 2);
+    kith_room_info rb;
+    assert_int_equal(kith_node_room_info(w->n[B].node, room, &rb), 0);
+    assert_int_equal(rb.members, 4);
+    assert_int_equal(rb.epoch, 2); /* the automatic rekey after A left */
+    assert_true(has_info(&w->n[D], "rekeyed bookclub"));
+    member_id(w, C, id);
+    assert_int_equal(kith_node_member_op(w->n[B].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
+    tick(w, 2);
+    invite_join(w, room, B, G);
+    tick(w, 2);
+    send_text(w, G, room, "hello from g");
+    send_text(w, D, room, "welcome g");
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send(w->n[A].node, room, KITH_MSG_TEXT, "a is gone", 9, &seq), KITH_EPERM);
+    assert_int_equal(
+        kith_node_send(w->n[C].node, room, KITH_MSG_TEXT, "c too", 5, &seq), KITH_EPERM);
+    tick(w, 70);
+    int live[] = { B, D, F, G };
+    kith_room_info now_b;
+    assert_int_equal(kith_node_room_info(w->n[B].node, room, &now_b), 0);
+    assert_string_not_equal(now_b.safety, rb.safety); /* C removed, G added since */
+    for (size_t k = 0; k < KITH_ARRAY_LEN(live); k++) {
+        int i = live[k];
+        kith_room_info ri;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &ri), 0);
+        assert_int_equal(ri.members, 4);
+        assert_int_equal(ri.epoch, 3);
+        assert_string_equal(ri.safety, now_b.safety);
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from g"), 1);
+        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "welcome g"), 1);
+    }
+    kith_room_info rd, rg;
+    assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
+    assert_int_equal(kith_node_room_info(w->n[G].node, room, &rg), 0);
+    assert_string_equal(rd.safety, rg.safety);
+    assert_true(has_info(&w->n[C], "you were removed from bookclub by"));
+    assert_int_equal(count_ev(&w->n[C], KITH_EV_MESSAGE, "hello from g"), 0);
+    assert_int_equal(count_ev(&w->n[A], KITH_EV_MESSAGE, "hello from g"), 0);
+}
+
+/* Concurrent removals: two admins remove each other while cut off from
+ * each other; once they hear each other, every node agrees on one outcome
+ * and one epoch key, and messages flow. */
+static void test_concurrent_removals_converge(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 4);
+    uint8_t room[32], id[32];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    for (int j = B; j <= D; j++)
+        invite_join(w, room, A, j);
+    member_id(w, B, id);
+    assert_int_equal(
+        kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
+    tick(w, 2);
+    /* Cut A and B off from everyone, each removes the other. */
+    w->drop_writes_from[A] = w->drop_writes_from[B] = true;
+    assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
+    member_id(w, A, id);
+    assert_int_equal(kith_node_member_op(w->n[B].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
+    settle(w);
+    w->drop_writes_from[A] = w->drop_writes_from[B] = false;
+    tick(w, 130); /* periodic syncs spread both ops */
+    kith_room_info rc, rd;
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &rc), 0);
+    assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
+    assert_int_equal(rc.members, 3);
+    assert_string_equal(rc.safety, rd.safety);
+    assert_int_equal(rc.epoch, rd.epoch);
+    /* One of the two is still a member, everywhere; the other learns it
+     * was removed when it next syncs. */
+    int winner = -1;
+    for (int i = A; i <= B; i++) {
+        kith_room_info ri;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &ri), 0);
+        if (ri.member) {
+            assert_int_equal(winner, -1);
+            winner = i;
+            assert_string_equal(ri.safety, rc.safety);
+        }
+    }
+    assert_true(has_info(&w->n[A + B - winner], "you were removed from bookclub by"));
+    assert_true(winner == A || winner == B);
+    send_text(w, C, room, "after the dust settles");
+    tick(w, 2);
+    assert_int_equal(count_ev(&w->n[D], KITH_EV_MESSAGE, "after the dust settles"), 1);
+    assert_int_equal(count_ev(&w->n[winner], KITH_EV_MESSAGE, "after the dust settles"), 1);
+    assert_int_equal(count_ev(&w->n[A + B - winner], KITH_EV_MESSAGE, "after the dust settles"), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_removed_member_reads_and_posts_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_removals_converge, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
