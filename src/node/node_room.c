@@ -105,6 +105,7 @@ void node_room_free(kith_node *n, nroom *r)
     if (r->inv)
         sodium_memzero(r->inv, r->ninv * sizeof *r->inv);
     kith_free(n->env, r->inv);
+    kith_free(n->env, r->want);
     kith_map_free(&r->seen);
     kith_free(n->env, r->tags);
     kith_room_free(r->room);
