@@ -192,6 +192,18 @@ def wait_until(cond, timeout, step=0.05):
         time.sleep(step)
 
 
+def dir_bytes(path):
+    """Total size of the files under path (0 if it is missing)."""
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(d, f))
+            except OSError:
+                pass
+    return total
+
+
 def stats_delta(before, after):
     keys = set(before) & set(after)
     return {k: after[k] - before[k] for k in keys}
@@ -301,6 +313,11 @@ def run_steady(nodes, count, rate, payload, timeout):
         "redundant_per_delivery": rnd(dups / delivered if delivered else None),
         "wire_per_payload": rnd(bytes_in / (delivered * payload) if delivered else None),
         "cpu_us_per_delivery": rnd(cpu * 1e6 / delivered if delivered else None, 1),
+        # Where the wire bytes go: lazy announcements, pulls and prunes sent.
+        "ihave_out": sum_key(deltas, "ihave_out"),
+        "want_out": sum_key(deltas, "want_out"),
+        "prune_out": sum_key(deltas, "prune_out"),
+        "msgs_out": sum_key(deltas, "msgs_out"),
     }
     log("steady: p50 %s ms, p90 %s ms, p99 %s ms; %s redundant copies and %sx payload on the "
         "wire per delivery; %d missing" % (res["p50_ms"], res["p90_ms"], res["p99_ms"],
@@ -413,6 +430,10 @@ def run_catchup(binary, members, count, payload, timeout):
         if want is None:
             raise kithnet.Failure("catch-up: /rooms on %s does not list the room" % others[0].name)
 
+        # The envelope as stored (record framing included): a diagnostic for
+        # the wire figure, since every message crosses a link at that size.
+        log_bytes = dir_bytes(os.path.join(others[0].home, "logs"))
+
         t_start = time.monotonic()
         away.restart()
         cpu_start = 0.0
@@ -472,6 +493,7 @@ def run_catchup(binary, members, count, payload, timeout):
             "cpu_us_per_msg": rnd((cpu_end - cpu_start) * 1e6 / have
                                   if have and cpu_end is not None else None, 1),
             "progress": progress[-20:],
+            "log_bytes_per_msg": rnd(log_bytes / want if want else None, 1),
         }
         log("catch-up: %s in %.2f s: %s msg/s, peak RSS %s MB" % (
             "complete" if done else "INCOMPLETE (%d of %d)" % (have, count), secs,
