@@ -198,7 +198,10 @@ def client(t):
     out = a.command("/invite nope")
     t.check(only(out, r"^! "), "A: /invite for an unknown room is an error", str(out))
     mb = b.mark()
-    a.send("back in bookclub")
+    ma = a.send("back in bookclub")
+    # A prints its own line once durable: wait for it, so that it can't land
+    # among the /history output below.
+    a.wait_for(r"^%s #bookclub <alicia> back in bookclub$" % TIME, 20, since=ma)
     b.wait_for(r"^%s <alicia> back in bookclub$" % TIME, 20, since=mb)
     t.check(True, "B (one room): no #room prefix")
     hist = only(a.command("/history 3"), r"^%s " % TIME)
