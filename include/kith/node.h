@@ -116,6 +116,21 @@ KITH_WUR int kith_node_create_room(
 /* A fresh invite code for the room (expiry: ttl_ms, 0 -> default). */
 KITH_WUR int kith_node_invite(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     uint64_t ttl_ms, char *code, size_t cap);
+/* Invite with options: uses (0 -> 1), lifetime (0 -> the default), and
+ * optionally bound to one invitee's member id (others are refused). */
+typedef struct kith_invite_opts {
+    uint64_t ttl_ms;
+    uint32_t uses;
+    const uint8_t *for_id; /* KITH_MEMBER_ID_LEN bytes, or NULL */
+} kith_invite_opts;
+KITH_WUR int kith_node_invite_ex(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const kith_invite_opts *opts, char *code, size_t cap);
+/* Revoke this node's invites to a room: the one whose code is given, or
+ * (code NULL) every one still usable. Returns how many were revoked (0 or
+ * more), or a negative kith_err. A revoked code is refused with "invite
+ * revoked". */
+KITH_WUR int kith_node_invite_revoke(
+    kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], const char *code);
 /* Start joining with a pasted code; KITH_EV_ROOM or KITH_EV_ERROR follows. */
 KITH_WUR int kith_node_join(kith_node *node, const char *code);
 /* msg_type 1 text, 2 action. Returns the message's sequence number in *seq. */

@@ -188,8 +188,12 @@ typedef struct cmd_spec {
 
 static const cmd_spec commands[] = {
     { "create", KITH_CMD_CREATE, ARG_REQUIRED, "/create NAME", "create a room and switch to it" },
-    { "invite", KITH_CMD_INVITE, ARG_OPTIONAL, "/invite [ROOM]",
-        "make a one-use invite code for a room (default: the current one)" },
+    { "invite", KITH_CMD_INVITE, ARG_OPTIONAL,
+        "/invite [ROOM] [--uses N] [--expires 2h] [--for NICK]",
+        "make an invite code (default: one use, 24h, the current room; --for binds it to one "
+        "person's key)" },
+    { "revoke", KITH_CMD_REVOKE, ARG_OPTIONAL, "/revoke [CODE]",
+        "revoke one of your invites, or all your usable ones for the current room" },
     { "join", KITH_CMD_JOIN, ARG_REQUIRED, "/join CODE", "join a room with an invite code" },
     { "rooms", KITH_CMD_ROOMS, ARG_NONE, "/rooms", "list your rooms" },
     { "switch", KITH_CMD_SWITCH, ARG_REQUIRED, "/switch ROOM", "make ROOM the current room" },
@@ -754,30 +758,143 @@ static bool find_room(kith_client *c, const kith_cmd *cmd, uint8_t id[KITH_ROOM_
     return true;
 }
 
+/* "30m", "2h", "7d", "90s" -> ms; 0 when not a duration. */
+static uint64_t parse_duration(const char *s)
+{
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || v == 0 || v > 3650ull * 86400)
+        return 0;
+    uint64_t unit = *end == 's' ? 1000
+        : *end == 'm'           ? 60000
+        : *end == 'h'           ? 3600000
+        : *end == 'd'           ? 86400000
+                                : 0;
+    if (!unit || end[1])
+        return 0;
+    return (uint64_t)v * unit;
+}
+
+static void fmt_duration(char *out, size_t cap, uint64_t ms)
+{
+    if (ms % 86400000 == 0)
+        snprintf(out, cap, "%llud", (unsigned long long)(ms / 86400000));
+    else if (ms % 3600000 == 0)
+        snprintf(out, cap, "%lluh", (unsigned long long)(ms / 3600000));
+    else if (ms % 60000 == 0)
+        snprintf(out, cap, "%llum", (unsigned long long)(ms / 60000));
+    else
+        snprintf(out, cap, "%llus", (unsigned long long)(ms / 1000));
+}
+
+/* /invite [ROOM] [--uses N] [--expires DURATION] [--for NICK|FINGERPRINT] */
 static void cmd_invite(kith_client *c, const kith_cmd *cmd)
 {
     uint8_t id[KITH_ROOM_ID_LEN];
-    if (cmd->arg) {
-        if (!find_room(c, cmd, id))
+    kith_invite_opts o = { .ttl_ms = 0, .uses = 1, .for_id = NULL };
+    uint8_t for_id[KITH_MEMBER_ID_LEN];
+    const char *room = NULL, *for_who = NULL;
+    if (cmd->arg && !arg_cstr(c, cmd))
+        return;
+    char *save = NULL;
+    for (char *t = cmd->arg ? strtok_r(c->arg, " \t", &save) : NULL; t;
+         t = strtok_r(NULL, " \t", &save)) {
+        if (strcmp(t, "--uses") == 0 || strcmp(t, "--expires") == 0 || strcmp(t, "--for") == 0) {
+            char *v = strtok_r(NULL, " \t", &save);
+            if (!v) {
+                printf_line(c,
+                    "! %s needs a value: /invite [ROOM] [--uses N] [--expires 2h] "
+                    "[--for NICK]",
+                    t);
+                return;
+            }
+            if (t[2] == 'u') {
+                char *end;
+                unsigned long u = strtoul(v, &end, 10);
+                if (*end || u == 0 || u > 1000) {
+                    say(c, "! --uses takes a number from 1 to 1000");
+                    return;
+                }
+                o.uses = (uint32_t)u;
+            } else if (t[2] == 'e') {
+                o.ttl_ms = parse_duration(v);
+                if (!o.ttl_ms) {
+                    say(c, "! --expires takes a duration like 30m, 2h or 7d");
+                    return;
+                }
+            } else {
+                for_who = v;
+            }
+        } else if (!room) {
+            room = t;
+        } else {
+            say(c, "! usage: /invite [ROOM] [--uses N] [--expires 2h] [--for NICK]");
             return;
+        }
+    }
+    if (room) {
+        if (kith_node_room_find(c->node, room, id) != 0) {
+            char name[256];
+            kith_client_sanitize(name, sizeof name, room, strlen(room));
+            printf_line(c, "! no such room: %s", name);
+            return;
+        }
     } else {
         if (!current_room(c))
             return;
         memcpy(id, c->room, sizeof id);
     }
-    char code[1024];
-    int rc = kith_node_invite(c->node, id, 0, code, sizeof code);
-    kith_uvnode_kick(c->uv);
     char name[256];
     room_label(c, id, name, sizeof name);
+    if (for_who) {
+        /* A fingerprint of someone not in the room yet, or a nick we know. */
+        uint8_t raw[KITH_MEMBER_ID_LEN];
+        char clean[256];
+        kith_client_sanitize(clean, sizeof clean, for_who, strlen(for_who));
+        int rc = kith_node_find_member(c->node, id, for_who, true, for_id);
+        if (rc != 0 && kith_unhex(raw, sizeof raw, for_who, strlen(for_who)) != 0) {
+            printf_line(c,
+                "! --for %s: give a known nick or the invitee's member id (64 hex digits)", clean);
+            return;
+        }
+        if (rc != 0)
+            memcpy(for_id, raw, KITH_MEMBER_ID_LEN);
+        o.for_id = for_id;
+    }
+    char code[1024];
+    int rc = kith_node_invite_ex(c->node, id, &o, code, sizeof code);
+    kith_uvnode_kick(c->uv);
     if (rc < 0) {
         printf_line(c, "! cannot invite to %s: %s", name, kith_strerror(rc));
         return;
     }
     code[sizeof code - 1] = '\0';
-    char clean[1024];
+    char clean[1024], ttl[32];
     kith_client_sanitize(clean, sizeof clean, code, strlen(code));
-    printf_line(c, "* invite for %s (one use, expires in 24h): %s", name, clean);
+    fmt_duration(ttl, sizeof ttl, o.ttl_ms ? o.ttl_ms : 24 * 3600000ull);
+    if (o.uses == 1)
+        printf_line(c, "* invite for %s (one use, expires in %s%s): %s", name, ttl,
+            o.for_id ? ", for one person" : "", clean);
+    else
+        printf_line(c, "* invite for %s (%u uses, expires in %s%s): %s", name, (unsigned)o.uses,
+            ttl, o.for_id ? ", for one person" : "", clean);
+}
+
+/* /revoke [CODE]: one invite, or every usable one of the current room. */
+static void cmd_revoke(kith_client *c, const kith_cmd *cmd)
+{
+    if (!current_room(c))
+        return;
+    if (cmd->arg && !arg_cstr(c, cmd))
+        return;
+    int rc = kith_node_invite_revoke(c->node, c->room, cmd->arg ? c->arg : NULL);
+    if (rc < 0)
+        printf_line(c, "! revoke: %s",
+            rc == KITH_ENOENT       ? "no such invite of yours for this room"
+                : rc == KITH_EINVAL ? "not a valid invite code"
+                                    : kith_strerror(rc));
+    else
+        printf_line(c, "* revoked %d invite%s", rc, rc == 1 ? "" : "s");
 }
 
 static void cmd_join(kith_client *c, const kith_cmd *cmd)
@@ -1188,6 +1305,9 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
     case KITH_CMD_REKEY:
     case KITH_CMD_VERIFY:
         cmd_member(c, cmd.kind, &cmd);
+        break;
+    case KITH_CMD_REVOKE:
+        cmd_revoke(c, &cmd);
         break;
     case KITH_CMD_LAN:
         cmd_lan(c, &cmd);

@@ -49,6 +49,7 @@ enum kith_cmd_kind {
     KITH_CMD_LEAVE,
     KITH_CMD_REKEY,
     KITH_CMD_VERIFY,
+    KITH_CMD_REVOKE, /* arg optional: a code */
     KITH_CMD_INVALID, /* error holds the whole "! ..." line */
     KITH_CMD_LAN, /* arg optional: open, knock or off (for the current room) */
     KITH_CMD_KNOCK,

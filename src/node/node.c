@@ -356,24 +356,42 @@ int kith_node_create_room(kith_node *n, const char *name, uint8_t room_id[KITH_R
 int kith_node_invite(
     kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint64_t ttl_ms, char *code, size_t cap)
 {
+    kith_invite_opts o = { .ttl_ms = ttl_ms, .uses = 1, .for_id = NULL };
+    return kith_node_invite_ex(n, room_id, &o, code, cap);
+}
+
+int kith_node_invite_ex(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const kith_invite_opts *opts, char *code, size_t cap)
+{
     nroom *r = node_room_by_id(n, room_id);
     if (!r)
         return KITH_ENOENT;
+    if (!opts)
+        return KITH_EINVAL;
     if (!n->addr[0])
         return KITH_ESTATE; /* nobody could reach us with this code */
     if (r->ninv >= NODE_MAX_INVITES)
         return KITH_ETOOBIG;
+    const kith_member *me = kith_room_member(r->room, n->self->id_pk);
+    if (!me || me->role < KITH_ROLE_MEMBER)
+        return KITH_EPERM; /* we could not admit anyone */
+    uint32_t uses = opts->uses ? opts->uses : 1;
     kith_invite inv;
     memset(&inv, 0, sizeof inv);
     memcpy(inv.room_id, room_id, KITH_HASH_LEN);
     memcpy(inv.inviter, n->self->id_pk, KITH_ID_LEN);
     kith_random(n->env, inv.secret, sizeof inv.secret);
     memcpy(inv.addr, n->addr, sizeof inv.addr);
-    inv.expires_ms = kith_wall_ms(n->env) + (ttl_ms ? ttl_ms : n->invite_ttl_ms);
+    inv.expires_ms = kith_wall_ms(n->env) + (opts->ttl_ms ? opts->ttl_ms : n->invite_ttl_ms);
     int rc = kith_invite_encode(n->env, &inv, code, cap);
-    uint8_t rec[KITH_INVITE_SECRET_LEN + 8];
+    uint8_t rec[INVITE_REC_LEN];
+    memset(rec, 0, sizeof rec);
     memcpy(rec, inv.secret, KITH_INVITE_SECRET_LEN);
     kith_put_be64(rec + KITH_INVITE_SECRET_LEN, inv.expires_ms);
+    kith_put_be32(rec + INVITE_REC_OLD, uses);
+    rec[INVITE_REC_OLD + 4] = opts->for_id != NULL;
+    if (opts->for_id)
+        memcpy(rec + INVITE_REC_OLD + 5, opts->for_id, KITH_ID_LEN);
     if (!rc)
         rc = node_persist(n, r, REC_INVITE, rec, sizeof rec);
     if (!rc) {
@@ -383,10 +401,14 @@ int kith_node_invite(
         } else {
             r->inv = s;
             s = &r->inv[r->ninv++];
+            memset(s, 0, sizeof *s);
             memcpy(s->secret, inv.secret, sizeof s->secret);
             kith_invite_id(inv.secret, s->id);
             s->expires_ms = inv.expires_ms;
-            s->used = false;
+            s->uses = uses;
+            s->bound = opts->for_id != NULL;
+            if (opts->for_id)
+                memcpy(s->for_id, opts->for_id, KITH_ID_LEN);
         }
     }
     sodium_memzero(rec, sizeof rec);

@@ -44,7 +44,8 @@ enum {
     REC_OP = 1, /* signed op, sealed with the node's local key */
     REC_ENVELOPE = 2, /* envelope exactly as received or sent */
     REC_INVITE = 3, /* sealed: secret (16) || expires_ms (8, BE) */
-    REC_INVITE_USED = 4, /* sealed: invite id (32) */
+    REC_INVITE_USED = 4, /* sealed: invite id (32), one record per use */
+    REC_INVITE_REVOKED = 5, /* sealed: invite id (32) */
 };
 
 typedef struct hist {
@@ -91,8 +92,15 @@ typedef struct invite_st {
     uint8_t secret[KITH_INVITE_SECRET_LEN];
     uint8_t id[KITH_HASH_LEN];
     uint64_t expires_ms;
-    bool used;
+    bool used; /* no uses left */
+    uint32_t uses, nused; /* allowed, used so far */
+    bool revoked;
+    bool bound; /* only for_id may use it */
+    uint8_t for_id[KITH_ID_LEN];
 } invite_st;
+/* REC_INVITE payload: secret (16) || expires (8) [|| uses (4, BE) || bound (1) || for id (32)] */
+#define INVITE_REC_OLD (KITH_INVITE_SECRET_LEN + 8)
+#define INVITE_REC_LEN (KITH_INVITE_SECRET_LEN + 8 + 4 + 1 + KITH_ID_LEN)
 
 typedef struct nroom {
     kith_room *room;

@@ -315,6 +315,14 @@ static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
         send_join_err(n, c, f->room_id, "invite not recognised");
         return 0;
     }
+    if (match->revoked || kith_room_invite_revoked(r->room, match->id)) {
+        send_join_err(n, c, f->room_id, "invite revoked");
+        return 0;
+    }
+    if (match->bound && memcmp(match->for_id, c->peer, KITH_ID_LEN) != 0) {
+        send_join_err(n, c, f->room_id, "invite is for someone else");
+        return 0;
+    }
     if (match->used) {
         send_join_err(n, c, f->room_id, "invite already used");
         return 0;
@@ -326,7 +334,7 @@ static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
     bool admitted = false;
     int rc = node_admit(n, c, r, f->cert, f->nick, f->addr, match->id, &admitted);
     if (admitted)
-        match->used = true;
+        match->used = ++match->nused >= match->uses;
     return rc;
 }
 

@@ -787,6 +787,43 @@ int kith_node_find_member(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID
     return found == 1 ? 0 : found ? KITH_EEXIST : KITH_ENOENT;
 }
 
+int kith_node_invite_revoke(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], const char *code)
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    uint8_t want[KITH_HASH_LEN];
+    if (code) {
+        kith_invite inv;
+        int rc = kith_invite_decode(n->env, code, &inv);
+        if (rc)
+            return rc;
+        bool ours = memcmp(inv.room_id, room_id, KITH_HASH_LEN) == 0;
+        kith_invite_id(inv.secret, want);
+        sodium_memzero(&inv, sizeof inv);
+        if (!ours)
+            return KITH_ENOENT;
+    }
+    int count = 0;
+    bool found = false;
+    for (size_t i = 0; i < r->ninv; i++) {
+        invite_st *s = &r->inv[i];
+        if (code && memcmp(s->id, want, KITH_HASH_LEN) != 0)
+            continue;
+        found = true;
+        if (s->revoked || (!code && s->used))
+            continue; /* already: revoking twice is harmless */
+        int rc = node_persist(n, r, REC_INVITE_REVOKED, s->id, KITH_HASH_LEN);
+        if (rc)
+            return rc;
+        s->revoked = true;
+        count++;
+    }
+    if (code && !found)
+        return KITH_ENOENT;
+    return count;
+}
+
 int kith_node_member_op(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], int kind,
     const uint8_t *member, int role, const char *text)
 {
@@ -898,7 +935,8 @@ typedef struct load_ctx {
     kith_buf ops; /* sequence of (u32 len, bytes) */
     kith_buf envs;
     kith_buf invites; /* (secret16, expires8) records */
-    kith_buf used; /* invite ids */
+    kith_buf used; /* invite ids, one per use */
+    kith_buf revoked; /* invite ids */
     int bad;
 } load_ctx;
 
@@ -933,10 +971,12 @@ static int load_rec(void *ud, const uint8_t *rec, size_t len)
     }
     if (kind == REC_OP)
         rc = append_item(&lc->ops, plain, plen);
-    else if (kind == REC_INVITE && plen == KITH_INVITE_SECRET_LEN + 8)
-        rc = kith_buf_append(&lc->invites, plain, plen);
+    else if (kind == REC_INVITE && (plen == INVITE_REC_OLD || plen == INVITE_REC_LEN))
+        rc = append_item(&lc->invites, plain, plen);
     else if (kind == REC_INVITE_USED && plen == KITH_HASH_LEN)
         rc = kith_buf_append(&lc->used, plain, plen);
+    else if (kind == REC_INVITE_REVOKED && plen == KITH_HASH_LEN)
+        rc = kith_buf_append(&lc->revoked, plain, plen);
     else
         lc->bad++;
     sodium_memzero(plain, len);
@@ -990,20 +1030,31 @@ static int build_room(kith_node *n, load_ctx *lc, const char *name)
             KITH_LOGW(n->env, "room %s: op in log rejected (%s)", kith_room_name(room),
                 kith_strerror(rc));
     }
-    for (size_t i = 0; i + KITH_INVITE_SECRET_LEN + 8 <= lc->invites.len;
-         i += KITH_INVITE_SECRET_LEN + 8) {
+    off = 0;
+    while (next_item(&lc->invites, &off, &p, &len)) {
         invite_st *s = kith_realloc(n->env, r->inv, (r->ninv + 1) * sizeof *s);
         if (!s)
             return KITH_ENOMEM;
         r->inv = s;
         s = &r->inv[r->ninv++];
-        memcpy(s->secret, lc->invites.data + i, KITH_INVITE_SECRET_LEN);
-        s->expires_ms = kith_get_be64(lc->invites.data + i + KITH_INVITE_SECRET_LEN);
+        memset(s, 0, sizeof *s);
+        memcpy(s->secret, p, KITH_INVITE_SECRET_LEN);
+        s->expires_ms = kith_get_be64(p + KITH_INVITE_SECRET_LEN);
+        s->uses = 1; /* records from before --uses */
+        if (len == INVITE_REC_LEN) {
+            s->uses = kith_get_be32(p + INVITE_REC_OLD);
+            s->bound = p[INVITE_REC_OLD + 4] != 0;
+            memcpy(s->for_id, p + INVITE_REC_OLD + 5, KITH_ID_LEN);
+        }
         kith_invite_id(s->secret, s->id);
-        s->used = false;
         for (size_t u = 0; u + KITH_HASH_LEN <= lc->used.len; u += KITH_HASH_LEN) {
             if (memcmp(lc->used.data + u, s->id, KITH_HASH_LEN) == 0)
-                s->used = true;
+                s->nused++;
+        }
+        s->used = s->nused >= s->uses;
+        for (size_t u = 0; u + KITH_HASH_LEN <= lc->revoked.len; u += KITH_HASH_LEN) {
+            if (memcmp(lc->revoked.data + u, s->id, KITH_HASH_LEN) == 0)
+                s->revoked = true;
         }
     }
     off = 0;
@@ -1034,6 +1085,7 @@ static int load_log(void *ud, const char *name)
     kith_buf_init(&lc.envs, n->env, SIZE_MAX / 2);
     kith_buf_init(&lc.invites, n->env, SIZE_MAX / 2);
     kith_buf_init(&lc.used, n->env, SIZE_MAX / 2);
+    kith_buf_init(&lc.revoked, n->env, SIZE_MAX / 2);
     int rc = kith_store_read(n->store, name, load_rec, &lc);
     if (rc)
         KITH_LOGE(n->env, "could not read room log %s: %s", name, kith_strerror(rc));
@@ -1045,6 +1097,7 @@ static int load_log(void *ud, const char *name)
     kith_buf_free(&lc.envs);
     kith_buf_free(&lc.invites);
     kith_buf_free(&lc.used);
+    kith_buf_free(&lc.revoked);
     return rc;
 }
 

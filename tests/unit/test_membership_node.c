@@ -489,12 +489,95 @@ static void test_concurrent_removals_converge(void **state)
     assert_int_equal(count_ev(&w->n[A + B - winner], KITH_EV_MESSAGE, "after the dust settles"), 0);
 }
 
+static bool has_event(const tnode *tn, int type, const char *sub)
+{
+    for (size_t i = 0; i < tn->nev; i++)
+        if (tn->ev[i].type == type && strstr(tn->ev[i].text, sub))
+            return true;
+    return false;
+}
+
+/* Invites: several uses, bound to one invitee, revoked, expired; every
+ * refusal says why. */
+static void test_invite_hygiene(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 6);
+    uint8_t room[32];
+    char code[KITH_INVITE_CODE_MAX], code2[KITH_INVITE_CODE_MAX];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    kith_invite_opts o = { .ttl_ms = 0, .uses = 2, .for_id = NULL };
+    assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[B].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_join(w->n[C].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_join(w->n[D].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_member_count(w->n[A].node, room), 3);
+    assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite already used"));
+    assert_true(has_event(&w->n[B], KITH_EV_INFO, "c joined bookclub with a's invite"));
+
+    /* Bound to E: D is refused, E gets in. */
+    o.uses = 1;
+    o.for_id = w->n[E].id.id_pk;
+    assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[D].node, code), 0);
+    settle(w);
+    assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite is for someone else"));
+    assert_int_equal(kith_node_join(w->n[E].node, code), 0);
+    settle(w);
+    assert_int_equal(kith_node_member_count(w->n[A].node, room), 4);
+
+    /* Revoked, one by code and then all: refused with the reason. */
+    o.for_id = NULL;
+    assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
+    assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code2, sizeof code2), 0);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code), 1);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code), 0);
+    assert_int_equal(kith_node_join(w->n[D].node, code), 0);
+    settle(w);
+    assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite revoked"));
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, NULL), 1); /* code2 */
+    assert_int_equal(kith_node_join(w->n[F].node, code2), 0);
+    settle(w);
+    assert_true(has_event(&w->n[F], KITH_EV_ERROR, "invite revoked"));
+    assert_int_equal(kith_node_member_count(w->n[A].node, room), 4);
+
+    /* Revocation survives a restart of the inviter. */
+    assert_int_equal(kith_node_flush(w->n[A].node), 0);
+    node_stop(w, A);
+    node_start(w, A);
+    settle(w);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code2), 0);
+
+    /* Expired: the joiner's node refuses at once, the inviter too. */
+    o.ttl_ms = 1000;
+    assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
+    tick(w, 2);
+    assert_int_equal(kith_node_join(w->n[D].node, code), KITH_EEXPIRED);
+    /* A member who is not an observer can invite; an observer can't. */
+    uint8_t id[32];
+    memcpy(id, w->n[B].id.id_pk, 32);
+    assert_int_equal(
+        kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_OBSERVER, NULL),
+        0);
+    tick(w, 1);
+    assert_int_equal(kith_node_invite(w->n[B].node, room, 0, code, sizeof code), KITH_EPERM);
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send(w->n[B].node, room, KITH_MSG_TEXT, "hush", 4, &seq), KITH_EPERM);
+    assert_true(has_event(&w->n[B], KITH_EV_INFO, "a made you an observer in bookclub"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
             test_removed_member_reads_and_posts_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_removals_converge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invite_hygiene, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
