@@ -158,6 +158,32 @@ int main(int argc, char **argv)
     put(dir, "bad-truncated", op.data, op.len - 1);
     static const uint8_t empty[] = { 0x82, 0x00, 0xc4, 0x00, 0x01, 0xc4, 0x00 };
     put(dir, "bad-empty-body", empty, sizeof empty);
+    /* Every other kind, by alice against a copy of the fixed room. */
+    static const char *names[] = { "remove-bob", "ban-bob", "mod-bob", "topic", "rename",
+        "rekey", "leave", "invite-issued", "invite-revoked" };
+    for (int k = 0; k < 9; k++) {
+        kith_room *ra = NULL;
+        genesis = kith_room_op_at(room, 0, &len);
+        if (kith_room_open(&ENV, &alice, genesis, len, &ra) != 0)
+            abort();
+        add_bob = kith_room_op_at(room, 1, &len);
+        if (kith_room_apply(ra, add_bob, len) != 0)
+            abort();
+        kith_buf_reset(&op);
+        int rc = k == 0 ? kith_room_remove(ra, bob.id_pk, &op)
+            : k == 1    ? kith_room_ban(ra, bob.id_pk, &op)
+            : k == 2    ? kith_room_set_role(ra, bob.id_pk, KITH_ROLE_MODERATOR, &op)
+            : k == 3    ? kith_room_set_topic(ra, "chapter 3", &op)
+            : k == 4    ? kith_room_set_name(ra, "renamed", &op)
+            : k == 5    ? kith_room_rekey(ra, &op)
+            : k == 6    ? kith_room_leave(ra, &op)
+            : k == 7    ? kith_room_invite_issued(ra, invite, 1767312000000ull, 3, &op)
+                        : kith_room_invite_revoke(ra, invite, &op);
+        if (rc != 0)
+            abort();
+        put(dir, names[k], op.data, op.len);
+        kith_room_free(ra);
+    }
     kith_buf_free(&op);
     kith_room_free(rb);
     kith_room_free(room);
