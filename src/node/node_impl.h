@@ -123,6 +123,7 @@ typedef struct nroom {
     size_t *held_op_len;
     size_t nheld_ops;
     uint64_t lamport;
+    uint64_t rekey_since_ms; /* when we saw the room needs a rekey; 0 if it doesn't */
     wanted *want;
     size_t nwant;
     uint64_t gap_noticed_seq; /* highest gap end already reported */
@@ -274,6 +275,9 @@ void node_safety_string(const nroom *r, char out[32]);
 void node_tell_removed(kith_node *n, struct nconn *c, nroom *r);
 /* Rekey when the room needs it and we are the one to (or anyone: a fallback). */
 void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
+/* Timer: if a needed rekey has not come from the member due to do it
+ * (offline?), any member does it after a while. */
+void node_membership_tick(kith_node *n, uint64_t now);
 
 /* node_addr.c: signed, expiring address records */
 #define NODE_ADDR_TTL_MS (24ull * 3600 * 1000)

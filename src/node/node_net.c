@@ -897,4 +897,5 @@ void kith_node_timer(kith_node *n)
         node_push_connect(n, c->id, d->addr);
     }
     node_lan_timer(n, now);
+    node_membership_tick(n, now);
 }

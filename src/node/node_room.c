@@ -876,6 +876,30 @@ int kith_node_member_op(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], i
     return rc;
 }
 
+#define REKEY_FALLBACK_MS 30000
+
+void node_membership_tick(kith_node *n, uint64_t now)
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        nroom *r = n->rooms[i];
+        const kith_member *me = kith_room_member(r->room, n->self->id_pk);
+        if (!kith_room_needs_rekey(r->room) || !me || me->role < KITH_ROLE_MEMBER) {
+            r->rekey_since_ms = 0;
+            continue;
+        }
+        if (!r->rekey_since_ms) {
+            r->rekey_since_ms = now ? now : 1;
+            continue;
+        }
+        /* Spread the fallback over 30..60 s by member id, so that several
+         * waiting members rarely rekey at once (if they do, it converges). */
+        if (now - r->rekey_since_ms >= REKEY_FALLBACK_MS + (uint64_t)(me->id[0] % 31) * 1000) {
+            r->rekey_since_ms = 0;
+            node_maybe_rekey(n, r, true);
+        }
+    }
+}
+
 static int apply_one(
     kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify)
 {

@@ -571,6 +571,40 @@ static void test_invite_hygiene(void **state)
     assert_true(has_event(&w->n[B], KITH_EV_INFO, "a made you an observer in bookclub"));
 }
 
+/* The member due to rekey after a leave is offline: another member does it
+ * after a while, and the room moves on. */
+static void test_rekey_fallback(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 4);
+    uint8_t room[32], id[32];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    for (int j = B; j <= D; j++)
+        invite_join(w, room, A, j);
+    memcpy(id, w->n[B].id.id_pk, 32);
+    assert_int_equal(
+        kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
+    tick(w, 2);
+    assert_int_equal(kith_node_flush(w->n[B].node), 0);
+    node_stop(w, B);
+    assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_LEAVE, NULL, 0, NULL), 0);
+    tick(w, 5);
+    kith_room_info ri;
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_int_equal(ri.epoch, 0); /* B is due, and offline */
+    tick(w, 70);
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_true(ri.epoch >= 1);
+    kith_room_info rd;
+    assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
+    assert_string_equal(rd.safety, ri.safety);
+    send_text(w, D, room, "new key, same room");
+    tick(w, 2);
+    assert_int_equal(count_ev(&w->n[C], KITH_EV_MESSAGE, "new key, same room"), 1);
+    assert_int_equal(count_ev(&w->n[A], KITH_EV_MESSAGE, "new key, same room"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -578,6 +612,7 @@ int main(void)
             test_removed_member_reads_and_posts_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_removals_converge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invite_hygiene, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rekey_fallback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
