@@ -105,16 +105,30 @@ int kith_frame_op(
     return finish(&w);
 }
 
-int kith_frame_msg(kith_buf *out, const uint8_t *envelope, size_t len)
+static int frame_msg(kith_buf *out, const uint8_t *envelope, size_t len, bool pulled)
 {
     kith_wire_writer w;
     kith_wire_writer_init(&w, out);
-    kith_wire_map(&w, 2);
+    kith_wire_map(&w, pulled ? 3 : 2);
     kith_wire_uint(&w, 0);
     kith_wire_uint(&w, KITH_FR_MSG);
     kith_wire_uint(&w, 1);
     kith_wire_bin(&w, envelope, len);
+    if (pulled) {
+        kith_wire_uint(&w, 2);
+        kith_wire_bool(&w, true);
+    }
     return finish(&w);
+}
+
+int kith_frame_msg(kith_buf *out, const uint8_t *envelope, size_t len)
+{
+    return frame_msg(out, envelope, len, false);
+}
+
+int kith_frame_msg_pulled(kith_buf *out, const uint8_t *envelope, size_t len)
+{
+    return frame_msg(out, envelope, len, true);
 }
 
 int kith_frame_sync(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], uint64_t nops,
@@ -214,10 +228,15 @@ int kith_frame_decode(
         if ((rc = need(kith_wire_get_bin(doc, m, 2, &f->data, &f->len))))
             return rc;
         return f->len > KITH_OP_MAX ? KITH_ETOOBIG : 0;
-    case KITH_FR_MSG:
+    case KITH_FR_MSG: {
         if ((rc = need(kith_wire_get_bin(doc, m, 1, &f->data, &f->len))))
             return rc;
+        const kith_wire_node *pulled = kith_wire_get(doc, m, 2);
+        if (pulled && (pulled->type != KITH_WIRE_BOOL || !pulled->u))
+            return KITH_EPROTO; /* present only as true: one encoding */
+        f->pulled = pulled != NULL;
         return f->len > KITH_MSG_MAX_ENVELOPE ? KITH_ETOOBIG : 0;
+    }
     case KITH_FR_SYNC:
         if ((rc = need(kith_wire_get_uint(doc, m, 2, &f->nops))))
             return rc;

@@ -47,6 +47,7 @@ typedef struct kith_frame {
     const uint8_t *data; /* OP: signed op; MSG: envelope; ADDR: record */
     size_t len;
     uint64_t nops; /* SYNC: ops the sender holds */
+    bool pulled; /* MSG: an answer to SYNC or WANT, not a push */
     size_t count; /* JOIN_OK: ops; SYNC: vector entries */
     const kith_wire_doc *doc;
     const kith_wire_node *arr;
@@ -64,6 +65,9 @@ KITH_WUR int kith_frame_join_err(
 KITH_WUR int kith_frame_op(
     kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], const uint8_t *op, size_t len);
 KITH_WUR int kith_frame_msg(kith_buf *out, const uint8_t *envelope, size_t len);
+/* A MSG sent because the peer asked (SYNC or WANT): its duplicates don't
+ * prune the link. */
+KITH_WUR int kith_frame_msg_pulled(kith_buf *out, const uint8_t *envelope, size_t len);
 /* SYNC: vec holds n entries of (32-byte author, 8-byte big-endian seq). */
 KITH_WUR int kith_frame_sync(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN], uint64_t nops,
     const uint8_t (*authors)[KITH_ID_LEN], const uint64_t *seqs, size_t n);

@@ -148,7 +148,7 @@ static int on_want(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             continue;
         const hist *h = &r->hist[v - 1];
         kith_buf_reset(&frame);
-        rc = kith_frame_msg(&frame, h->env, h->env_len);
+        rc = kith_frame_msg_pulled(&frame, h->env, h->env_len);
         if (!rc)
             rc = node_conn_send(n, c, &frame);
         n->stats.msgs_out += rc == 0;

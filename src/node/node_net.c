@@ -174,6 +174,10 @@ void node_broadcast(kith_node *n, nroom *r, const kith_buf *frame, const nconn *
 
 void node_send_sync(kith_node *n, nconn *c, nroom *r)
 {
+    /* Once we left or were removed, we ask nobody for the room any more
+     * (we still answer a member who asks us: it may want our ops). */
+    if (!node_is_member(r, n->self->id_pk))
+        return;
     size_t na = r->nauthors;
     uint8_t(*authors)[KITH_ID_LEN] = kith_calloc(n->env, na ? na : 1, KITH_ID_LEN);
     uint64_t *seqs = kith_calloc(n->env, na ? na : 1, sizeof *seqs);
@@ -248,7 +252,7 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             break;
         }
         kith_buf_reset(&frame);
-        rc = kith_frame_msg(&frame, h->env, h->env_len);
+        rc = kith_frame_msg_pulled(&frame, h->env, h->env_len);
         if (!rc)
             rc = node_conn_send(n, c, &frame);
         n->stats.msgs_out += rc == 0;
@@ -256,7 +260,19 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     }
     kith_buf_free(&frame);
     kith_map_free(&theirs);
-    if (!rc && more)
+    /* The peer holds what we lack (or it sent its SYNC to say "there is
+     * more"): ask at once rather than at the next periodic sync. Each side
+     * asks only while the other is ahead, so the exchange ends. */
+    bool behind = f->nops > nops;
+    for (size_t i = 0; !rc && !behind && i < f->count; i++) {
+        uint8_t author[KITH_ID_LEN];
+        uint64_t seq;
+        if (kith_frame_vec_at(f, i, author, &seq) == 0) {
+            const author_st *a = node_author(n, r, author, false);
+            behind = seq > (a ? a->seq : 0);
+        }
+    }
+    if (!rc && (more || behind))
         node_send_sync(n, c, r);
     return rc;
 }
@@ -338,8 +354,8 @@ static int on_join_req(kith_node *n, nconn *c, const kith_frame *f)
     return rc;
 }
 
-int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN],
-    const char *nick, const char *addr, const uint8_t *invite_id, bool *admitted)
+int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN], const char *nick,
+    const char *addr, const uint8_t *invite_id, bool *admitted)
 {
     *admitted = false;
     kith_buf op;
@@ -514,7 +530,7 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         rc = node_accept_envelope(n, r, f->data, f->len, true, true);
         n->cur_from = NULL;
         n->stats.dups_in += n->last_dup;
-        if (n->last_dup && !c->doomed)
+        if (n->last_dup && !f->pulled && !c->doomed)
             node_gossip_duplicate(n, r, c);
         uint64_t now = kith_mono_ms(n->env);
         if (rc == KITH_EPERM && !c->doomed && now - c->last_gap_sync_ms > NODE_GAP_NOTICE_MS) {
