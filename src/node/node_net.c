@@ -235,7 +235,17 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     }
     size_t sent = 0;
     bool more = false;
-    for (size_t i = 0; !rc && i < r->nhist; i++) {
+    /* Start at the oldest message the peer lacks, not at the beginning of
+     * history: a long catch-up asks many times. */
+    size_t start = r->nhist;
+    for (size_t k = 0; k < r->nauthors; k++) {
+        const author_st *a = &r->authors[k];
+        uint64_t have = 0, idx;
+        kith_map_get(&theirs, a->id, &have);
+        if (a->seq > have && kith_map_get(&r->seen, a->ids[have], &idx) && idx && idx - 1 < start)
+            start = (size_t)(idx - 1);
+    }
+    for (size_t i = start; !rc && i < r->nhist; i++) {
         const hist *h = &r->hist[i];
         uint64_t have = 0;
         kith_map_get(&theirs, h->author, &have);
