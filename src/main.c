@@ -658,8 +658,7 @@ static int run(const options *o)
             fail("%s", err);
             goto out_node;
         }
-        printf("* IRC gateway on 127.0.0.1:%u, password %s (kept in %s/" KITH_IRC_PASS_BLOB
-               ")\n",
+        printf("* IRC gateway on 127.0.0.1:%u, password %s (kept in %s/" KITH_IRC_PASS_BLOB ")\n",
             (unsigned)o->irc_port, pass, home);
         sodium_memzero(pass, sizeof pass);
     }

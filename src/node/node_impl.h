@@ -292,8 +292,8 @@ void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const struct nco
 /* A duplicate arrived on `from`: prune that link for the room. */
 void node_gossip_duplicate(kith_node *n, nroom *r, struct nconn *from);
 KITH_WUR int node_gossip_frame(kith_node *n, struct nconn *c, nroom *r, const kith_frame *f);
-void node_gossip_want(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t conn,
-    uint64_t delay_ms);
+void node_gossip_want(
+    kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t conn, uint64_t delay_ms);
 void node_gossip_flush(kith_node *n);
 void node_gossip_tick(kith_node *n);
 void node_gossip_conn_gone(kith_node *n, struct nconn *c);

@@ -410,8 +410,9 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
                 (unsigned long long)in.seq);
             rc = KITH_EREPLAY;
         }
-    } else if (in.seq == a->seq + 1 && (force || n->loading
-                   || !deps_missing(r, in.ndeps, (const uint8_t(*)[KITH_HASH_LEN])in.deps))) {
+    } else if (in.seq == a->seq + 1
+        && (force || n->loading
+            || !deps_missing(r, in.ndeps, (const uint8_t(*)[KITH_HASH_LEN])in.deps))) {
         rc = deliver(n, r, a, id, &in, env, len, persist, notify);
         *delivered = rc == 0;
     } else {
@@ -448,8 +449,8 @@ void node_release_held(kith_node *n, nroom *r)
             if (ready) {
                 bool delivered;
                 /* It verified once; a failure now just drops it. */
-                (void)!accept_one(n, r, copy.env, copy.len, !n->loading, !n->loading, true,
-                    &delivered);
+                (void)!accept_one(
+                    n, r, copy.env, copy.len, !n->loading, !n->loading, true, &delivered);
             }
             kith_free(n->env, copy.env);
             progress = true;

@@ -517,8 +517,8 @@ int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap)
     u->udp.data = u;
     u->udp_inited = true;
     const char *step = "bind udp port 7416";
-    rc = uv_udp_bind(&u->udp, (const struct sockaddr *)&any,
-        UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
+    rc = uv_udp_bind(
+        &u->udp, (const struct sockaddr *)&any, UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
     if (rc == 0) {
         step = "join multicast group";
         rc = uv_udp_set_membership(&u->udp, group, NULL, UV_JOIN_GROUP);

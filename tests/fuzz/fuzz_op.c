@@ -159,8 +159,8 @@ int main(int argc, char **argv)
     static const uint8_t empty[] = { 0x82, 0x00, 0xc4, 0x00, 0x01, 0xc4, 0x00 };
     put(dir, "bad-empty-body", empty, sizeof empty);
     /* Every other kind, by alice against a copy of the fixed room. */
-    static const char *names[] = { "remove-bob", "ban-bob", "mod-bob", "topic", "rename",
-        "rekey", "leave", "invite-issued", "invite-revoked" };
+    static const char *names[] = { "remove-bob", "ban-bob", "mod-bob", "topic", "rename", "rekey",
+        "leave", "invite-issued", "invite-revoked" };
     for (int k = 0; k < 9; k++) {
         kith_room *ra = NULL;
         genesis = kith_room_op_at(room, 0, &len);
