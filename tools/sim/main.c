@@ -11,6 +11,8 @@
 
 #include "simnet.h"
 
+#define KITH_MIN(a, b) ((a) < (b) ? (a) : (b))
+
 typedef struct scenario {
     const char *name;
     const char *what;
@@ -237,10 +239,20 @@ int main(int argc, char **argv)
     }
     if (!sc)
         return usage(stderr), 2;
+    /* KITH_SIM_QUICK (the sanitizer pass of tools/test): at most 3 seeds
+     * and 64 nodes, since instrumented runs are several times slower. */
+    const char *quick = getenv("KITH_SIM_QUICK");
+    int node_cap = 1024;
+    if (quick && quick[0] && strcmp(quick, "0") != 0) {
+        if (last - first > 2)
+            last = first + 2;
+        node_cap = 64;
+        printf("KITH_SIM_QUICK: seeds %llu-%llu, at most %d nodes\n", first, last, node_cap);
+    }
     int failed = 0, passed = 0;
     for (unsigned long long seed = first; seed <= last; seed++) {
         sim_cfg cfg = { .seed = seed,
-            .nodes = nodes ? nodes : sc->nodes,
+            .nodes = KITH_MIN(nodes ? nodes : sc->nodes, node_cap),
             .lat_min_ms = 5,
             .lat_max_ms = 50,
             .quiet = !verbose };
