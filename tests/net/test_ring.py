@@ -29,20 +29,37 @@ LINKS = {0: [1], 1: [2], 2: [3], 3: [4], 4: [0, 5], 5: [6], 6: [7], 7: []}
 TOK_RE = re.compile(r"^\[\d\d:\d\d\] <(\S+)> (g-n(\d+)-(\d+))$")
 
 
+ROOMS_RE = re.compile(r"^\* ring\s+\d+ members?, \d+ online, (\d+) messages?")
+
+
+def room_count(node):
+    for l in node.command("/rooms", timeout=30):
+        m = ROOMS_RE.match(l)
+        if m:
+            return int(m.group(1))
+    return -1
+
+
 def history_tokens(node, expect, timeout):
-    """Poll /history until it holds `expect` test messages (bounded); returns
-    [(author, number)] in history order."""
+    """Wait (bounded) until the node holds `expect` messages and has stopped
+    receiving, then read /history once; returns [(author, number)] in
+    history order. Waiting first keeps live message lines, which look like
+    history lines, from landing in the middle of the /history output."""
     deadline = time.monotonic() + timeout
-    while True:
-        lines = node.command("/history %d" % (expect + 200), timeout=30)
-        toks = []
-        for l in lines:
-            m = TOK_RE.match(l)
-            if m:
-                toks.append((int(m.group(3)), int(m.group(4))))
-        if len(toks) >= expect or time.monotonic() > deadline:
-            return toks
+    last = -1
+    while time.monotonic() < deadline:
+        count = room_count(node)
+        if count >= expect and count == last:
+            break
+        last = count
         time.sleep(1.0)
+    lines = node.command("/history %d" % (expect + 200), timeout=60)
+    toks = []
+    for l in lines:
+        m = TOK_RE.match(l)
+        if m:
+            toks.append((int(m.group(3)), int(m.group(4))))
+    return toks
 
 
 def check_all(t, nodes, sent, label, timeout):
