@@ -3,6 +3,7 @@
  * creates the identity, then runs the node under the libuv driver with the
  * line client on stdin/stdout. Exit codes: 0 ok, 1 runtime failure, 2 usage.
  * The contract for options and output is docs/internals/client.md. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
 #include <signal.h>
@@ -686,8 +687,20 @@ out_node:
     return code;
 }
 
+/* Started with stdin, stdout or stderr closed, the next socket would take
+ * that number and be read or written as if it were the terminal: give the
+ * closed ones /dev/null first. */
+static void standard_fds(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+        if (fcntl(fd, F_GETFD) == -1 && open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY) != fd)
+            _exit(EXIT_RUNTIME);
+    }
+}
+
 int main(int argc, char **argv)
 {
+    standard_fds();
     harden();
     /* One line per event even when stdout is a pipe. */
     setvbuf(stdout, NULL, _IOLBF, 0);
