@@ -22,9 +22,7 @@
 
 /* ---- UTF-8 ---- */
 
-/* Decode one code point at s (n > 0 bytes). Returns its length, or 0 when
- * the bytes are not valid UTF-8. */
-static size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+size_t kith_client_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned char b = s[0];
     if (b < 0x80) {
@@ -67,7 +65,7 @@ bool kith_client_utf8_valid(const char *s, size_t len)
     size_t i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        size_t n = kith_client_utf8_decode(p + i, len - i, &cp);
         if (n == 0)
             return false;
         i += n;
@@ -90,7 +88,7 @@ size_t kith_client_sanitize(char *out, size_t cap, const char *in, size_t len)
     size_t o = 0, i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        size_t n = kith_client_utf8_decode(p + i, len - i, &cp);
         if (n == 0 || cp_unsafe(cp)) {
             if (o + 1 >= cap)
                 break;
@@ -489,7 +487,7 @@ bool kith_client_nick_valid(const char *nick, size_t len)
     size_t i = 0;
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_decode(p + i, len - i, &cp);
+        size_t n = kith_client_utf8_decode(p + i, len - i, &cp);
         if (cp_unsafe(cp) || cp == ' ' || cp == 0xa0 || cp == 0x200b || cp == 0xfeff)
             return false;
         i += n;

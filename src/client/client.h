@@ -151,4 +151,8 @@ void kith_client_print(const char *line);
 typedef void (*kith_client_sink_fn)(void *ud, const char *line);
 void kith_client_set_sink(kith_client *c, kith_client_sink_fn sink, void *ud);
 
+/* Decode one code point at s (n > 0 bytes). Returns its length, or 0 when
+ * the bytes are not valid UTF-8 (overlong, surrogate, past U+10FFFF). */
+size_t kith_client_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
 #endif

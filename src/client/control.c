@@ -128,36 +128,8 @@ static void jfmt(jbuf *j, const char *fmt, ...)
 /* Length of a valid UTF-8 sequence at s, 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
-    unsigned char b = s[0];
-    size_t len;
-    uint32_t v, min;
-    if (b < 0x80)
-        return 1;
-    if ((b & 0xe0) == 0xc0) {
-        len = 2;
-        v = b & 0x1fu;
-        min = 0x80;
-    } else if ((b & 0xf0) == 0xe0) {
-        len = 3;
-        v = b & 0x0fu;
-        min = 0x800;
-    } else if ((b & 0xf8) == 0xf0) {
-        len = 4;
-        v = b & 0x07u;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3fu);
-    }
-    if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    return len;
+    uint32_t cp;
+    return kith_client_utf8_decode(s, n, &cp);
 }
 
 /* A JSON string: quotes, backslashes and controls escaped, invalid UTF-8
