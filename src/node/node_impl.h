@@ -325,5 +325,9 @@ void node_lan_timer(kith_node *n, uint64_t now);
 void node_lan_established(kith_node *n, nconn *c);
 bool node_lan_knocking(const kith_node *n, uint64_t conn); /* a knock waits on conn */
 KITH_WUR int node_lan_on_knock(kith_node *n, nconn *c, const kith_frame *f);
+/* A LAN dial's responder proved its id in handshake message 2: 0 when it is
+ * a current member of a room whose tag made us dial, else KITH_EPERM (the
+ * sender is logged and not dialed again for a while). */
+KITH_WUR int node_lan_check_responder(kith_node *n, const nconn *c, const uint8_t id[KITH_ID_LEN]);
 
 #endif

@@ -30,6 +30,8 @@
 #define LAN_INTERVAL_MS 5000 /* base beacon interval, plus up to as much jitter */
 #define LAN_INTERVAL_MAX_MS 60000
 #define LAN_HOST_MAX 63
+#define LAN_DIAL_ROOMS 4 /* rooms remembered per dial, for the responder check */
+#define LAN_IMPOSTOR_MS 600000 /* a sender whose node is no member: not dialed again */
 
 typedef struct node_lan node_lan;
 
@@ -41,6 +43,11 @@ typedef struct lan_source {
     uint64_t conn; /* our latest dial, 0 when none */
     uint8_t peer[KITH_ID_LEN]; /* who answered that dial */
     bool has_peer;
+    /* Rooms whose tags the beacon that made us dial carried: the responder
+     * must be a member of one before it may learn who we are. */
+    uint8_t rooms[LAN_DIAL_ROOMS][KITH_HASH_LEN];
+    size_t nrooms;
+    uint64_t hold_until_ms; /* an impostor answered here: no dial before */
 } lan_source;
 
 typedef struct lan_near {
@@ -299,15 +306,18 @@ static void heard_name(node_lan *l, const kith_beacon_name *e, const char *addr,
     v->heard_ms = now;
 }
 
-/* Does a tag in b belong to one of our rooms? Current and previous epoch
- * (a member may not have the newest key yet), window -1, 0, +1 (clocks
- * differ a little). */
-static bool matches(const kith_node *n, const kith_beacon *b)
+/* Which of our rooms have a tag in b? Current and previous epoch (a member
+ * may not have the newest key yet), window -1, 0, +1 (clocks differ a
+ * little). The first LAN_DIAL_ROOMS matching rooms' ids go to rooms; the
+ * count is returned. */
+static size_t matches(
+    const kith_node *n, const kith_beacon *b, uint8_t rooms[LAN_DIAL_ROOMS][KITH_HASH_LEN])
 {
     uint64_t w = kith_beacon_window(kith_wall_ms(n->env));
-    bool hit = false;
-    for (size_t i = 0; i < n->nrooms && !hit; i++) {
+    size_t found = 0;
+    for (size_t i = 0; i < n->nrooms && found < LAN_DIAL_ROOMS; i++) {
         const kith_room *room = n->rooms[i]->room;
+        bool hit = false;
         uint64_t epoch = kith_room_epoch(room);
         for (uint64_t e = epoch > 0 ? epoch - 1 : 0; e <= epoch && !hit; e++) {
             const uint8_t *key = kith_room_key(room, e);
@@ -323,8 +333,10 @@ static bool matches(const kith_node *n, const kith_beacon *b)
             }
             sodium_memzero(disc, sizeof disc);
         }
+        if (hit)
+            memcpy(rooms[found++], kith_room_id(room), KITH_HASH_LEN);
     }
-    return hit;
+    return found;
 }
 
 static bool take(uint64_t *sec, unsigned *count, unsigned cap, uint64_t now)
@@ -347,6 +359,8 @@ static void maybe_dial(kith_node *n, lan_source *s, uint64_t now)
     if (s->conn && node_conn_find(n, s->conn))
         return;
     if (s->dial_ms && now - s->dial_ms < LAN_REDIAL_MS)
+        return;
+    if (now < s->hold_until_ms)
         return;
     if (!take(&l->dial_sec, &l->dial_n, LAN_DIALS_PER_SEC, now))
         return;
@@ -391,8 +405,46 @@ void kith_node_beacon(kith_node *n, const uint8_t *data, size_t len, const char 
     format_addr(addr, sizeof addr, from_host, b.port);
     for (size_t i = 0; i < b.nnames; i++)
         heard_name(l, &b.names[i], addr, now);
-    if (b.ntags && matches(n, &b))
-        maybe_dial(n, s, now);
+    if (!b.ntags || now < s->hold_until_ms)
+        return;
+    uint8_t rooms[LAN_DIAL_ROOMS][KITH_HASH_LEN];
+    size_t nrooms = matches(n, &b, rooms);
+    if (!nrooms)
+        return;
+    /* The rooms of a dial under way stay those of the beacon that started
+     * it (maybe_dial starts no second one meanwhile). */
+    if (!(s->conn && node_conn_find(n, s->conn))) {
+        memcpy(s->rooms, rooms, sizeof s->rooms);
+        s->nrooms = nrooms;
+    }
+    maybe_dial(n, s, now);
+}
+
+int node_lan_check_responder(kith_node *n, const nconn *c, const uint8_t id[KITH_ID_LEN])
+{
+    node_lan *l = n->lan;
+    lan_source *s = NULL;
+    for (size_t i = 0; l && i < l->nsrc && !s; i++) {
+        if (l->src[i].conn == c->id)
+            s = &l->src[i];
+    }
+    if (!s)
+        return KITH_EPERM; /* forgotten (a flood of senders): don't risk it */
+    for (size_t i = 0; i < s->nrooms; i++) {
+        const nroom *r = node_room_by_id(n, s->rooms[i]);
+        if (r && node_is_member(r, id))
+            return 0;
+    }
+    char addr[LAN_HOST_MAX + 10];
+    format_addr(addr, sizeof addr, s->host, s->port);
+    char fpr[24];
+    kith_fingerprint(id, fpr);
+    KITH_LOGW(n->env,
+        "LAN: the node at %s (fingerprint %s) answered a beacon of our room but is no member "
+        "of it (a replayed beacon?): not telling it who we are, not dialing it for %u min",
+        addr, fpr, (unsigned)(LAN_IMPOSTOR_MS / 60000));
+    s->hold_until_ms = kith_mono_ms(n->env) + LAN_IMPOSTOR_MS;
+    return KITH_EPERM;
 }
 
 void node_lan_established(kith_node *n, nconn *c)

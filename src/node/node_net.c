@@ -31,6 +31,54 @@ bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN])
     return false;
 }
 
+static bool shares_room(const kith_node *n, const uint8_t id[KITH_ID_LEN]);
+static void conn_fail(kith_node *n, nconn *c, const char *reason);
+
+/* Threat: whoever answers a dial learns our static key and member id from
+ * Noise message 3. A replayed or forged LAN beacon, a stale address or a
+ * doctored invite can make us dial a stranger, so before message 3 the
+ * responder, whose identity message 2 just proved, must be someone the dial
+ * was for: the invite's inviter; for a LAN dial a current member of a room
+ * whose tag the beacon carried; for any other dial a current member of one
+ * of our rooms. Anyone else gets no message 3 and the address is backed
+ * off. A knock is the exception: the knocker asks strangers to let it in
+ * and has no one to check against, so it shows its identity to whoever
+ * answers at the beacon's address (proto/kith.md section 8). */
+static int check_responder(void *ud, const uint8_t id[KITH_ID_LEN], const uint8_t dh[KITH_DH_LEN])
+{
+    (void)dh;
+    kith_node *n = ud;
+    nconn *c = n->feeding;
+    if (!c)
+        return KITH_ESTATE; /* only ever called from inside a feed */
+    if (c->joining && c->knock)
+        return 0;
+    if (c->joining) {
+        if (memcmp(id, c->inv.inviter, KITH_ID_LEN) == 0)
+            return 0;
+        node_event_error(n, NULL, KITH_ECRYPTO,
+            "join failed: the node at %s is not the one that wrote the invite", c->inv.addr);
+        c->joining = false; /* reported: conn_gone must not report it again */
+        KITH_LOGW(
+            n->env, "the node at %s is not the inviter: not telling it who we are", c->inv.addr);
+        conn_fail(n, c, "wrong inviter");
+        return KITH_EPERM;
+    }
+    if (c->origin == ORIGIN_LAN) {
+        if (node_lan_check_responder(n, c, id) == 0)
+            return 0;
+        conn_fail(n, c, "LAN responder is not a member");
+        return KITH_EPERM;
+    }
+    if (shares_room(n, id))
+        return 0;
+    const char *addr = c->dial >= 0 && (size_t)c->dial < n->ndials ? n->dials[c->dial].addr : "?";
+    KITH_LOGW(
+        n->env, "the node at %s is not a member of our rooms: not telling it who we are", addr);
+    conn_fail(n, c, "responder shares no room");
+    return KITH_EPERM;
+}
+
 static nconn *conn_new(kith_node *n, bool outbound)
 {
     if (n->nconns >= NODE_MAX_CONNS)
@@ -42,6 +90,8 @@ static nconn *conn_new(kith_node *n, bool outbound)
         kith_free(n->env, c);
         return NULL;
     }
+    if (outbound)
+        kith_session_set_peer_check(c->s, check_responder, n);
     c->id = n->next_conn++;
     c->outbound = outbound;
     c->dial = -1;
@@ -643,13 +693,7 @@ static void on_established(kith_node *n, nconn *c)
         return;
     }
     if (c->joining) {
-        if (memcmp(c->peer, c->inv.inviter, KITH_ID_LEN) != 0) {
-            node_event_error(n, NULL, KITH_ECRYPTO,
-                "join failed: the node at %s is not the one that wrote the invite", c->inv.addr);
-            c->joining = false;
-            conn_fail(n, c, "wrong inviter");
-            return;
-        }
+        /* check_responder made sure the peer is the inviter */
         uint8_t proof[KITH_HASH_LEN];
         kith_invite_proof(
             c->inv.secret, c->inv.room_id, n->self->id_pk, kith_session_binding(c->s), proof);

@@ -46,6 +46,8 @@ struct kith_session {
     int step; /* handshake messages processed so far (0..3) */
     kith_noise *hs;
     kith_noise_cs send, recv;
+    kith_session_peer_cb peer_check; /* initiator: before message 3 */
+    void *peer_check_ud;
 
     uint8_t peer_id[KITH_ID_LEN];
     uint8_t peer_dh[KITH_DH_LEN];
@@ -240,11 +242,23 @@ static int handle_hs(kith_session *s, const uint8_t *msg, size_t len, kith_buf *
         return write_cert(s, out);
     }
     rc = cert_check(s, payload, plen);
+    /* The responder is who its certificate says; we have not said who we
+     * are yet. The caller decides whether this responder may know. */
+    if (rc == 0 && s->initiator && s->peer_check)
+        rc = s->peer_check(s->peer_check_ud, s->peer_id, s->peer_dh);
     if (rc == 0 && s->initiator)
         rc = write_cert(s, out);
     if (rc == 0)
         rc = establish(s);
     return rc;
+}
+
+void kith_session_set_peer_check(kith_session *s, kith_session_peer_cb cb, void *ud)
+{
+    if (!s || !s->initiator)
+        return;
+    s->peer_check = cb;
+    s->peer_check_ud = ud;
 }
 
 int kith_session_start(kith_session *s, kith_buf *out)

@@ -36,10 +36,23 @@ typedef struct kith_session kith_session;
  * kith_session_feed (the session stays usable). */
 typedef int (*kith_session_msg_cb)(void *ud, const uint8_t *msg, size_t len);
 
+/* Initiator only: asked once message 2 has proved the responder's identity
+ * (its certificate verified over the Noise static key it holds), before
+ * message 3 is written. Message 3 carries our static key and certificate,
+ * so this is the last moment to decide whether the responder may learn who
+ * we are. Return 0 to go on; any other value fails the session with that
+ * value, and message 3 is never written. */
+typedef int (*kith_session_peer_cb)(
+    void *ud, const uint8_t id[KITH_ID_LEN], const uint8_t dh[KITH_DH_LEN]);
+
 /* The identity must outlive the session. */
 KITH_WUR int kith_session_new(
     const kith_env *env, const kith_identity *self, bool initiator, kith_session **out);
 void kith_session_free(kith_session *s); /* wipes keys */
+
+/* Set the responder check (initiator; ignored by a responder) before the
+ * handshake's second message is fed. ud must outlive the session. */
+void kith_session_set_peer_check(kith_session *s, kith_session_peer_cb cb, void *ud);
 
 /* Initiator: append the first handshake frame to out. Responder: no-op. */
 KITH_WUR int kith_session_start(kith_session *s, kith_buf *out);

@@ -186,6 +186,7 @@ typedef struct link {
     uint64_t ca, cb;
     bool open;
     kith_buf ab, ba;
+    size_t sent_ab, sent_ba; /* bytes each side wrote */
 } link;
 
 typedef struct beacon_rec {
@@ -204,6 +205,7 @@ typedef struct world {
     size_t npending;
     beacon_rec *log; /* every beacon sent */
     size_t nlog;
+    bool quiet; /* beacons are logged but nobody hears them */
 } world;
 
 static world *W;
@@ -292,8 +294,10 @@ static int drain(world *w, int i)
         switch (a.type) {
         case KITH_ACT_WRITE:
             l = find_link(w, i, a.conn, &side);
-            if (l)
+            if (l) {
                 assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
+                *(side ? &l->sent_ba : &l->sent_ab) += a.len;
+            }
             break;
         case KITH_ACT_CONNECT: {
             tn->connects++;
@@ -330,7 +334,7 @@ static int drain(world *w, int i)
             break;
         case KITH_ACT_BEACON:
             assert_true(a.len <= KITH_BEACON_MAX);
-            if (w->npending < MAXBEACONS) {
+            if (!w->quiet && w->npending < MAXBEACONS) {
                 beacon_rec *b = &w->pending[w->npending++];
                 b->from = i;
                 memcpy(b->data, a.data, a.len);
@@ -601,6 +605,112 @@ static void test_flood_opens_nothing(void **state)
     world_free(w);
 }
 
+/* Bytes node `from` wrote to node `to` over all their links. */
+static size_t bytes_sent(const world *w, int from, int to)
+{
+    size_t sum = 0;
+    for (int k = 0; k < w->nlinks; k++) {
+        const link *l = &w->links[k];
+        if (l->a == from && l->b == to)
+            sum += l->sent_ab;
+        if (l->b == from && l->a == to)
+            sum += l->sent_ba;
+    }
+    return sum;
+}
+
+static int dials(const world *w, int from, int to)
+{
+    int count = 0;
+    for (int k = 0; k < w->nlinks; k++)
+        count += w->links[k].a == from && w->links[k].b == to;
+    return count;
+}
+
+/* Someone who is in none of the room's member lists replays a member's
+ * beacon from its own address (or builds one with an observed nonce and
+ * tags). A member who hears it dials the replayer, but sees from handshake
+ * message 2 who answered, and never sends message 3: the replayer learns
+ * nothing of who dialed. Before the fix, message 3 went out and only then
+ * was the connection closed ("peer shares no room"). */
+static void test_replayed_beacon_reveals_nobody(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    int joiners[] = { 1 };
+    make_room_offline(w, room, 0, joiners, 1);
+    /* The impostor (node 2) runs kith too: it answers the dial as a real
+     * Noise responder would. */
+    uint8_t other[32];
+    assert_int_equal(kith_node_create_room(w->n[2].node, "elsewhere", other), 0);
+    w->quiet = true; /* node 1 must not have heard the original */
+    size_t logged = w->nlog;
+    tick(w, 11);
+    int from0 = -1;
+    for (size_t i = logged; i < w->nlog; i++) {
+        if (w->log[i].from == 0)
+            from0 = (int)i;
+    }
+    assert_true(from0 >= 0);
+    assert_int_equal(kith_node_peer_count(w->n[1].node), 0);
+    assert_int_equal(dials(w, 1, 2), 0);
+    /* Replayed from the impostor's host; the beacon's port is the same. */
+    kith_node_beacon(w->n[1].node, w->log[from0].data, w->log[from0].len, w->n[2].host);
+    settle(w);
+    assert_int_equal(dials(w, 1, 2), 1); /* the tag matched: it dialed */
+    assert_int_equal(bytes_sent(w, 1, 2), 2 + 32); /* message 1 only, never 3 */
+    assert_int_equal(bytes_sent(w, 2, 1), 2 + 199); /* the impostor's message 2 */
+    assert_int_equal(kith_node_peer_count(w->n[1].node), 0);
+    assert_int_equal(kith_node_peer_count(w->n[2].node), 0);
+    /* More replays (fresh beacons of node 0, from the same impostor host)
+     * are not dialed again for a good while. */
+    for (int round = 0; round < 3; round++) {
+        logged = w->nlog;
+        tick(w, 20);
+        for (size_t i = logged; i < w->nlog; i++) {
+            if (w->log[i].from == 0)
+                kith_node_beacon(w->n[1].node, w->log[i].data, w->log[i].len, w->n[2].host);
+        }
+        settle(w);
+    }
+    assert_int_equal(dials(w, 1, 2), 1);
+    assert_int_equal(bytes_sent(w, 1, 2), 2 + 32);
+    /* The real member is still found once beacons are heard again. */
+    w->quiet = false;
+    tick(w, 12);
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.online, 2);
+    world_free(w);
+}
+
+/* An invite whose address hint leads to another node: the joiner sees who
+ * answered before saying who it is, and gives up without message 3. */
+static void test_invite_to_wrong_node(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
+    char code[KITH_INVITE_CODE_MAX];
+    assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
+    kith_invite inv;
+    assert_int_equal(kith_invite_decode(&w->t.env, code, &inv), 0);
+    snprintf(inv.addr, sizeof inv.addr, "%s", w->n[2].addr);
+    assert_int_equal(kith_invite_encode(&w->t.env, &inv, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[1].node, code), 0);
+    settle(w);
+    assert_int_equal(bytes_sent(w, 1, 2), 2 + 32);
+    assert_int_equal(kith_node_room_count(w->n[1].node), 0);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ERROR, "not the one that wrote the invite"), 1);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ERROR, "join failed"), 1);
+    assert_int_equal(kith_node_peer_count(w->n[2].node), 0);
+    world_free(w);
+}
+
 static void test_knock_and_admit(void **state)
 {
     (void)state;
@@ -704,6 +814,8 @@ int main(void)
         cmocka_unit_test(test_members_find_each_other),
         cmocka_unit_test(test_beacons_unlinkable),
         cmocka_unit_test(test_flood_opens_nothing),
+        cmocka_unit_test(test_replayed_beacon_reveals_nobody),
+        cmocka_unit_test(test_invite_to_wrong_node),
         cmocka_unit_test(test_knock_and_admit),
         cmocka_unit_test(test_open_room_admits_at_once),
         cmocka_unit_test(test_knock_refused_when_closed),

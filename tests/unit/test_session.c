@@ -356,6 +356,74 @@ static void test_bad_cert(void **state)
     }
 }
 
+/* The initiator's responder check: what it was shown, and whether it said
+ * yes. */
+typedef struct peer_judge {
+    const uint8_t *allow; /* the one member id let through; NULL: nobody */
+    int calls;
+    uint8_t seen_id[KITH_ID_LEN];
+    uint8_t seen_dh[KITH_DH_LEN];
+} peer_judge;
+
+static int judge(void *ud, const uint8_t id[KITH_ID_LEN], const uint8_t dh[KITH_DH_LEN])
+{
+    peer_judge *j = ud;
+    j->calls++;
+    memcpy(j->seen_id, id, KITH_ID_LEN);
+    memcpy(j->seen_dh, dh, KITH_DH_LEN);
+    return j->allow && memcmp(id, j->allow, KITH_ID_LEN) == 0 ? 0 : KITH_EPERM;
+}
+
+/* An impostor answers where the initiator expected someone else: the
+ * initiator learns the responder's identity from message 2, refuses it, and
+ * never writes message 3, so the responder never learns who dialled. */
+static void test_peer_check_refuses_impostor(void **state)
+{
+    (void)state;
+    for (size_t step = 1; step <= 1000; step += 999) {
+        pair p;
+        pair_open(&p, 14);
+        kith_identity expected;
+        assert_int_equal(kith_identity_generate(&p.t.env, &expected), 0);
+        peer_judge j = { .allow = expected.id_pk };
+        kith_session_set_peer_check(p.a, judge, &j);
+        kith_session_set_peer_check(p.b, judge, &j); /* ignored: b responds */
+        assert_int_equal(kith_session_start(p.a, &p.ab), 0);
+        assert_int_equal(feed(p.b, &p.ab, step, &p.ba, &p.inb), 0);
+        assert_int_equal(p.ba.len, 2 + 199);
+        assert_int_equal(feed(p.a, &p.ba, step, &p.ab, &p.ina), KITH_EPERM);
+        assert_int_equal(j.calls, 1);
+        assert_memory_equal(j.seen_id, p.ib.id_pk, KITH_ID_LEN);
+        assert_memory_equal(j.seen_dh, p.ib.dh_pk, KITH_DH_LEN);
+        assert_int_equal(p.ab.len, 0); /* no message 3 */
+        assert_true(kith_session_failed(p.a));
+        assert_null(kith_session_peer_id(p.a));
+        uint8_t m[1] = { 0 };
+        assert_int_equal(kith_session_send(p.a, m, 1, &p.ab), KITH_ESTATE);
+        assert_int_equal(p.ab.len, 0);
+        /* The responder is left waiting for a message 3 that never comes. */
+        assert_false(kith_session_established(p.b));
+        assert_null(kith_session_peer_id(p.b));
+        kith_identity_wipe(&expected);
+        pair_close(&p);
+    }
+}
+
+/* The expected responder passes, once, and the handshake completes. */
+static void test_peer_check_accepts(void **state)
+{
+    (void)state;
+    pair p;
+    pair_open(&p, 15);
+    peer_judge j = { .allow = p.ib.id_pk };
+    kith_session_set_peer_check(p.a, judge, &j);
+    pair_handshake(&p, 7);
+    assert_int_equal(j.calls, 1);
+    assert_memory_equal(kith_session_peer_id(p.b), p.ia.id_pk, KITH_ID_LEN);
+    roundtrip(&p, p.a, p.b, &p.ab, &p.inb, 10, 3);
+    pair_close(&p);
+}
+
 /* The callback's non-zero return stops feeding; the rest is kept. */
 static void test_callback_stop(void **state)
 {
@@ -579,6 +647,8 @@ int main(void)
         cmocka_unit_test(test_truncated_handshake),
         cmocka_unit_test(test_corrupt_message2),
         cmocka_unit_test(test_bad_cert),
+        cmocka_unit_test(test_peer_check_refuses_impostor),
+        cmocka_unit_test(test_peer_check_accepts),
         cmocka_unit_test(test_callback_stop),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_raw_peer_ok),
