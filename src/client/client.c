@@ -981,18 +981,9 @@ static void cmd_who(kith_client *c)
         else {
             kith_hex(nick, mi.id, 4);
         }
+        /* The node's name already carries a fingerprint suffix when it could
+         * pass for another member's (proto 5.7). */
         kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
-        /* Two members with one name: show a fingerprint suffix on both, so
-         * a name can't pass for another member's. */
-        for (size_t k = 0; k < n && mi.nick; k++) {
-            kith_member_info o;
-            if (k != i && kith_node_member_at(c->node, c->room, k, &o) == 0 && o.nick
-                && strcmp(o.nick, mi.nick) == 0) {
-                size_t l = strlen(nick);
-                snprintf(nick + l, sizeof nick - l, "~%.4s", fpr);
-                break;
-            }
-        }
         printf_line(c, "* %s  %s  %s  %s", nick, role_name(mi.role), fpr,
             mi.self         ? "you"
                 : mi.online ? "online"

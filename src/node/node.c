@@ -303,7 +303,7 @@ int kith_node_flush(kith_node *n)
         ev.type = KITH_EV_MESSAGE;
         node_room_event(n, &ev, r);
         memcpy(ev.author, h->author, KITH_ID_LEN);
-        ev.nick = n->nick;
+        ev.nick = node_display(n, r, h->author);
         ev.msg_type = h->type;
         ev.wall_ms = h->wall_ms;
         ev.seq = h->seq;
@@ -537,7 +537,7 @@ int kith_node_member_at(
     memset(out, 0, sizeof *out);
     memcpy(out->id, m->id, KITH_ID_LEN);
     out->self = memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0;
-    out->nick = out->self ? n->nick : node_nick_of(n, r, m->id);
+    out->nick = node_display(n, r, m->id);
     kith_fingerprint(m->id, out->fingerprint);
     out->role = m->role;
     out->online = out->self || node_peer_online(n, m->id);
@@ -566,7 +566,7 @@ int kith_node_history(
         node_room_event(n, &ev, r);
         memcpy(ev.author, h->author, KITH_ID_LEN);
         ev.self = memcmp(h->author, n->self->id_pk, KITH_ID_LEN) == 0;
-        ev.nick = ev.self ? n->nick : node_nick_of(n, r, h->author);
+        ev.nick = node_display(n, r, h->author);
         ev.msg_type = h->type;
         ev.text = h->body;
         ev.text_len = h->body_len;

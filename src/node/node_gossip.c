@@ -296,7 +296,7 @@ static void gap_notice(kith_node *n, nroom *r, uint64_t now)
         r->gap_noticed_seq = lowest;
         uint64_t missing = lowest - have - 1;
         node_event_info(n, r, "%llu earlier message%s from %s not yet received",
-            (unsigned long long)missing, missing == 1 ? "" : "s", node_nick_of(n, r, h->author));
+            (unsigned long long)missing, missing == 1 ? "" : "s", node_display(n, r, h->author));
     }
 }
 

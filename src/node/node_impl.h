@@ -127,6 +127,12 @@ typedef struct nroom {
     wanted *want;
     size_t nwant;
     uint64_t gap_noticed_seq; /* highest gap end already reported */
+    /* Display names of everyone the log names (node_display), rebuilt
+     * after a name or the member set changed (names_dirty). */
+    uint8_t (*dn_id)[KITH_ID_LEN];
+    char (*dn)[KITH_DISPLAY_MAX + 1];
+    size_t ndn;
+    bool names_dirty;
 } nroom;
 
 typedef struct nconn {
@@ -264,7 +270,13 @@ KITH_WUR int node_accept_envelope(
 nroom *node_room_by_tag(const kith_node *n, const uint8_t tag[KITH_ROOM_TAG_LEN]);
 KITH_WUR int node_apply_op(
     kith_node *n, nroom *r, const uint8_t *op, size_t len, bool persist, bool notify);
+/* The name a member chose (its latest nick message, else the one it was
+ * added with); "?" when unknown. */
 const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN]);
+/* What to show for a member: the chosen name, with a fingerprint suffix
+ * when it could be taken for another's (proto 5.7). Valid until the next
+ * change of names in the room. */
+const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN]);
 author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create);
 bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
 void node_refresh_tag(kith_node *n, nroom *r);

@@ -680,7 +680,7 @@ int kith_node_peer_at(const kith_node *n, size_t i, kith_peer_info *out)
         kith_fingerprint(c->peer, out->fingerprint);
         for (size_t r = 0; r < n->nrooms && !out->nick; r++) {
             if (node_is_member(n->rooms[r], c->peer))
-                out->nick = node_nick_of(n, n->rooms[r], c->peer);
+                out->nick = node_display(n, n->rooms[r], c->peer);
         }
         out->found = origin_name(c->origin);
         out->outbound = c->outbound;

@@ -109,7 +109,7 @@ static const char *peer_nick(const kith_node *n, const uint8_t id[KITH_ID_LEN])
 {
     for (size_t i = 0; i < n->nrooms; i++) {
         if (node_is_member(n->rooms[i], id))
-            return node_nick_of(n, n->rooms[i], id);
+            return node_display(n, n->rooms[i], id);
     }
     return NULL;
 }
@@ -448,7 +448,8 @@ int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN
         ev.type = KITH_EV_JOIN;
         node_room_event(n, &ev, r);
         memcpy(ev.author, m->id, KITH_ID_LEN);
-        ev.nick = m->nick;
+        r->names_dirty = true;
+        ev.nick = node_display(n, r, m->id);
         node_push_event(n, &ev, NULL, 0);
     }
     rc = send_join_ok(n, c, r);

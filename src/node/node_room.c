@@ -34,6 +34,7 @@ void node_refresh_tag(kith_node *n, nroom *r)
     uint64_t epoch;
     const uint8_t *key = kith_room_current_key(r->room, &epoch);
     r->has_tag = key != NULL;
+    r->names_dirty = true; /* an op was applied: the member set may have changed */
     if (key) {
         kith_msg_room_tag(key, epoch, r->tag);
         r->tag_epoch = epoch;
@@ -78,6 +79,7 @@ int node_room_add(kith_node *n, kith_room *room, nroom **out)
     kith_map_init(&r->seen, n->env, NODE_MAX_SEEN);
     log_name(n, kith_room_id(room), r->log);
     node_refresh_tag(n, r);
+    r->names_dirty = true;
     n->rooms[n->nrooms++] = r;
     *out = r;
     return 0;
@@ -108,6 +110,8 @@ void node_room_free(kith_node *n, nroom *r)
     kith_free(n->env, r->want);
     kith_map_free(&r->seen);
     kith_free(n->env, r->tags);
+    kith_free(n->env, r->dn_id);
+    kith_free(n->env, r->dn);
     kith_room_free(r->room);
     kith_free(n->env, r);
 }
@@ -172,8 +176,49 @@ const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KI
         if (memcmp(r->authors[i].id, id, KITH_ID_LEN) == 0 && r->authors[i].nick[0])
             return r->authors[i].nick;
     }
-    const kith_member *m = kith_room_member(r->room, id);
+    const kith_member *m = kith_room_person(r->room, id);
     return m && m->nick[0] ? m->nick : "?";
+}
+
+static void rebuild_names(const kith_node *n, nroom *r)
+{
+    size_t np = kith_room_person_count(r->room);
+    bool self_in = kith_room_person(r->room, n->self->id_pk) != NULL;
+    size_t count = np + !self_in;
+    uint8_t(*ids)[KITH_ID_LEN] = kith_realloc(n->env, r->dn_id, (count ? count : 1) * KITH_ID_LEN);
+    if (ids)
+        r->dn_id = ids;
+    char(*dn)[KITH_DISPLAY_MAX + 1]
+        = kith_realloc(n->env, r->dn, (count ? count : 1) * sizeof *r->dn);
+    if (dn)
+        r->dn = dn;
+    const char **nicks = kith_calloc(n->env, count ? count : 1, sizeof *nicks);
+    if (!ids || !dn || !nicks) {
+        kith_free(n->env, nicks);
+        r->ndn = 0; /* node_display falls back to the chosen names */
+        return;
+    }
+    for (size_t i = 0; i < np; i++)
+        memcpy(r->dn_id[i], kith_room_person_at(r->room, i)->id, KITH_ID_LEN);
+    if (!self_in)
+        memcpy(r->dn_id[np], n->self->id_pk, KITH_ID_LEN);
+    for (size_t i = 0; i < count; i++)
+        nicks[i] = node_nick_of(n, r, r->dn_id[i]);
+    int rc
+        = kith_display_names(n->env, count, (const uint8_t(*)[KITH_ID_LEN])r->dn_id, nicks, r->dn);
+    kith_free(n->env, nicks);
+    r->ndn = rc ? 0 : count;
+    r->names_dirty = rc != 0;
+}
+
+const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN])
+{
+    if (r->names_dirty || !r->ndn)
+        rebuild_names(n, r);
+    for (size_t i = 0; i < r->ndn; i++)
+        if (memcmp(r->dn_id[i], id, KITH_ID_LEN) == 0)
+            return r->dn[i];
+    return node_nick_of(n, r, id);
 }
 
 static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
@@ -228,6 +273,8 @@ static int author_record(kith_node *n, author_st *a, const uint8_t id[KITH_HASH_
 
 static void notify_message(kith_node *n, nroom *r, const hist *h, const char *old_nick)
 {
+    const char *text = h->body;
+    size_t text_len = h->body_len;
     kith_event ev;
     memset(&ev, 0, sizeof ev);
     node_room_event(n, &ev, r);
@@ -238,11 +285,14 @@ static void notify_message(kith_node *n, nroom *r, const hist *h, const char *ol
     if (h->type == KITH_MSG_NICK) {
         ev.type = KITH_EV_NICK;
         ev.nick = old_nick;
+        /* The new name as it will be shown (with a suffix if it is taken). */
+        text = node_display(n, r, h->author);
+        text_len = strlen(text);
     } else {
         ev.type = KITH_EV_MESSAGE;
-        ev.nick = node_nick_of(n, r, h->author);
+        ev.nick = node_display(n, r, h->author);
     }
-    node_push_event(n, &ev, h->body, h->body_len);
+    node_push_event(n, &ev, text, text_len);
 }
 
 /* Deliver one opened message whose predecessor is already delivered. */
@@ -269,12 +319,13 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         return rc;
     if (in->lamport > r->lamport)
         r->lamport = in->lamport;
-    char old[KITH_NICK_MAX + 1];
-    snprintf(old, sizeof old, "%s", node_nick_of(n, r, in->author));
+    char old[KITH_DISPLAY_MAX + 1];
+    snprintf(old, sizeof old, "%s", notify ? node_display(n, r, in->author) : "");
     if (in->type == KITH_MSG_NICK) {
         size_t nl = KITH_MIN(in->body_len, (size_t)KITH_NICK_MAX);
         memcpy(a->nick, in->body, nl);
         a->nick[nl] = '\0';
+        r->names_dirty = true;
     }
     if (notify)
         notify_message(n, r, &r->hist[idx], old);
@@ -549,7 +600,7 @@ static void notify_join(kith_node *n, nroom *r, const kith_member *m)
     ev.type = KITH_EV_JOIN;
     node_room_event(n, &ev, r);
     memcpy(ev.author, m->id, KITH_ID_LEN);
-    ev.nick = m->nick;
+    ev.nick = node_display(n, r, m->id);
     ev.self = memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0;
     node_push_event(n, &ev, NULL, 0);
 }
@@ -582,25 +633,19 @@ static const char *role_name(int role)
     return role >= 0 && role <= KITH_ROLE_ADMIN ? names[role] : "?";
 }
 
-/* Nick of a member or former member, for system lines. */
-static const char *who(const kith_node *n, const nroom *r, const uint8_t id[KITH_ID_LEN])
+/* Name of a member or former member, for system lines. */
+static const char *who(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN])
 {
     if (memcmp(id, n->self->id_pk, KITH_ID_LEN) == 0)
         return "you";
-    const char *nick = node_nick_of(n, r, id);
-    if (strcmp(nick, "?") == 0) {
-        const kith_member *m = kith_room_person(r->room, id);
-        if (m && m->nick[0])
-            return m->nick;
-    }
-    return nick;
+    return node_display(n, r, id);
 }
 
 /* One system line for every membership change. */
 static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_member)
 {
     const char *room = kith_room_name(r->room);
-    char by[KITH_NICK_MAX + 1], sub[KITH_NICK_MAX + 1];
+    char by[KITH_DISPLAY_MAX + 1], sub[KITH_DISPLAY_MAX + 1];
     snprintf(by, sizeof by, "%s", who(n, r, o->author));
     snprintf(sub, sizeof sub, "%s", who(n, r, o->subject));
     bool me = memcmp(o->subject, n->self->id_pk, KITH_ID_LEN) == 0;
@@ -752,20 +797,31 @@ void node_safety_string(const nroom *r, char out[32])
     }
 }
 
-static bool person_matches(const kith_member *m, const char *who)
+/* who: the name shown ("alice" or "alice~3f2a"), the name chosen, a name
+ * and the start of the fingerprint ("alice~3f2ab"), or a fingerprint prefix
+ * of at least 4 digits (with or without its dashes). */
+static bool person_matches(const kith_node *n, nroom *r, const kith_member *m, const char *who)
 {
-    char fpr[KITH_FPR_STRLEN];
+    char fpr[KITH_FPR_STRLEN], digits[KITH_FPR_STRLEN];
     kith_fingerprint(m->id, fpr);
+    size_t nd = 0;
+    for (size_t k = 0; fpr[k]; k++)
+        if (fpr[k] != '-')
+            digits[nd++] = fpr[k];
+    digits[nd] = '\0';
+    const char *shown = node_display(n, r, m->id), *chosen = node_nick_of(n, r, m->id);
+    if (strcmp(shown, who) == 0 || strcmp(chosen, who) == 0)
+        return true;
     size_t wl = strlen(who);
-    const char *tilde = strchr(who, '~');
+    const char *tilde = strrchr(who, '~');
     if (tilde) {
         size_t nl = (size_t)(tilde - who), fl = strlen(tilde + 1);
-        return nl == strlen(m->nick) && memcmp(m->nick, who, nl) == 0 && fl > 0
-            && strncmp(fpr, tilde + 1, fl) == 0;
+        size_t sl = strcspn(shown, "~");
+        bool name_ok = (nl == sl && memcmp(shown, who, nl) == 0)
+            || (nl == strlen(chosen) && memcmp(chosen, who, nl) == 0);
+        return name_ok && fl > 0 && strncmp(digits, tilde + 1, fl) == 0;
     }
-    if (strcmp(m->nick, who) == 0)
-        return true;
-    return wl >= 4 && strncmp(fpr, who, wl) == 0;
+    return wl >= 4 && (strncmp(fpr, who, wl) == 0 || strncmp(digits, who, wl) == 0);
 }
 
 int kith_node_find_member(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
@@ -779,7 +835,7 @@ int kith_node_find_member(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID
     for (int pass = 0; pass < (former ? 2 : 1) && !found; pass++) {
         for (size_t i = 0; i < kith_room_person_count(r->room); i++) {
             const kith_member *m = kith_room_person_at(r->room, i);
-            if ((pass == 0) != (m->role != 0) || !person_matches(m, who))
+            if ((pass == 0) != (m->role != 0) || !person_matches(n, r, m, who))
                 continue;
             if (found++ == 0)
                 memcpy(member_id, m->id, KITH_MEMBER_ID_LEN);

@@ -173,6 +173,24 @@ const kith_member *kith_room_member(const kith_room *room, const uint8_t id[KITH
 size_t kith_room_op_count(const kith_room *room);
 const uint8_t *kith_room_op_at(const kith_room *room, size_t i, size_t *len);
 
+/* Display names (proto 5.7): what a member's chosen name is shown as. */
+#define KITH_FPR_DIGITS 20 /* base32 digits of a fingerprint, without the dashes */
+#define KITH_FPR_SUFFIX_MIN 4 /* "alice~3f2a" */
+#define KITH_DISPLAY_MAX (KITH_NICK_MAX + 1 + KITH_FPR_DIGITS)
+/* The skeleton two names are compared by: the name up to its first '~' (or
+ * a look-alike), with blanks, invisible characters and ASCII punctuation
+ * dropped, case and look-alike letters and digits folded. NUL-terminated;
+ * returns its length. */
+size_t kith_nick_skeleton(const char *nick, char *out, size_t cap);
+/* Display names for everyone sharing a room: out[i] for ids[i] and
+ * nicks[i]. The chosen name up to its first '~', plus "~" and a prefix of
+ * the fingerprint (at least 4 digits, more until it differs from every
+ * other) when another name has the same skeleton, when the name had a '~',
+ * or when nothing of it is visible. */
+KITH_WUR int kith_display_names(const kith_env *env, size_t count,
+    const uint8_t (*ids)[KITH_ID_LEN], const char *const *nicks,
+    char (*out)[KITH_DISPLAY_MAX + 1]);
+
 typedef struct kith_invite {
     uint8_t room_id[KITH_HASH_LEN];
     uint8_t inviter[KITH_ID_LEN];

@@ -663,6 +663,169 @@ static void test_convergence_property(void **state)
     assert_int_equal(kith_room_op_count(f->r[ALICE]), base);
 }
 
+/* ---- display names (proto 5.7) ---- */
+
+static void skel(const char *nick, const char *want)
+{
+    char out[KITH_NICK_MAX * 4 + 1];
+    kith_nick_skeleton(nick, out, sizeof out);
+    if (strcmp(out, want) != 0)
+        fail_msg("skeleton of \"%s\" is \"%s\", want \"%s\"", nick, out, want);
+}
+
+static void test_name_skeleton(void **state)
+{
+    (void)state;
+    skel("alice", "allce"); /* i and l fold together */
+    skel("Alice", "allce");
+    skel("ALICE", "allce");
+    skel("al1ce", "allce");
+    skel("a l i c e", "allce");
+    skel("al\xe2\x80\x8b"
+         "ice",
+        "allce"); /* zero-width space */
+    skel("al\xc2\xa0ice", "allce"); /* no-break space */
+    skel("\xd0\xb0lice", "allce"); /* Cyrillic a */
+    skel("\xef\xbd\x81lice", "allce"); /* fullwidth a */
+    skel("\xc3\xa1lice", "allce"); /* a with acute */
+    skel("a\xcc\x81lice", "allce"); /* a + combining acute */
+    skel("al.ice", "allce");
+    skel("alice~3f2a", "allce"); /* the chosen name ends at '~' */
+    skel("alice\xe2\x88\xbcxyz", "allce"); /* U+223C, a tilde look-alike */
+    skel("bob0", "bobo");
+    skel("rnallory", "mallory");
+    skel("\xe6\x97\xa5\xe6\x9c\xac", "\xe6\x97\xa5\xe6\x9c\xac"); /* kept as is */
+    skel("~", "");
+    skel("", "");
+}
+
+static void names_of(
+    fx *f, size_t count, const char *const *nicks, char (*out)[KITH_DISPLAY_MAX + 1])
+{
+    uint8_t ids[NIDS][KITH_ID_LEN];
+    for (size_t i = 0; i < count; i++)
+        memcpy(ids[i], f->id[i].id_pk, KITH_ID_LEN);
+    assert_int_equal(
+        kith_display_names(&f->t.env, count, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, out), 0);
+}
+
+static void suffix_of(fx *f, int who, size_t k, char *out)
+{
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(f->id[who].id_pk, fpr);
+    size_t o = 0;
+    for (size_t i = 0; fpr[i] && o < k; i++)
+        if (fpr[i] != '-')
+            out[o++] = fpr[i];
+    out[o] = '\0';
+}
+
+static void test_display_names(void **state)
+{
+    fx *f = *state;
+    char out[NIDS][KITH_DISPLAY_MAX + 1], want[64], sfx[32];
+
+    /* Distinct names are shown as chosen. */
+    const char *plain[] = { "alice", "bob", "carol" };
+    names_of(f, 3, plain, out);
+    assert_string_equal(out[0], "alice");
+    assert_string_equal(out[1], "bob");
+    assert_string_equal(out[2], "carol");
+
+    /* Two members called alice: both get their own fingerprint suffix. */
+    const char *twins[] = { "alice", "bob", "alice" };
+    names_of(f, 3, twins, out);
+    suffix_of(f, 0, 4, sfx);
+    snprintf(want, sizeof want, "alice~%s", sfx);
+    assert_string_equal(out[0], want);
+    suffix_of(f, 2, 4, sfx);
+    snprintf(want, sizeof want, "alice~%s", sfx);
+    assert_string_equal(out[2], want);
+    assert_string_equal(out[1], "bob");
+    assert_string_not_equal(out[0], out[2]);
+
+    /* Look-alikes collide too: case, a digit, an invisible character, a
+     * Cyrillic letter. Every one of them is suffixed; no two are equal. */
+    const char *alikes[]
+        = { "alice", "Alice", "al1ce", "al\xe2\x80\x8bice", "\xd0\xb0lice", "bob" };
+    names_of(f, 6, alikes, out);
+    for (int i = 0; i < 5; i++) {
+        suffix_of(f, i, 4, sfx);
+        assert_non_null(strstr(out[i], sfx));
+        assert_non_null(strchr(out[i], '~'));
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(out[i], out[j]);
+    }
+    assert_string_equal(out[5], "bob");
+
+    /* A name that copies another's displayed form: mallory calls herself
+     * "alice~<alice's suffix>". What follows '~' is always the real
+     * fingerprint, so she shows as alice~<her own>, and alice (whose name
+     * now collides) as alice~<hers>. */
+    suffix_of(f, 0, 4, sfx);
+    char fake[64];
+    snprintf(fake, sizeof fake, "alice~%s", sfx);
+    const char *imp[] = { "alice", "bob" };
+    imp[1] = fake;
+    names_of(f, 2, imp, out);
+    assert_string_equal(out[0], fake);
+    suffix_of(f, 1, 4, sfx);
+    snprintf(want, sizeof want, "alice~%s", sfx);
+    assert_string_equal(out[1], want);
+    /* Alone, a name with a '~' is still cut there and suffixed. */
+    const char *alone[] = { "x~y", "~" };
+    names_of(f, 2, alone, out);
+    suffix_of(f, 0, 4, sfx);
+    snprintf(want, sizeof want, "x~%s", sfx);
+    assert_string_equal(out[0], want);
+    suffix_of(f, 1, 4, sfx);
+    snprintf(want, sizeof want, "anon~%s", sfx);
+    assert_string_equal(out[1], want);
+}
+
+/* Someone who grinds a key whose fingerprint starts like alice's gets a
+ * longer suffix: the suffixes differ however many digits they share. Two
+ * ids whose fingerprints share 4 digits are found by the birthday paradox
+ * among 4096 random ids (about 8 such pairs are expected). */
+typedef struct fid {
+    uint8_t id[KITH_ID_LEN];
+    char fpr[KITH_FPR_STRLEN];
+} fid;
+
+static int by_fpr(const void *a, const void *b)
+{
+    return strcmp(((const fid *)a)->fpr, ((const fid *)b)->fpr);
+}
+
+static void test_display_names_grind(void **state)
+{
+    fx *f = *state;
+    enum { N = 4096 };
+    fid *v = calloc(N, sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < N; i++) {
+        kith_random(&f->t.env, v[i].id, KITH_ID_LEN);
+        kith_fingerprint(v[i].id, v[i].fpr);
+    }
+    qsort(v, N, sizeof *v, by_fpr);
+    size_t at = N;
+    for (size_t i = 1; i < N && at == N; i++)
+        if (memcmp(v[i - 1].fpr, v[i].fpr, 4) == 0)
+            at = i;
+    assert_true(at < N);
+    uint8_t ids[2][KITH_ID_LEN];
+    memcpy(ids[0], v[at - 1].id, KITH_ID_LEN);
+    memcpy(ids[1], v[at].id, KITH_ID_LEN);
+    const char *nicks[] = { "alice", "alice" };
+    char out[2][KITH_DISPLAY_MAX + 1];
+    assert_int_equal(
+        kith_display_names(&f->t.env, 2, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, out), 0);
+    assert_string_not_equal(out[0], out[1]);
+    assert_true(strlen(out[0]) > strlen("alice~") + 4);
+    assert_int_equal(memcmp(out[0], out[1], strlen("alice~") + 4), 0);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,6 +836,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_succession, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_convergence_property, setup, teardown),
+        cmocka_unit_test(test_name_skeleton),
+        cmocka_unit_test_setup_teardown(test_display_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_display_names_grind, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

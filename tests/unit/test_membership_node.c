@@ -605,6 +605,79 @@ static void test_rekey_fallback(void **state)
     assert_int_equal(count_ev(&w->n[A], KITH_EV_MESSAGE, "new key, same room"), 0);
 }
 
+static void fpr4(world *w, int i, char out[8])
+{
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(w->n[i].id.id_pk, fpr);
+    memcpy(out, fpr, 4);
+    out[4] = '\0';
+}
+
+static const rec_ev *last_msg(const tnode *tn, const char *text)
+{
+    for (size_t i = tn->nev; i-- > 0;)
+        if (tn->ev[i].type == KITH_EV_MESSAGE && strcmp(tn->ev[i].text, text) == 0)
+            return &tn->ev[i];
+    return NULL;
+}
+
+/* Two members pick names that pass for each other: everywhere a name is
+ * shown (messages, renames, system lines, the member list) both carry their
+ * fingerprint suffix; when the collision ends, so do the suffixes. */
+static void test_name_collision(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32], id[32];
+    char fb[8], fc[8], want[64];
+    fpr4(w, B, fb);
+    fpr4(w, C, fc);
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    invite_join(w, room, A, B);
+    invite_join(w, room, A, C);
+    send_text(w, B, room, "before");
+    tick(w, 1);
+    assert_string_equal(last_msg(&w->n[A], "before")->nick, "b");
+
+    /* C renames itself "B": a look-alike of b's name. */
+    assert_int_equal(kith_node_set_nick(w->n[C].node, "B"), 0);
+    tick(w, 1);
+    snprintf(want, sizeof want, "B~%s", fc);
+    assert_true(has_event(&w->n[A], KITH_EV_NICK, want));
+    send_text(w, B, room, "from b");
+    send_text(w, C, room, "from c");
+    tick(w, 1);
+    for (int at = A; at <= C; at++) {
+        snprintf(want, sizeof want, "b~%s", fb);
+        assert_string_equal(last_msg(&w->n[at], "from b")->nick, want);
+        snprintf(want, sizeof want, "B~%s", fc);
+        assert_string_equal(last_msg(&w->n[at], "from c")->nick, want);
+    }
+    /* The member list, and finding a member by the name shown. */
+    for (size_t i = 0; i < kith_node_member_count(w->n[A].node, room); i++) {
+        kith_member_info mi;
+        assert_int_equal(kith_node_member_at(w->n[A].node, room, i, &mi), 0);
+        if (memcmp(mi.id, w->n[A].id.id_pk, 32) != 0)
+            assert_non_null(strchr(mi.nick, '~'));
+    }
+    snprintf(want, sizeof want, "B~%s", fc);
+    assert_int_equal(kith_node_find_member(w->n[A].node, room, want, false, id), 0);
+    assert_memory_equal(id, w->n[C].id.id_pk, 32);
+    /* A system line names the removed member with its suffix. */
+    assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
+    tick(w, 1);
+    snprintf(want, sizeof want, "B~%s was removed", fc);
+    assert_true(has_info(&w->n[B], want));
+
+    /* Names stay suffixed while the log names both (C's old lines are in
+     * the history); a fresh name ends it. */
+    assert_int_equal(kith_node_set_nick(w->n[B].node, "bea"), 0);
+    send_text(w, B, room, "after");
+    tick(w, 10);
+    assert_string_equal(last_msg(&w->n[A], "after")->nick, "bea");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +686,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_removals_converge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invite_hygiene, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_fallback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_name_collision, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
