@@ -67,6 +67,8 @@ typedef struct kith_event {
     uint64_t seq;
     bool self; /* authored by this node */
     bool history; /* replayed from the log at start-up or from a sync */
+    bool catchup; /* delivered during a bulk catch-up, which is reported by
+                     KITH_EV_INFO progress lines: a client may skip printing it */
     int err;
 } kith_event;
 

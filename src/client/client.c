@@ -1416,9 +1416,10 @@ static void on_event(void *ud, const kith_event *ev)
         on_room_event(c, ev);
         return;
     case KITH_EV_MESSAGE:
-        /* Start-up replay is not shown (/history shows it); a nick change
+        /* Start-up replay is not shown (/history shows it); nor is a bulk
+         * catch-up, which the node reports as progress lines; a nick change
          * has its own KITH_EV_NICK. */
-        if ((ev->history && !c->started) || ev->msg_type == 3)
+        if ((ev->history && !c->started) || ev->catchup || ev->msg_type == 3)
             return;
         break;
     case KITH_EV_JOIN:

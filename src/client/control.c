@@ -273,6 +273,10 @@ size_t kith_control_json_event(const kith_event *ev, char *out, size_t cap)
     jstr(&j, ev->self ? "true" : "false");
     jkey(&j, "history");
     jstr(&j, ev->history ? "true" : "false");
+    if (ev->catchup) {
+        jkey(&j, "catchup");
+        jstr(&j, "true");
+    }
     jstr(&j, "}");
     if (j.full) {
         if (cap)

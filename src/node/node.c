@@ -181,8 +181,10 @@ int kith_node_poll(kith_node *n, kith_action *out)
 {
     kith_free(n->env, n->last_blob);
     n->last_blob = NULL;
+    /* The first tick comes at once: dialing members should not wait a
+     * tick after start-up. */
     if (!n->timer_armed)
-        push_timer(n, NODE_TICK_MS);
+        push_timer(n, n->ticked ? NODE_TICK_MS : 0);
     if (n->qhead == n->qlen) {
         n->qhead = n->qlen = 0;
         return 0;

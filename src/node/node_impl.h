@@ -34,6 +34,11 @@
 #define NODE_WANT_RETRY_MS 3000
 #define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
 #define NODE_GAP_NOTICE_MS 2000
+/* A SYNC that shows a backlog of this many messages starts a bulk catch-up:
+ * the client gets progress lines instead of every message as it arrives. */
+#define NODE_CATCHUP_QUIET 200
+#define NODE_CATCHUP_PROGRESS_MS 1000
+#define NODE_CATCHUP_STALL_MS 15000 /* no progress this long: report and stop */
 /* Per-link budget per tick (1 s): generous enough for catch-up at full
  * speed, small enough that one peer can't monopolise the node. */
 #define NODE_BUDGET_BYTES (64u << 20)
@@ -66,6 +71,7 @@ typedef struct author_st {
     uint8_t (*ids)[KITH_HASH_LEN]; /* ids[s-1] = id of sequence s */
     size_t cap;
     char nick[KITH_NICK_MAX + 1]; /* from the author's latest nick message */
+    uint64_t target; /* highest sequence a peer's SYNC said it holds */
 } author_st;
 
 typedef struct held {
@@ -133,6 +139,11 @@ typedef struct nroom {
     char (*dn)[KITH_DISPLAY_MAX + 1];
     size_t ndn;
     bool names_dirty;
+    /* Bulk catch-up (node_room.c): messages delivered while it runs carry
+     * kith_event.catchup; progress goes out as info lines. */
+    bool catchup;
+    uint64_t cu_done; /* delivered since it started */
+    uint64_t cu_said_ms, cu_moved_ms; /* last progress line, last delivery */
 } nroom;
 
 typedef struct nconn {
@@ -228,6 +239,7 @@ struct kith_node {
     outmsg *out;
     size_t nout, capout;
     bool timer_armed;
+    bool ticked; /* kith_node_timer ran at least once */
 
     kith_wire_doc *doc; /* scratch for frame decoding */
     kith_buf feed_out; /* handshake bytes produced during a feed */
@@ -290,6 +302,10 @@ void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
 /* Timer: if a needed rekey has not come from the member due to do it
  * (offline?), any member does it after a while. */
 void node_membership_tick(kith_node *n, uint64_t now);
+/* A peer's SYNC: note how far ahead it is; a big backlog starts a catch-up. */
+void node_catchup_sync(kith_node *n, nroom *r, const kith_frame *f);
+/* Timer: end a catch-up that made no progress for a while. */
+void node_catchup_tick(kith_node *n, uint64_t now);
 
 /* node_addr.c: signed, expiring address records */
 #define NODE_ADDR_TTL_MS (24ull * 3600 * 1000)

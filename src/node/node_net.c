@@ -258,6 +258,7 @@ void node_send_sync(kith_node *n, nconn *c, nroom *r)
  * which makes the peer ask again once it has processed this batch. */
 static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
 {
+    node_catchup_sync(n, r, f);
     kith_map theirs;
     kith_map_init(&theirs, n->env, KITH_FRAME_MAX_VEC);
     int rc = 0;
@@ -922,9 +923,11 @@ void node_refresh_dials(kith_node *n)
 void kith_node_timer(kith_node *n)
 {
     n->timer_armed = false;
+    n->ticked = true;
     node_gossip_tick(n);
     node_addr_tick(n);
     uint64_t now = kith_mono_ms(n->env);
+    node_catchup_tick(n, now);
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
         if (!c->established && now - c->started_ms > NODE_HANDSHAKE_TIMEOUT_MS) {

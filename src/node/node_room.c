@@ -278,6 +278,7 @@ static void notify_message(kith_node *n, nroom *r, const hist *h, const char *ol
     kith_event ev;
     memset(&ev, 0, sizeof ev);
     node_room_event(n, &ev, r);
+    ev.catchup = r->catchup;
     memcpy(ev.author, h->author, KITH_ID_LEN);
     ev.wall_ms = h->wall_ms;
     ev.seq = h->seq;
@@ -293,6 +294,99 @@ static void notify_message(kith_node *n, nroom *r, const hist *h, const char *ol
         ev.nick = node_display(n, r, h->author);
     }
     node_push_event(n, &ev, text, text_len);
+}
+
+/* ---- bulk catch-up ---- */
+
+/* Messages peers said they hold that we have not delivered yet. */
+static uint64_t backlog(const nroom *r)
+{
+    uint64_t left = 0;
+    for (size_t i = 0; i < r->nauthors; i++) {
+        const author_st *a = &r->authors[i];
+        if (a->target > a->seq)
+            left += a->target - a->seq;
+    }
+    return left;
+}
+
+/* 12345678 -> "12,345,678" */
+static const char *thousands(uint64_t v, char out[32])
+{
+    char raw[24];
+    int len = snprintf(raw, sizeof raw, "%llu", (unsigned long long)v);
+    size_t o = 0;
+    for (int i = 0; i < len; i++) {
+        if (i && (len - i) % 3 == 0)
+            out[o++] = ',';
+        out[o++] = raw[i];
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void catchup_say(kith_node *n, nroom *r, const char *what)
+{
+    char done[32], total[32];
+    uint64_t left = backlog(r);
+    thousands(r->cu_done, done);
+    thousands(r->cu_done + left, total);
+    if (!r->catchup)
+        node_event_info(
+            n, r, "caught up %s: %s messages (/history shows them)", kith_room_name(r->room), done);
+    else
+        node_event_info(n, r, "%s %s: %s/%s", what, kith_room_name(r->room), done, total);
+    r->cu_said_ms = kith_mono_ms(n->env);
+}
+
+void node_catchup_sync(kith_node *n, nroom *r, const kith_frame *f)
+{
+    if (!node_is_member(r, n->self->id_pk))
+        return;
+    for (size_t i = 0; i < f->count; i++) {
+        uint8_t id[KITH_ID_LEN];
+        uint64_t seq;
+        if (kith_frame_vec_at(f, i, id, &seq) != 0 || !node_is_member(r, id))
+            continue;
+        author_st *a = node_author(n, r, id, seq > 0);
+        if (a && seq > a->target)
+            a->target = seq;
+    }
+    if (r->catchup || backlog(r) < NODE_CATCHUP_QUIET)
+        return;
+    r->catchup = true;
+    r->cu_done = 0;
+    r->cu_moved_ms = kith_mono_ms(n->env);
+    catchup_say(n, r, "catching up");
+}
+
+/* One message delivered while catching up. */
+static void catchup_step(kith_node *n, nroom *r, const author_st *a)
+{
+    r->cu_done++;
+    uint64_t now = kith_mono_ms(n->env);
+    r->cu_moved_ms = now;
+    if (a->seq >= a->target && backlog(r) == 0) {
+        r->catchup = false;
+        catchup_say(n, r, NULL);
+    } else if (now - r->cu_said_ms >= NODE_CATCHUP_PROGRESS_MS) {
+        catchup_say(n, r, "catching up");
+    }
+}
+
+void node_catchup_tick(kith_node *n, uint64_t now)
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        nroom *r = n->rooms[i];
+        if (!r->catchup || now - r->cu_moved_ms < NODE_CATCHUP_STALL_MS)
+            continue;
+        /* The peers that claimed more went away (or claimed too much):
+         * forget their claims; a later SYNC brings the rest. */
+        catchup_say(n, r, "catch-up paused at");
+        for (size_t k = 0; k < r->nauthors; k++)
+            r->authors[k].target = r->authors[k].seq;
+        r->catchup = false;
+    }
 }
 
 /* Deliver one opened message whose predecessor is already delivered. */
@@ -329,6 +423,8 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
     }
     if (notify)
         notify_message(n, r, &r->hist[idx], old);
+    if (r->catchup && notify && !n->loading)
+        catchup_step(n, r, a);
     if (persist && notify && !n->loading) {
         n->stats.delivered++;
         node_gossip_relay(n, r, idx, n->cur_from);

@@ -20,6 +20,7 @@
 typedef struct rec_ev {
     int type;
     bool self;
+    bool catchup;
     uint32_t msg_type;
     char nick[40];
     char text[200];
@@ -117,6 +118,7 @@ static void record(tnode *tn, const kith_event *ev)
     rec_ev *r = &tn->ev[tn->nev++];
     r->type = ev->type;
     r->self = ev->self;
+    r->catchup = ev->catchup;
     r->msg_type = ev->msg_type;
     snprintf(r->nick, sizeof r->nick, "%s", ev->nick ? ev->nick : "");
     size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
@@ -385,6 +387,73 @@ static void test_restart_keeps_room_and_history(void **state)
     world_free(w);
 }
 
+static size_t count_catchup(const tnode *tn)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++)
+        c += tn->ev[i].type == KITH_EV_MESSAGE && tn->ev[i].catchup;
+    return c;
+}
+
+typedef struct hist_ctx {
+    size_t n;
+    char last[64];
+} hist_ctx;
+
+static void on_hist(void *ud, const kith_event *ev)
+{
+    hist_ctx *h = ud;
+    h->n++;
+    snprintf(h->last, sizeof h->last, "%.*s", (int)ev->text_len, ev->text);
+}
+
+/* A member away for more than NODE_CATCHUP_QUIET messages gets progress
+ * lines and a summary; the messages are flagged as caught up, all of them
+ * arrive, and /history serves them. A short absence is shown as before. */
+static void test_bulk_catchup(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    node_stop(w, 1);
+    for (int k = 0; k < 300; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "away %d", k);
+        send_text(w, 0, room, text);
+        if (k % 50 == 49)
+            settle(w);
+    }
+    settle(w);
+    size_t before = w->n[1].nev;
+    node_start(w, 1);
+    tick(w, 3);
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.messages, 300);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "catching up bookclub: 0/300"), 1);
+    assert_int_equal(
+        count_ev(&w->n[1], KITH_EV_INFO, "caught up bookclub: 300 messages (/history shows them)"),
+        1);
+    assert_int_equal(count_catchup(&w->n[1]), 300);
+    assert_true(w->n[1].nev > before);
+    hist_ctx h = { 0, "" };
+    assert_int_equal(kith_node_history(w->n[1].node, room, 10, on_hist, &h), 0);
+    assert_int_equal(h.n, 10);
+    assert_string_equal(h.last, "away 299");
+    /* Back for a few messages only: no catch-up mode. */
+    node_stop(w, 1);
+    for (int k = 0; k < 20; k++)
+        send_text(w, 0, room, "short");
+    settle(w);
+    node_start(w, 1);
+    tick(w, 3);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "short"), 20);
+    assert_int_equal(count_catchup(&w->n[1]), 300);
+    world_free(w);
+}
+
 static void test_sent_only_after_flush(void **state)
 {
     (void)state;
@@ -579,6 +648,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_invite_join_chat, setup, NULL),
         cmocka_unit_test_setup_teardown(test_restart_keeps_room_and_history, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_bulk_catchup, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_sent_only_after_flush, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
