@@ -561,8 +561,11 @@ static int run(const options *o)
     }
     if (o->sub == SUB_NONE && have_sock) {
         int fd = kith_remote_connect(sock);
-        if (fd >= 0)
-            return kith_remote_attach(fd);
+        if (fd >= 0) {
+            char hist[sizeof home + 16];
+            snprintf(hist, sizeof hist, "%s/history", home);
+            return kith_remote_attach(fd, hist);
+        }
     }
 
     kith_store *st = NULL;
@@ -637,6 +640,9 @@ static int run(const options *o)
         goto out_node;
     }
     kith_client_banner(cl, kith_uvnode_listen_addr(uv), announce);
+    char histfile[sizeof home + 16];
+    snprintf(histfile, sizeof histfile, "%s/history", home);
+    kith_client_set_history_file(cl, histfile);
     /* The control socket: `kith node` needs it (it is the only way in);
      * the interactive kith offers it too, so scripts can use that node. */
     if (!have_sock) {

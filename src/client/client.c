@@ -7,6 +7,7 @@
  * kith_client_sanitize before it reaches the terminal: a message must not be
  * able to print a second, forged line or send escape sequences. */
 #include "client/client.h"
+#include "client/term.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -193,13 +194,16 @@ static const cmd_spec commands[] = {
     { "revoke", KITH_CMD_REVOKE, ARG_OPTIONAL, "/revoke [CODE]",
         "revoke one of your invites, or all your usable ones for the current room" },
     { "join", KITH_CMD_JOIN, ARG_REQUIRED, "/join CODE", "join a room with an invite code" },
-    { "rooms", KITH_CMD_ROOMS, ARG_NONE, "/rooms", "list your rooms" },
+    { "rooms", KITH_CMD_ROOMS, ARG_NONE, "/rooms",
+        "list your rooms, with messages unread since you last were in each" },
     { "switch", KITH_CMD_SWITCH, ARG_REQUIRED, "/switch ROOM", "make ROOM the current room" },
     { "who", KITH_CMD_WHO, ARG_NONE, "/who", "list the members of the current room" },
     { "nick", KITH_CMD_NICK, ARG_REQUIRED, "/nick NAME", "change your display name" },
     { "me", KITH_CMD_ME, ARG_REQUIRED, "/me TEXT", "send an action to the current room" },
     { "history", KITH_CMD_HISTORY, ARG_OPTIONAL, "/history [N]",
         "show the last N messages of the current room (default 20)" },
+    { "search", KITH_CMD_SEARCH, ARG_REQUIRED, "/search TEXT",
+        "show the current room's messages containing TEXT (any case; the last 20 matches)" },
     { "kick", KITH_CMD_KICK, ARG_REQUIRED, "/kick NICK",
         "remove a member (admins; moderators for members and observers); rekeys" },
     { "ban", KITH_CMD_BAN, ARG_REQUIRED, "/ban NICK", "remove a member and bar re-adding; rekeys" },
@@ -223,6 +227,11 @@ static const cmd_spec commands[] = {
     { "help", KITH_CMD_HELP, ARG_OPTIONAL, "/help [COMMAND]", "list commands, or describe one" },
     { "quit", KITH_CMD_QUIT, ARG_NONE, "/quit", "save everything and exit" },
 };
+
+const char *kith_client_command_name(size_t i)
+{
+    return i < KITH_ARRAY_LEN(commands) ? commands[i].name : NULL;
+}
 
 static bool is_blank(char ch)
 {
@@ -594,9 +603,16 @@ int kith_client_lines_eof(kith_client_lines *l, kith_client_line_cb cb, void *ud
 
 /* ---- the running client ---- */
 
-enum { IN_NONE, IN_STREAM, IN_TTY, IN_FILE };
+enum { IN_NONE, IN_STREAM, IN_TTY, IN_FILE, IN_TERM };
 
 #define ONLINE_MAX 256
+#define UNREAD_MAX 64 /* rooms with an unread count; more share nothing */
+#define SEARCH_SHOWN 20 /* /search prints at most the last this many */
+
+typedef struct unread_room {
+    uint8_t id[KITH_ROOM_ID_LEN];
+    size_t n;
+} unread_room;
 #define OUT_MAX (80 * 1024)
 
 struct kith_client {
@@ -611,7 +627,9 @@ struct kith_client {
         uv_stream_t s;
         uv_pipe_t pipe;
         uv_tty_t tty;
+        uv_poll_t poll; /* IN_TERM: libedit reads */
     } in;
+    char history_file[4096]; /* IN_TERM's input history; "" for none */
     uv_fs_t fsreq;
     bool fs_busy;
     char rbuf[16384];
@@ -626,6 +644,8 @@ struct kith_client {
     size_t history_shown;
     uint8_t online[ONLINE_MAX][KITH_MEMBER_ID_LEN];
     size_t n_online;
+    unread_room unread[UNREAD_MAX]; /* messages in rooms not current */
+    size_t n_unread;
     char arg[KITH_CLIENT_LINE_MAX + 1];
     char out[OUT_MAX];
     kith_client_sink_fn sink; /* NULL: stdout */
@@ -634,9 +654,7 @@ struct kith_client {
 
 void kith_client_print(const char *line)
 {
-    fputs(line, stdout);
-    fputc('\n', stdout);
-    fflush(stdout);
+    kith_term_print(line); /* above the input line, coloured on a terminal */
 }
 
 /* Every line for the person goes through here: stdout, or the control
@@ -663,6 +681,31 @@ static void printf_line(kith_client *c, const char *fmt, ...)
     vsnprintf(c->out, sizeof c->out, fmt, ap);
     va_end(ap);
     say(c, c->out);
+}
+
+/* Unread counts: messages that arrived in a room other than the current
+ * one since you last switched to it. */
+static unread_room *unread_of(kith_client *c, const uint8_t id[KITH_ROOM_ID_LEN], bool add)
+{
+    for (size_t i = 0; i < c->n_unread; i++)
+        if (memcmp(c->unread[i].id, id, KITH_ROOM_ID_LEN) == 0)
+            return &c->unread[i];
+    if (!add || c->n_unread == UNREAD_MAX)
+        return NULL;
+    unread_room *u = &c->unread[c->n_unread++];
+    memcpy(u->id, id, KITH_ROOM_ID_LEN);
+    u->n = 0;
+    return u;
+}
+
+/* Every change of the current room goes through here. */
+static void set_room(kith_client *c, const uint8_t id[KITH_ROOM_ID_LEN])
+{
+    memcpy(c->room, id, KITH_ROOM_ID_LEN);
+    c->has_room = true;
+    unread_room *u = unread_of(c, id, false);
+    if (u)
+        u->n = 0;
 }
 
 /* Copy a command argument into c->arg as a C string; false (and an error
@@ -735,8 +778,7 @@ static void cmd_create(kith_client *c, const kith_cmd *cmd)
         printf_line(c, "! cannot create room %s: %s", name, kith_strerror(rc));
         return;
     }
-    c->has_room = true;
-    memcpy(c->room, id, sizeof id);
+    set_room(c, id);
     c->has_created = true;
     memcpy(c->created, id, sizeof id);
     printf_line(c, "* created room %s", name);
@@ -934,8 +976,12 @@ static void cmd_rooms(kith_client *c)
         char name[256];
         room_label(c, ri.id, name, sizeof name);
         bool cur = c->has_room && memcmp(ri.id, c->room, KITH_ROOM_ID_LEN) == 0;
-        printf_line(c, "* %s  %zu members, %zu online, %zu messages%s", name, ri.members, ri.online,
-            ri.messages, cur ? "  (current)" : "");
+        unread_room *u = unread_of(c, ri.id, false);
+        char unread[48] = "";
+        if (!cur && u && u->n)
+            snprintf(unread, sizeof unread, ", %zu unread", u->n);
+        printf_line(c, "* %s  %zu members, %zu online, %zu messages%s%s", name, ri.members,
+            ri.online, ri.messages, unread, cur ? "  (current)" : "");
     }
 }
 
@@ -944,8 +990,7 @@ static void cmd_switch(kith_client *c, const kith_cmd *cmd)
     uint8_t id[KITH_ROOM_ID_LEN];
     if (!find_room(c, cmd, id))
         return;
-    memcpy(c->room, id, sizeof id);
-    c->has_room = true;
+    set_room(c, id);
     char name[256];
     printf_line(c, "* now in %s", room_label(c, id, name, sizeof name));
 }
@@ -1126,6 +1171,84 @@ static void cmd_history(kith_client *c, const kith_cmd *cmd)
     }
 }
 
+/* ASCII letters in any case; other bytes (UTF-8 included) exactly. */
+static bool contains_fold(const char *hay, size_t hlen, const char *needle, size_t nlen)
+{
+    if (nlen == 0)
+        return true;
+    for (size_t i = 0; i + nlen <= hlen; i++) {
+        size_t k = 0;
+        while (k < nlen) {
+            char a = hay[i + k], b = needle[k];
+            if (a >= 'A' && a <= 'Z')
+                a = (char)(a - 'A' + 'a');
+            if (b >= 'A' && b <= 'Z')
+                b = (char)(b - 'A' + 'a');
+            if (a != b)
+                break;
+            k++;
+        }
+        if (k == nlen)
+            return true;
+    }
+    return false;
+}
+
+typedef struct search_ctx {
+    kith_client *c;
+    const char *needle;
+    size_t nlen;
+    bool show_room;
+    size_t matches; /* counted so far */
+    size_t from; /* print the matches from this one on; SIZE_MAX: only count */
+} search_ctx;
+
+static void on_search(void *ud, const kith_event *ev)
+{
+    search_ctx *s = ud;
+    if ((ev->msg_type != 1 && ev->msg_type != 2) || !ev->text
+        || !contains_fold(ev->text, ev->text_len, s->needle, s->nlen))
+        return;
+    if (s->matches++ >= s->from
+        && kith_client_format_message(ev, s->show_room, s->c->out, sizeof s->c->out) > 0)
+        say(s->c, s->c->out);
+}
+
+/* /search TEXT: the local store's copy of the current room, oldest first;
+ * one pass counts, the second prints the last SEARCH_SHOWN matches. */
+static void cmd_search(kith_client *c, const kith_cmd *cmd)
+{
+    if (!current_room(c))
+        return;
+    search_ctx s = { c, cmd->arg, cmd->arg_len, kith_node_room_count(c->node) > 1, 0, SIZE_MAX };
+    int rc = kith_node_history(c->node, c->room, SIZE_MAX, on_search, &s);
+    if (rc < 0) {
+        printf_line(c, "! cannot read history: %s", kith_strerror(rc));
+        return;
+    }
+    size_t total = s.matches;
+    if (total) {
+        s.matches = 0;
+        s.from = total > SEARCH_SHOWN ? total - SEARCH_SHOWN : 0;
+        rc = kith_node_history(c->node, c->room, SIZE_MAX, on_search, &s);
+        if (rc < 0) {
+            printf_line(c, "! cannot read history: %s", kith_strerror(rc));
+            return;
+        }
+    }
+    char name[256], text[128];
+    room_label(c, c->room, name, sizeof name);
+    kith_client_sanitize(text, sizeof text, cmd->arg, cmd->arg_len);
+    if (total == 0)
+        printf_line(c, "* no messages in %s contain \"%s\"", name, text);
+    else if (total <= SEARCH_SHOWN)
+        printf_line(c, "* %zu message%s in %s contain%s \"%s\"", total, total == 1 ? "" : "s", name,
+            total == 1 ? "s" : "", text);
+    else
+        printf_line(c, "* %zu messages in %s contain \"%s\"; the last %d are shown", total, name,
+            text, SEARCH_SHOWN);
+}
+
 /* ---- LAN meetups ---- */
 
 static void cmd_lan(kith_client *c, const kith_cmd *cmd)
@@ -1283,6 +1406,9 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
     case KITH_CMD_HISTORY:
         cmd_history(c, &cmd);
         break;
+    case KITH_CMD_SEARCH:
+        cmd_search(c, &cmd);
+        break;
     case KITH_CMD_KICK:
     case KITH_CMD_BAN:
     case KITH_CMD_UNBAN:
@@ -1401,8 +1527,7 @@ static void on_room_event(kith_client *c, const kith_event *ev)
         return;
     }
     printf_line(c, "* joined room %s (%zu members)", name, ri.members);
-    memcpy(c->room, ev->room_id, KITH_ROOM_ID_LEN);
-    c->has_room = true;
+    set_room(c, ev->room_id);
 }
 
 static void on_event(void *ud, const kith_event *ev)
@@ -1421,6 +1546,12 @@ static void on_event(void *ud, const kith_event *ev)
          * has its own KITH_EV_NICK. */
         if ((ev->history && !c->started) || ev->catchup || ev->msg_type == 3)
             return;
+        if (!ev->self && ev->has_room
+            && !(c->has_room && memcmp(ev->room_id, c->room, KITH_ROOM_ID_LEN) == 0)) {
+            unread_room *u = unread_of(c, ev->room_id, true);
+            if (u)
+                u->n++;
+        }
         break;
     case KITH_EV_JOIN:
     case KITH_EV_NICK:
@@ -1481,10 +1612,14 @@ static void on_in_closed(uv_handle_t *h)
 static void close_input(kith_client *c)
 {
     if (c->in_open && !uv_is_closing(&c->in.h)) {
-        if (c->in_kind != IN_FILE)
+        if (c->in_kind == IN_TERM)
+            uv_poll_stop(&c->in.poll);
+        else if (c->in_kind != IN_FILE)
             uv_read_stop(&c->in.s);
         uv_close(&c->in.h, on_in_closed);
     }
+    if (c->in_kind == IN_TERM)
+        kith_term_stop(); /* the terminal as it was, history saved */
     c->in_open = false;
     if (c->fs_busy)
         uv_cancel((uv_req_t *)&c->fsreq);
@@ -1548,11 +1683,106 @@ static void fs_read_next(kith_client *c)
         input_eof(c);
 }
 
+/* ---- stdin on a terminal: libedit (term.c) ---- */
+
+static void on_term_line(void *ud, const char *line, size_t len)
+{
+    kith_client *c = ud;
+    if (c->quitting)
+        return;
+    if (!line)
+        input_eof(c);
+    else
+        on_line(c, line, KITH_MIN(len, (size_t)KITH_CLIENT_LINE_MAX), len > KITH_CLIENT_LINE_MAX);
+}
+
+/* Tab completes the nicks of the current room's members but your own. */
+static const char *term_nick(void *ud, size_t i)
+{
+    kith_client *c = ud;
+    if (!c->has_room)
+        return NULL;
+    size_t n = kith_node_member_count(c->node, c->room), seen = 0;
+    for (size_t k = 0; k < n; k++) {
+        kith_member_info mi;
+        if (kith_node_member_at(c->node, c->room, k, &mi) != 0 || mi.self || !mi.nick
+            || !kith_client_nick_valid(mi.nick, strnlen(mi.nick, KITH_CLIENT_NICK_MAX + 1)))
+            continue;
+        if (seen++ == i)
+            return mi.nick;
+    }
+    return NULL;
+}
+
+/* "room> ", or "> " before the first room. */
+static void term_prompt(void *ud, char *out, size_t cap)
+{
+    kith_client *c = ud;
+    kith_room_info ri;
+    if (c->has_room && kith_node_room_info(c->node, c->room, &ri) == 0) {
+        char name[64];
+        room_label(c, c->room, name, sizeof name);
+        snprintf(out, cap, "%s> ", name);
+    } else {
+        snprintf(out, cap, "> ");
+    }
+}
+
+static void on_term_poll(uv_poll_t *p, int status, int events)
+{
+    kith_client *c = p->data;
+    (void)events;
+    if (c->quitting)
+        return;
+    if (status < 0) {
+        KITH_LOGW(c->env, "stdin: %s", uv_strerror(status));
+        input_eof(c);
+        return;
+    }
+    kith_term_read();
+}
+
+/* 0 started, 1 not possible here (plain lines then), else an error. */
+static int start_term(kith_client *c, uv_loop_t *loop)
+{
+    kith_term_hooks h = { c, on_term_line, term_nick, term_prompt };
+    if (kith_term_start(&h, c->history_file[0] ? c->history_file : NULL) != 0)
+        return 1;
+    if (uv_poll_init(loop, &c->in.poll, 0) != 0) {
+        kith_term_stop();
+        return 1;
+    }
+    c->in.h.data = c;
+    c->in_kind = IN_TERM;
+    c->in_open = true;
+    int rc = uv_poll_start(&c->in.poll, UV_READABLE, on_term_poll);
+    if (rc != 0) {
+        KITH_LOGE(c->env, "stdin: %s", uv_strerror(rc));
+        close_input(c);
+        return KITH_EIO;
+    }
+    return 0;
+}
+
+void kith_client_set_history_file(kith_client *c, const char *path)
+{
+    c->history_file[0] = '\0';
+    if (path && strlen(path) < sizeof c->history_file)
+        snprintf(c->history_file, sizeof c->history_file, "%s", path);
+}
+
 int kith_client_start(kith_client *c)
 {
     uv_loop_t *loop = kith_uvnode_loop(c->uv);
     uv_handle_type t = uv_guess_handle(0);
     int rc;
+    /* A person at a terminal gets line editing; anything else (a pipe, a
+     * file, a terminal with stdout redirected) plain lines. */
+    if (t == UV_TTY && kith_term_usable()) {
+        rc = start_term(c, loop);
+        if (rc <= 0)
+            return rc;
+    }
     if (t == UV_TTY) {
         rc = uv_tty_init(loop, &c->in.tty, 0, 1);
         c->in_kind = IN_TTY;

@@ -56,6 +56,7 @@ enum kith_cmd_kind {
     KITH_CMD_ADMIT,
     KITH_CMD_PEERS,
     KITH_CMD_STATS, /* the node's gossip counters, for tools/bench */
+    KITH_CMD_SEARCH, /* arg: the text to look for */
 };
 
 typedef struct kith_cmd {
@@ -139,7 +140,10 @@ KITH_WUR int kith_client_new(const kith_env *env, kith_node *node, struct kith_u
 void kith_client_free(kith_client *c);
 /* Banner: version, nick, fingerprint, listen (and announce) address. */
 void kith_client_banner(kith_client *c, const char *listen, const char *announce);
-/* Start reading stdin. */
+/* Input history file for line editing (HOME/history); before start. */
+void kith_client_set_history_file(kith_client *c, const char *path);
+/* Start reading stdin: through libedit (term.h) when stdin and stdout are
+ * terminals, else plain lines. */
 KITH_WUR int kith_client_start(kith_client *c);
 /* One input line, exactly as if typed (for tests and the driver). Returns 1
  * when the line asked to quit. */
@@ -150,6 +154,9 @@ void kith_client_print(const char *line);
  * stdout). The node without a terminal sends them to the control socket. */
 typedef void (*kith_client_sink_fn)(void *ud, const char *line);
 void kith_client_set_sink(kith_client *c, kith_client_sink_fn sink, void *ud);
+
+/* The i-th command's name (no '/'), NULL past the last: for completion. */
+const char *kith_client_command_name(size_t i);
 
 /* Decode one code point at s (n > 0 bytes). Returns its length, or 0 when
  * the bytes are not valid UTF-8 (overlong, surrogate, past U+10FFFF). */

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 
 #include "client/client.h"
 #include "client/control.h"
+#include "client/term.h"
 
 /* Longest line taken from the node: a JSON line of a maximal message. */
 #define RLINE_MAX (KITH_CLIENT_LINE_MAX * 6 + 4096)
@@ -290,7 +292,36 @@ int kith_remote_stop(const char *path)
     return rc;
 }
 
-int kith_remote_attach(int fd)
+/* Attached at a terminal, SIGINT, SIGTERM and SIGHUP end the session
+ * through the loop, so the terminal is given back as it was. */
+static volatile sig_atomic_t attach_signal;
+
+static void on_attach_signal(int sig)
+{
+    attach_signal = sig;
+}
+
+/* Attached at a terminal: libedit's finished lines go to the node. */
+typedef struct attach_term {
+    int fd;
+    bool in_open;
+    bool failed;
+} attach_term;
+
+static void on_attach_line(void *ud, const char *line, size_t len)
+{
+    attach_term *a = ud;
+    if (!a->in_open || a->failed)
+        return;
+    if (!line) {
+        a->in_open = false; /* Ctrl-D is /quit, as in the in-process client */
+        a->failed = !write_all(a->fd, "/quit\n", 6);
+        return;
+    }
+    a->failed = !write_all(a->fd, line, len) || !write_all(a->fd, "\n", 1);
+}
+
+int kith_remote_attach(int fd, const char *history_path)
 {
     rreader r;
     if (!reader_init(&r, fd)) {
@@ -309,6 +340,21 @@ int kith_remote_attach(int fd)
         reader_done(&r);
         return code;
     }
+    /* A terminal gets line editing (term.h), as the in-process client. */
+    attach_term at = { fd, true, false };
+    kith_term_hooks hooks = { &at, on_attach_line, NULL, NULL };
+    bool term = kith_term_usable() && kith_term_start(&hooks, history_path) == 0;
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    struct sigaction old[3];
+    if (term) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_attach_signal; /* no SA_RESTART: poll returns */
+        sigemptyset(&sa.sa_mask);
+        attach_signal = 0;
+        for (int i = 0; i < 3; i++)
+            sigaction(sigs[i], &sa, &old[i]);
+    }
     /* Lines may also be waiting in the reader's buffer: print them first. */
     bool in_open = true, detached = false, bye = false;
     char last = '\n';
@@ -325,14 +371,12 @@ int kith_remote_attach(int fd)
             r.start = (size_t)(nl - r.buf) + 1;
             if (strcmp(line, "bye") == 0) {
                 bye = true;
-                puts("* the node stopped");
+                kith_client_print("* the node stopped");
             } else {
                 if (strcmp(line, "* detached") == 0)
                     detached = true;
-                fputs(line, stdout);
-                fputc('\n', stdout);
+                kith_client_print(line); /* above the input, coloured on a terminal */
             }
-            fflush(stdout);
         }
         if (r.start) {
             memmove(r.buf, r.buf + r.start, r.len - r.start);
@@ -342,8 +386,10 @@ int kith_remote_attach(int fd)
         struct pollfd p[2] = { { fd, POLLIN, 0 }, { 0, POLLIN, 0 } };
         int np = in_open ? 2 : 1;
         if (poll(p, (nfds_t)np, -1) < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR && !attach_signal)
                 continue;
+            if (errno == EINTR)
+                break; /* detached: the node runs on */
             rc = KITH_EXIT_RUNTIME;
             break;
         }
@@ -364,6 +410,16 @@ int kith_remote_attach(int fd)
                 break;
             }
             r.len += (size_t)n;
+            continue;
+        }
+        if (in_open && p[1].revents && term) {
+            kith_term_read();
+            if (at.failed) {
+                rfail("the node went away");
+                rc = KITH_EXIT_RUNTIME;
+                break;
+            }
+            in_open = at.in_open;
             continue;
         }
         if (in_open && p[1].revents) {
@@ -387,6 +443,11 @@ int kith_remote_attach(int fd)
                 break;
             }
         }
+    }
+    if (term) {
+        kith_term_stop();
+        for (int i = 0; i < 3; i++)
+            sigaction(sigs[i], &old[i], NULL);
     }
     sodium_memzero(ibuf, sizeof ibuf);
     reader_done(&r);

@@ -17,8 +17,9 @@ bool kith_remote_running(const char *path);
 
 /* Interactive: stdin lines go to the node's line client, its output comes
  * out on stdout; /quit or end of input detaches. fd from
- * kith_remote_connect (closed here). */
-int kith_remote_attach(int fd);
+ * kith_remote_connect (closed here). On a terminal the lines are edited
+ * with libedit (term.h), input history in history_path (may be NULL). */
+int kith_remote_attach(int fd, const char *history_path);
 /* Send text (an action when action is set) and return once it is durable. */
 int kith_remote_send(const char *path, const char *room, const char *text, bool action);
 /* Print the room's new messages as they come ("*" for every room), as

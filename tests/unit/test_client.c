@@ -125,6 +125,12 @@ static void test_parse_errors(void **state)
     parse("/", &c);
     assert_int_equal(c.kind, KITH_CMD_INVALID);
     assert_string_equal(c.error, "! unknown command /: try /help");
+    parse("/search", &c);
+    assert_int_equal(c.kind, KITH_CMD_INVALID);
+    assert_string_equal(c.error, "! usage: /search TEXT");
+    parse("/search  Foo bar ", &c);
+    assert_int_equal(c.kind, KITH_CMD_SEARCH);
+    assert_arg(&c, "Foo bar");
     parse("/create", &c);
     assert_int_equal(c.kind, KITH_CMD_INVALID);
     assert_string_equal(c.error, "! usage: /create NAME");
