@@ -159,6 +159,7 @@ typedef struct nconn {
     uint64_t last_sync_ms;
     int dial; /* index into node->dials, or -1 */
     bool joining;
+    bool join_link; /* a join went over it: kept over a duplicate (node_net.c keep_over) */
     kith_invite inv;
     uint8_t origin; /* how the peer was found: enum node_origin */
     bool knock; /* joining by a LAN knock on knock_name (no invite) */

@@ -561,6 +561,7 @@ int kith_node_knock(kith_node *n, const char *name)
     if (!c)
         return KITH_ENOMEM;
     c->joining = true;
+    c->join_link = true;
     c->knock = true;
     c->origin = ORIGIN_KNOCK;
     snprintf(c->knock_name, sizeof c->knock_name, "%s", v->name);

@@ -431,6 +431,7 @@ int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN
         return 0;
     }
     *admitted = true;
+    c->join_link = true;
     rc = node_persist_op(n, r, op.data, op.len);
     if (!rc && invite_id)
         rc = node_persist(n, r, REC_INVITE_USED, invite_id, KITH_HASH_LEN);
@@ -542,6 +543,7 @@ int kith_node_join(kith_node *n, const char *code)
         return KITH_ENOMEM;
     }
     c->joining = true;
+    c->join_link = true;
     c->origin = ORIGIN_INVITE;
     c->inv = inv;
     sodium_memzero(&inv, sizeof inv);
@@ -665,8 +667,13 @@ static int on_frame(void *ud, const uint8_t *data, size_t len)
 
 /* Two sessions with one peer: keep the one whose initiator has the smaller
  * member id. Both ends apply the same rule, so they close the same one. */
-static bool keep_over(const kith_node *n, const nconn *c)
+static bool keep_over(const kith_node *n, const nconn *c, const nconn *o)
 {
+    /* The link a join went over is kept: closing it could drop the answer
+     * still in flight (JOIN_OK, or the joiner's first sync). Both ends know
+     * which link that was, so they agree. */
+    if (c->join_link != o->join_link)
+        return c->join_link;
     const uint8_t *initiator = c->outbound ? n->self->id_pk : c->peer;
     const uint8_t *other = c->outbound ? c->peer : n->self->id_pk;
     return memcmp(initiator, other, KITH_ID_LEN) < 0;
@@ -725,7 +732,7 @@ static void on_established(kith_node *n, nconn *c)
         nconn *o = n->conns[i];
         if (o == c || !o->established || memcmp(o->peer, c->peer, KITH_ID_LEN) != 0)
             continue;
-        if (keep_over(n, c)) {
+        if (keep_over(n, c, o)) {
             conn_fail(n, o, "duplicate connection");
             break;
         }
