@@ -191,8 +191,9 @@ static const cmd_spec commands[] = {
         "/invite [ROOM] [--uses N] [--expires 2h] [--for NICK]",
         "make an invite code (default: one use, 24h, the current room; --for binds it to one "
         "person's key)" },
-    { "revoke", KITH_CMD_REVOKE, ARG_OPTIONAL, "/revoke [CODE]",
-        "revoke one of your invites, or all your usable ones for the current room" },
+    { "revoke", KITH_CMD_REVOKE, ARG_OPTIONAL, "/revoke [CODE|ID]",
+        "revoke an invite (its code, or the id the room's system line showed: moderators and "
+        "admins may revoke anyone's), or all your usable ones for the current room" },
     { "join", KITH_CMD_JOIN, ARG_REQUIRED, "/join CODE", "join a room with an invite code" },
     { "rooms", KITH_CMD_ROOMS, ARG_NONE, "/rooms",
         "list your rooms, with messages unread since you last were in each" },
@@ -920,7 +921,7 @@ static void cmd_invite(kith_client *c, const kith_cmd *cmd)
             ttl, o.for_id ? ", for one person" : "", clean);
 }
 
-/* /revoke [CODE]: one invite, or every usable one of the current room. */
+/* /revoke [CODE|ID]: one invite, or every usable one of the current room. */
 static void cmd_revoke(kith_client *c, const kith_cmd *cmd)
 {
     if (!current_room(c))
@@ -930,8 +931,9 @@ static void cmd_revoke(kith_client *c, const kith_cmd *cmd)
     int rc = kith_node_invite_revoke(c->node, c->room, cmd->arg ? c->arg : NULL);
     if (rc < 0)
         printf_line(c, "! revoke: %s",
-            rc == KITH_ENOENT       ? "no such invite of yours for this room"
-                : rc == KITH_EINVAL ? "not a valid invite code"
+            rc == KITH_ENOENT       ? "no such invite for this room"
+                : rc == KITH_EINVAL ? "not a valid invite code or id"
+                : rc == KITH_EPERM  ? "not allowed: only its issuer, moderators and admins may"
                                     : kith_strerror(rc));
     else
         printf_line(c, "* revoked %d invite%s", rc, rc == 1 ? "" : "s");
@@ -945,7 +947,10 @@ static void cmd_join(kith_client *c, const kith_cmd *cmd)
     if (rc < 0) {
         kith_uvnode_kick(c->uv);
         printf_line(c, "! join failed: %s",
-            rc == KITH_EINVAL ? "not a valid invite code" : kith_strerror(rc));
+            rc == KITH_EINVAL         ? "not a valid invite code"
+                : rc == KITH_EEXPIRED ? "the invite has expired: ask for a new one"
+                : rc == KITH_EEXIST   ? "you are already in that room"
+                                      : kith_strerror(rc));
         return;
     }
     /* The code names no room (only its id and the inviter's address). */

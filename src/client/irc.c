@@ -984,7 +984,10 @@ static void service_command(ircconn *cc, const char *text, size_t len)
         kith_uvnode_kick(irc->uv);
         if (rc < 0)
             svc(cc, "join failed: %s",
-                rc == KITH_EINVAL ? "not a valid invite code" : kith_strerror(rc));
+                rc == KITH_EINVAL         ? "not a valid invite code"
+                    : rc == KITH_EEXPIRED ? "the invite has expired: ask for a new one"
+                    : rc == KITH_EEXIST   ? "you are already in that room"
+                                          : kith_strerror(rc));
         else
             svc(cc, "joining; the room's channel opens when it is done");
     } else if (strcmp(verb, "verify") == 0 || strcmp(verb, "who") == 0) {

@@ -411,6 +411,17 @@ int kith_node_invite_ex(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
             s->bound = opts->for_id != NULL;
             if (opts->for_id)
                 memcpy(s->for_id, opts->for_id, KITH_ID_LEN);
+            /* The invite-issued op: every member sees that an invite
+             * exists (its id, expiry and uses, never its secret), and a
+             * moderator can revoke it in the log. */
+            kith_buf op;
+            kith_buf_init(&op, n->env, KITH_OP_MAX);
+            int orc = kith_room_invite_issued(r->room, s->id, s->expires_ms, uses, &op);
+            if (!orc)
+                orc = node_publish_op(n, r, &op);
+            kith_buf_free(&op);
+            if (orc)
+                KITH_LOGW(n->env, "could not publish an invite: %s", kith_strerror(orc));
         }
     }
     sodium_memzero(rec, sizeof rec);

@@ -20,6 +20,7 @@
 #define NODE_MAX_HELD_OPS 256 /* ops waiting for a parent */
 #define NODE_MAX_SEEN (1u << 22)
 #define NODE_MAX_INVITES 1024
+#define NODE_INVITE_SHORT 4 /* bytes of an invite id shown (8 hex digits) */
 #define NODE_TICK_MS 1000
 #define NODE_HANDSHAKE_TIMEOUT_MS 10000
 #define NODE_JOIN_TIMEOUT_MS 20000
@@ -298,6 +299,8 @@ void node_safety_string(const nroom *r, char out[32]);
 /* A peer that is no longer a member syncs with us: send it the log up to
  * the op that removed it, so its node can say so and stop. */
 void node_tell_removed(kith_node *n, struct nconn *c, nroom *r);
+/* Log, broadcast and announce an op we authored (already applied). */
+KITH_WUR int node_publish_op(kith_node *n, nroom *r, const kith_buf *op);
 /* Rekey when the room needs it and we are the one to (or anyone: a fallback). */
 void node_maybe_rekey(kith_node *n, nroom *r, bool anyone);
 /* Timer: if a needed rekey has not come from the member due to do it

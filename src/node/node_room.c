@@ -745,6 +745,8 @@ static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_me
     snprintf(by, sizeof by, "%s", who(n, r, o->author));
     snprintf(sub, sizeof sub, "%s", who(n, r, o->subject));
     bool me = memcmp(o->subject, n->self->id_pk, KITH_ID_LEN) == 0;
+    char inv[2 * NODE_INVITE_SHORT + 1]; /* the invite's id, as /revoke takes it */
+    kith_hex(inv, o->invite, NODE_INVITE_SHORT);
     if (!o->effective) {
         KITH_LOGI(n->env, "room %s: an op by %s has no effect (lost the role first)", room, by);
         return;
@@ -755,7 +757,7 @@ static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_me
         if (m)
             notify_join(n, r, m);
         if (o->has_invite)
-            node_event_info(n, r, "%s joined %s with %s's invite", sub, room, by);
+            node_event_info(n, r, "%s joined %s with %s's invite %s", sub, room, by, inv);
         break;
     }
     case KITH_OP_REMOVE:
@@ -780,10 +782,10 @@ static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_me
         node_event_info(n, r, "%s renamed the room to %s", by, o->text);
         break;
     case KITH_OP_INVITE:
-        node_event_info(n, r, "%s issued an invite to %s", by, room);
+        node_event_info(n, r, "%s issued an invite to %s (id %s)", by, room, inv);
         break;
     case KITH_OP_REVOKE:
-        node_event_info(n, r, "%s revoked an invite to %s", by, room);
+        node_event_info(n, r, "%s revoked the invite %s to %s", by, inv, room);
         break;
     case KITH_OP_REKEY:
         node_event_info(n, r, "%s rekeyed %s (epoch %llu)", by, room, (unsigned long long)o->epoch);
@@ -813,7 +815,7 @@ static bool we_rekey(const kith_node *n, const nroom *r)
 }
 
 /* Log, broadcast and apply side effects of an op we authored. */
-static int publish_op(kith_node *n, nroom *r, const kith_buf *op)
+int node_publish_op(kith_node *n, nroom *r, const kith_buf *op)
 {
     int rc = node_persist_op(n, r, op->data, op->len);
     if (rc)
@@ -875,7 +877,7 @@ void node_maybe_rekey(kith_node *n, nroom *r, bool anyone)
     kith_buf_init(&op, n->env, KITH_OP_MAX);
     int rc = kith_room_rekey(r->room, &op);
     if (!rc)
-        rc = publish_op(n, r, &op);
+        rc = node_publish_op(n, r, &op);
     else
         KITH_LOGW(n->env, "could not rekey %s: %s", kith_room_name(r->room), kith_strerror(rc));
     kith_buf_free(&op);
@@ -940,28 +942,90 @@ int kith_node_find_member(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID
     return found == 1 ? 0 : found ? KITH_EEXIST : KITH_ENOENT;
 }
 
+/* An invite id named by an effective invite-issued op of the log, matching
+ * the first `len` bytes of want (hex digits given as an id prefix match on
+ * whole bytes). */
+static bool invite_in_log(
+    const nroom *r, const uint8_t *want, size_t len, uint8_t out[KITH_HASH_LEN])
+{
+    size_t found = 0;
+    for (size_t i = 0; i < kith_room_op_count(r->room); i++) {
+        kith_op_info o;
+        if (kith_room_op_info(r->room, i, &o) == 0 && o.kind == KITH_OP_INVITE && o.effective
+            && memcmp(o.invite, want, len) == 0) {
+            if (found && memcmp(out, o.invite, KITH_HASH_LEN) == 0)
+                continue;
+            memcpy(out, o.invite, KITH_HASH_LEN);
+            found++;
+        }
+    }
+    return found == 1;
+}
+
+/* Publish an invite-revoked op, so that the log says so: every member sees
+ * it, and the issuing node refuses the invite even if it lost its own
+ * record. KITH_EPERM when we may not (not the issuer, not a moderator). */
+static int publish_revoke(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN])
+{
+    if (kith_room_invite_revoked(r->room, id))
+        return 0;
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    int rc = kith_room_invite_revoke(r->room, id, &op);
+    if (!rc)
+        rc = node_publish_op(n, r, &op);
+    kith_buf_free(&op);
+    return rc;
+}
+
+static bool hex_prefix(const char *s, uint8_t *out, size_t *len)
+{
+    size_t sl = strlen(s);
+    if (sl < 2 * NODE_INVITE_SHORT || sl > 2 * KITH_HASH_LEN || sl % 2)
+        return false;
+    for (size_t i = 0; i < sl; i += 2) {
+        int v = 0;
+        for (size_t k = 0; k < 2; k++) {
+            char ch = s[i + k];
+            int d = ch >= '0' && ch <= '9' ? ch - '0'
+                : ch >= 'a' && ch <= 'f'   ? ch - 'a' + 10
+                : ch >= 'A' && ch <= 'F'   ? ch - 'A' + 10
+                                           : -1;
+            if (d < 0)
+                return false;
+            v = v * 16 + d;
+        }
+        out[i / 2] = (uint8_t)v;
+    }
+    *len = sl / 2;
+    return true;
+}
+
 int kith_node_invite_revoke(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], const char *code)
 {
     nroom *r = node_room_by_id(n, room_id);
     if (!r)
         return KITH_ENOENT;
     uint8_t want[KITH_HASH_LEN];
+    size_t want_len = KITH_HASH_LEN;
     if (code) {
         kith_invite inv;
         int rc = kith_invite_decode(n->env, code, &inv);
-        if (rc)
-            return rc;
-        bool ours = memcmp(inv.room_id, room_id, KITH_HASH_LEN) == 0;
-        kith_invite_id(inv.secret, want);
-        sodium_memzero(&inv, sizeof inv);
-        if (!ours)
-            return KITH_ENOENT;
+        if (rc == 0) {
+            bool ours = memcmp(inv.room_id, room_id, KITH_HASH_LEN) == 0;
+            kith_invite_id(inv.secret, want);
+            sodium_memzero(&inv, sizeof inv);
+            if (!ours)
+                return KITH_ENOENT;
+        } else if (!hex_prefix(code, want, &want_len)) {
+            return rc; /* neither a code nor an invite id */
+        }
     }
     int count = 0;
     bool found = false;
     for (size_t i = 0; i < r->ninv; i++) {
         invite_st *s = &r->inv[i];
-        if (code && memcmp(s->id, want, KITH_HASH_LEN) != 0)
+        if (code && memcmp(s->id, want, want_len) != 0)
             continue;
         found = true;
         if (s->revoked || (!code && s->used))
@@ -971,9 +1035,22 @@ int kith_node_invite_revoke(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN
             return rc;
         s->revoked = true;
         count++;
+        rc = publish_revoke(n, r, s->id);
+        if (rc) /* our own record still refuses it */
+            KITH_LOGW(n->env, "could not publish an invite revocation: %s", kith_strerror(rc));
     }
-    if (code && !found)
-        return KITH_ENOENT;
+    if (code && !found) {
+        /* Someone else's invite, known from its invite-issued op: a
+         * moderator or admin revokes it in the log, and its issuer's node
+         * refuses it from then on. */
+        uint8_t id[KITH_HASH_LEN];
+        if (!invite_in_log(r, want, want_len, id))
+            return KITH_ENOENT;
+        if (kith_room_invite_revoked(r->room, id))
+            return 0;
+        int rc = publish_revoke(n, r, id);
+        return rc ? rc : 1;
+    }
     return count;
 }
 
@@ -1020,7 +1097,7 @@ int kith_node_member_op(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], i
         break;
     }
     if (!rc)
-        rc = publish_op(n, r, &op);
+        rc = node_publish_op(n, r, &op);
     kith_buf_free(&op);
     if (!rc) {
         node_refresh_dials(n);

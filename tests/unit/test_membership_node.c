@@ -678,6 +678,70 @@ static void test_name_collision(void **state)
     assert_string_equal(last_msg(&w->n[A], "after")->nick, "bea");
 }
 
+static void invite_short_id(world *w, const char *code, char out[16])
+{
+    kith_invite inv;
+    assert_int_equal(kith_invite_decode(&w->t.env, code, &inv), 0);
+    uint8_t id[KITH_HASH_LEN];
+    kith_invite_id(inv.secret, id);
+    kith_hex(out, id, 4);
+}
+
+/* Invites are room ops: every member sees one issued (with its id) and
+ * used; a moderator or admin revokes someone else's invite by that id, and
+ * the issuer's node then refuses it with a reason the joiner sees. */
+static void test_invite_ops(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 5);
+    uint8_t room[32];
+    char code[KITH_INVITE_CODE_MAX], idhex[16], want[128];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    invite_join(w, room, A, B);
+    invite_join(w, room, A, C);
+    tick(w, 1);
+
+    /* C, a member, issues an invite: everyone sees it. */
+    assert_int_equal(kith_node_invite(w->n[C].node, room, 0, code, sizeof code), 0);
+    tick(w, 1);
+    invite_short_id(w, code, idhex);
+    snprintf(want, sizeof want, "c issued an invite to bookclub (id %s)", idhex);
+    assert_true(has_info(&w->n[A], want));
+    assert_true(has_info(&w->n[B], want));
+
+    /* B, a member, may not revoke C's invite; A, the admin, may. */
+    assert_int_equal(kith_node_invite_revoke(w->n[B].node, room, idhex), KITH_EPERM);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, "00000000"), KITH_ENOENT);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, idhex), 1);
+    assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, idhex), 0); /* again: harmless */
+    tick(w, 1);
+    snprintf(want, sizeof want, "a revoked the invite %s", idhex);
+    assert_true(has_info(&w->n[C], want));
+    assert_true(has_info(&w->n[B], want));
+
+    /* C's own record does not know; the log does: D is refused. */
+    assert_int_equal(kith_node_join(w->n[D].node, code), 0);
+    settle(w);
+    assert_true(has_event(&w->n[D], KITH_EV_ERROR, "join failed: invite revoked"));
+    assert_int_equal(kith_node_member_count(w->n[C].node, room), 3);
+    assert_int_equal(kith_node_room_count(w->n[D].node), 0);
+
+    /* A use of an invite is visible to everyone, with the invite's id. */
+    assert_int_equal(kith_node_invite(w->n[C].node, room, 0, code, sizeof code), 0);
+    invite_short_id(w, code, idhex);
+    assert_int_equal(kith_node_join(w->n[D].node, code), 0);
+    settle(w);
+    tick(w, 1);
+    snprintf(want, sizeof want, "d joined bookclub with c's invite %s", idhex);
+    assert_true(has_info(&w->n[A], want));
+    assert_true(has_info(&w->n[B], want));
+    /* A second use of a one-use invite is refused, with the reason. */
+    assert_int_equal(kith_node_join(w->n[E].node, code), 0);
+    settle(w);
+    assert_true(has_event(&w->n[E], KITH_EV_ERROR, "join failed: invite already used"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -687,6 +751,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invite_hygiene, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rekey_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_collision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invite_ops, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
