@@ -60,7 +60,7 @@ typedef struct kith_event {
     const char *room_name;
     uint8_t author[KITH_MEMBER_ID_LEN];
     const char *nick; /* author's or member's display name */
-    uint32_t msg_type; /* 1 text, 2 action, 3 nick */
+    uint32_t msg_type; /* 1 text, 2 action, 3 nick, 4 edit, 5 delete, 6 reaction */
     const char *text; /* not NUL-terminated for messages: use text_len */
     size_t text_len;
     uint64_t wall_ms;
@@ -70,6 +70,21 @@ typedef struct kith_event {
     bool catchup; /* delivered during a bulk catch-up, which is reported by
                      KITH_EV_INFO progress lines: a client may skip printing it */
     int err;
+    /* MESSAGE events: the message id. Edits (text = the new text), deletes
+     * (text empty, or the emoji when a reaction is taken back) and reactions
+     * (text = the emoji) name their target, with the target's type, current
+     * text and author when the node holds it (ctx NULL when it doesn't). Only
+     * edits and deletes by the target's author are reported. */
+    uint8_t id[KITH_ROOM_ID_LEN];
+    bool has_target;
+    uint8_t target[KITH_ROOM_ID_LEN];
+    uint32_t target_type;
+    const char *ctx;
+    const char *ctx_nick;
+    /* kith_node_history: the text shown is the latest edit's; the message
+     * was deleted (text empty). */
+    bool edited;
+    bool deleted;
 } kith_event;
 
 enum kith_action_type {
@@ -138,6 +153,27 @@ KITH_WUR int kith_node_join(kith_node *node, const char *code);
 /* msg_type 1 text, 2 action. Returns the message's sequence number in *seq. */
 KITH_WUR int kith_node_send(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     uint32_t msg_type, const char *text, size_t len, uint64_t *seq);
+/* Edits, deletes and reactions (proto/kith.md 4.2 and 6). `target` is a
+ * message id from kith_node_find_message or an event. msg_type 4 edit (text
+ * = the new text), 5 delete (no text), 6 reaction (text = a short token,
+ * usually one emoji). KITH_ENOENT: no such message; KITH_EPERM: editing or
+ * deleting someone else's message; KITH_EINVAL: a target that can't be
+ * acted on (already deleted, not a text) or a bad text; KITH_EEXIST: that
+ * reaction is already there. */
+KITH_WUR int kith_node_send_about(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    uint32_t msg_type, const uint8_t target[KITH_ROOM_ID_LEN], const char *text, size_t len,
+    uint64_t *seq);
+/* Take back our reactions to `target`: the one with this text, or (text
+ * NULL) all of them; target NULL: our latest reaction (with this text).
+ * Returns how many (a delete each), KITH_ENOENT for none. */
+KITH_WUR int kith_node_unreact(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const uint8_t target[KITH_ROOM_ID_LEN], const char *text, size_t len);
+/* Find a message (text or action, not deleted): by a hex prefix of its id
+ * (id_hex, at least 4 characters), or else the nth most recent (1 = the
+ * last), counting only our own when `mine`. KITH_ENOENT: none; KITH_EEXIST:
+ * the prefix is ambiguous. */
+KITH_WUR int kith_node_find_message(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const char *id_hex, size_t nth, bool mine, uint8_t id[KITH_ROOM_ID_LEN]);
 /* Membership changes (proto/kith.md 5): `member` names the subject of
  * remove, ban, unban and set role; `role` is the new role (1 observer ..
  * 4 admin); `text` the topic or room name. The op is logged, sent to the
@@ -241,7 +277,10 @@ KITH_WUR int kith_node_room_info(
 size_t kith_node_member_count(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN]);
 KITH_WUR int kith_node_member_at(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN],
     size_t i, kith_member_info *out);
-/* Call cb for the last `max` messages of a room, oldest first (ev->history set). */
+/* Call cb for the last `max` messages of a room, oldest first (ev->history
+ * set): texts and actions as they read now (edited, deleted), each followed
+ * by a MESSAGE event of msg_type 6 per reaction to it (one per reactor and
+ * emoji, grouped by emoji in the order they first came). */
 typedef void (*kith_history_cb)(void *ud, const kith_event *ev);
 KITH_WUR int kith_node_history(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], size_t max,
     kith_history_cb cb, void *ud);

@@ -13,9 +13,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <uv.h>
 
+#include "msg/msg.h"
 #include "room/room.h"
 #include "store/store.h"
 #include "util/util.h"
@@ -201,8 +203,17 @@ static const cmd_spec commands[] = {
     { "who", KITH_CMD_WHO, ARG_NONE, "/who", "list the members of the current room" },
     { "nick", KITH_CMD_NICK, ARG_REQUIRED, "/nick NAME", "change your display name" },
     { "me", KITH_CMD_ME, ARG_REQUIRED, "/me TEXT", "send an action to the current room" },
-    { "history", KITH_CMD_HISTORY, ARG_OPTIONAL, "/history [N]",
-        "show the last N messages of the current room (default 20)" },
+    { "history", KITH_CMD_HISTORY, ARG_OPTIONAL, "/history [N] [ids]",
+        "show the last N messages of the current room (default 20); with ids, each message's "
+        "short id (for /edit, /delete, /react)" },
+    { "edit", KITH_CMD_EDIT, ARG_REQUIRED, "/edit [N|ID] TEXT",
+        "replace the text of your last message (or your Nth last, or the one with that id)" },
+    { "delete", KITH_CMD_DELETE, ARG_OPTIONAL, "/delete [N|ID]",
+        "delete your last message (or your Nth last, or the one with that id)" },
+    { "react", KITH_CMD_REACT, ARG_REQUIRED, "/react [N|ID] EMOJI",
+        "react to the last message (or the Nth last, or the one with that id)" },
+    { "unreact", KITH_CMD_UNREACT, ARG_OPTIONAL, "/unreact [N|ID] [EMOJI]",
+        "take back your latest reaction (or those to the Nth last message, or that id)" },
     { "search", KITH_CMD_SEARCH, ARG_REQUIRED, "/search TEXT",
         "show the current room's messages containing TEXT (any case; the last 20 matches)" },
     { "kick", KITH_CMD_KICK, ARG_REQUIRED, "/kick NICK",
@@ -272,6 +283,101 @@ static void set_error(kith_cmd *out, const char *pre, const char *a, size_t alen
     snprintf(out->error, sizeof out->error, "%s%s%s", pre, clean, post);
 }
 
+/* "/history 50 ids", "/history ids 50", "/history ids": take the word
+ * "ids" off the argument. */
+static void history_ids(kith_cmd *out)
+{
+    const char *a = out->arg;
+    size_t n = out->arg_len;
+    if (!a)
+        return;
+    if (n >= 3 && strncasecmp(a + n - 3, "ids", 3) == 0 && (n == 3 || is_blank(a[n - 4]))) {
+        out->ids = true;
+        n -= 3;
+    } else if (n > 3 && strncasecmp(a, "ids", 3) == 0 && is_blank(a[3])) {
+        out->ids = true;
+        a += 3;
+        n -= 3;
+    }
+    while (n && is_blank(a[0]))
+        a++, n--;
+    while (n && is_blank(a[n - 1]))
+        n--;
+    out->arg = n ? a : NULL;
+    out->arg_len = n;
+}
+
+/* Is a word a message reference: N (1..999) or a short id (6..64 hex)? */
+static bool word_ref(const char *w, size_t n, kith_cmd *out)
+{
+    bool digits = n >= 1 && n <= 3, hex = n >= 6 && n <= 64;
+    for (size_t k = 0; k < n; k++) {
+        char ch = w[k];
+        digits = digits && ch >= '0' && ch <= '9';
+        hex = hex
+            && ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F'));
+    }
+    if (digits) {
+        size_t v = 0;
+        for (size_t k = 0; k < n; k++)
+            v = v * 10 + (size_t)(w[k] - '0');
+        if (v == 0)
+            return false;
+        out->count = v;
+        return true;
+    }
+    if (hex) {
+        out->ref = w;
+        out->ref_len = n;
+        return true;
+    }
+    return false;
+}
+
+/* /edit [N|ID] TEXT, /delete [N|ID], /react [N|ID] EMOJI, /unreact [N|ID]
+ * [EMOJI]: the reference goes to count or ref, arg keeps the rest. */
+static bool parse_ref(const cmd_spec *spec, kith_cmd *out)
+{
+    const char *a = out->arg;
+    size_t n = out->arg_len, w = 0;
+    while (a && w < n && !is_blank(a[w]))
+        w++;
+    size_t rest = w;
+    while (rest < n && is_blank(a[rest]))
+        rest++;
+    bool more = rest < n;
+    int kind = spec->kind;
+    /* The first word is a reference when something follows it (or, for
+     * /delete and /unreact, it is one). A text or emoji alone is just that. */
+    bool took
+        = a && (more || kind == KITH_CMD_DELETE || kind == KITH_CMD_UNREACT) && word_ref(a, w, out);
+    if (took) {
+        out->arg = more ? a + rest : NULL;
+        out->arg_len = more ? n - rest : 0;
+    } else if (kind == KITH_CMD_DELETE && a) {
+        set_error(out, "! usage: ", spec->usage, strlen(spec->usage), "");
+        return false;
+    }
+    /* No reference: the last message; for /unreact, our latest reaction
+     * (count stays 0). */
+    if (!out->count && !out->ref && kind != KITH_CMD_UNREACT)
+        out->count = 1;
+    bool one_word = true;
+    for (size_t k = 0; k < out->arg_len; k++)
+        one_word = one_word && !is_blank(out->arg[k]);
+    if ((kind == KITH_CMD_EDIT || kind == KITH_CMD_REACT) && !out->arg) {
+        set_error(out, "! usage: ", spec->usage, strlen(spec->usage), "");
+        return false;
+    }
+    if ((kind == KITH_CMD_REACT || kind == KITH_CMD_UNREACT) && out->arg
+        && (!one_word || out->arg_len > KITH_MSG_MAX_REACTION)) {
+        set_error(out, "! usage: ", spec->usage, strlen(spec->usage),
+            " (one emoji or word, at most 32 bytes)");
+        return false;
+    }
+    return true;
+}
+
 void kith_client_parse(const char *line, size_t len, kith_cmd *out)
 {
     memset(out, 0, sizeof *out);
@@ -322,6 +428,7 @@ void kith_client_parse(const char *line, size_t len, kith_cmd *out)
             }
     } else if (spec->kind == KITH_CMD_HISTORY) {
         out->count = KITH_CLIENT_HISTORY_DEFAULT;
+        history_ids(out);
         if (out->arg) {
             size_t v = 0;
             bool ok = out->arg_len <= 5;
@@ -337,6 +444,10 @@ void kith_client_parse(const char *line, size_t len, kith_cmd *out)
             }
             out->count = v;
         }
+    } else if (spec->kind == KITH_CMD_EDIT || spec->kind == KITH_CMD_DELETE
+        || spec->kind == KITH_CMD_REACT || spec->kind == KITH_CMD_UNREACT) {
+        if (!parse_ref(spec, out))
+            return;
     } else if (spec->kind == KITH_CMD_HELP && out->arg && out->arg[0] == '/') {
         out->arg++;
         out->arg_len--;
@@ -400,11 +511,40 @@ static void ob_room(outbuf *o, const kith_event *ev)
         ob_hexid(o, ev->room_id);
 }
 
+/* The start of someone's text, quoted, cut after KITH_CLIENT_SNIPPET
+ * characters with "…". */
+static void ob_snippet(outbuf *o, const char *s, size_t n)
+{
+    size_t at = 0, cps = 0;
+    while (at < n && cps < KITH_CLIENT_SNIPPET) {
+        uint32_t cp;
+        size_t k = kith_client_utf8_decode((const unsigned char *)s + at, n - at, &cp);
+        at += k ? k : 1;
+        cps++;
+    }
+    ob_raw(o, "\"");
+    ob_text(o, s, at);
+    ob_raw(o, at < n ? "\xe2\x80\xa6\"" : "\"");
+}
+
+/* " to alice: \"hello…\"" for a reaction or a deleted reaction. */
+static void ob_context(outbuf *o, const kith_event *ev)
+{
+    if (!ev->ctx_nick)
+        return;
+    ob_raw(o, " to ");
+    ob_str(o, ev->ctx_nick);
+    if (ev->ctx && ev->ctx[0]) {
+        ob_raw(o, ": ");
+        ob_snippet(o, ev->ctx, strnlen(ev->ctx, KITH_CLIENT_LINE_MAX));
+    }
+}
+
 size_t kith_client_format_message(const kith_event *ev, bool show_room, char *out, size_t cap)
 {
     outbuf o;
     ob_init(&o, out, cap);
-    if (ev->type != KITH_EV_MESSAGE || ev->msg_type < 1 || ev->msg_type > 3)
+    if (ev->type != KITH_EV_MESSAGE || ev->msg_type < 1 || ev->msg_type > 6)
         return 0;
     ob_time(&o, ev->wall_ms);
     ob_raw(&o, " ");
@@ -413,16 +553,49 @@ size_t kith_client_format_message(const kith_event *ev, bool show_room, char *ou
         ob_room(&o, ev);
         ob_raw(&o, " ");
     }
-    if (ev->msg_type == 1) {
+    size_t tl = ev->text ? ev->text_len : 0;
+    switch (ev->msg_type) {
+    case 1:
         ob_raw(&o, "<");
         ob_nick(&o, ev);
         ob_raw(&o, "> ");
-    } else {
+        break;
+    case 4: /* edit */
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        ob_raw(&o, " edited: ");
+        break;
+    case 5: /* delete: of a message, or taking back a reaction */
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        if (ev->target_type == 6) {
+            ob_raw(&o, " took back ");
+            ob_text(&o, ev->text, tl);
+            ob_context(&o, ev);
+        } else {
+            ob_raw(&o, " deleted a message");
+        }
+        return o.len;
+    case 6: /* reaction */
+        ob_raw(&o, "* ");
+        ob_nick(&o, ev);
+        ob_raw(&o, " reacted ");
+        ob_text(&o, ev->text, tl);
+        ob_context(&o, ev);
+        return o.len;
+    default:
         ob_raw(&o, "* ");
         ob_nick(&o, ev);
         ob_raw(&o, ev->msg_type == 3 ? " is now " : " ");
+        break;
     }
-    ob_text(&o, ev->text, ev->text ? ev->text_len : 0);
+    if (ev->deleted) {
+        ob_raw(&o, "[message deleted]");
+        return o.len;
+    }
+    ob_text(&o, ev->text, tl);
+    if (ev->edited)
+        ob_raw(&o, " (edited)");
     return o.len;
 }
 
@@ -1151,12 +1324,52 @@ typedef struct history_ctx {
     kith_client *c;
     bool show_room;
     size_t shown;
+    bool ids;
+    outbuf react; /* the reaction line being built */
+    char react_emoji[KITH_MSG_MAX_REACTION];
+    size_t react_emoji_len;
 } history_ctx;
+
+/* Reactions come after their message, grouped by emoji: "  ↳ 👍 bob, carol". */
+static void reactions_flush(history_ctx *h)
+{
+    if (h->react.len) {
+        say(h->c, h->react.p);
+        ob_init(&h->react, h->react.p, h->react.cap);
+    }
+    h->react_emoji_len = 0;
+}
 
 static void on_history(void *ud, const kith_event *ev)
 {
     history_ctx *h = ud;
-    if (kith_client_format_message(ev, h->show_room, h->c->out, sizeof h->c->out) > 0) {
+    if (ev->msg_type == 6) {
+        size_t tl = KITH_MIN(ev->text_len, sizeof h->react_emoji);
+        bool same
+            = h->react.len && h->react_emoji_len == tl && memcmp(h->react_emoji, ev->text, tl) == 0;
+        if (same) {
+            ob_raw(&h->react, ", ");
+        } else {
+            reactions_flush(h);
+            memcpy(h->react_emoji, ev->text, tl);
+            h->react_emoji_len = tl;
+            ob_raw(&h->react, h->ids ? "         \xe2\x86\xb3 " : "  \xe2\x86\xb3 ");
+            ob_text(&h->react, ev->text, tl);
+            ob_raw(&h->react, " ");
+        }
+        ob_nick(&h->react, ev);
+        return;
+    }
+    reactions_flush(h);
+    outbuf o;
+    ob_init(&o, h->c->out, sizeof h->c->out);
+    if (h->ids) {
+        char hex[2 * KITH_ROOM_ID_LEN + 1];
+        kith_hex(hex, ev->id, KITH_CLIENT_SHORT_ID / 2);
+        ob_raw(&o, hex);
+        ob_raw(&o, " ");
+    }
+    if (kith_client_format_message(ev, h->show_room, o.p + o.len, o.cap - o.len) > 0) {
         say(h->c, h->c->out);
         h->shown++;
     }
@@ -1166,8 +1379,11 @@ static void cmd_history(kith_client *c, const kith_cmd *cmd)
 {
     if (!current_room(c))
         return;
-    history_ctx h = { c, kith_node_room_count(c->node) > 1, 0 };
+    char react[1024];
+    history_ctx h = { c, kith_node_room_count(c->node) > 1, 0, cmd->ids, { 0 }, { 0 }, 0 };
+    ob_init(&h.react, react, sizeof react);
     int rc = kith_node_history(c->node, c->room, cmd->count, on_history, &h);
+    reactions_flush(&h);
     if (rc < 0) {
         printf_line(c, "! cannot read history: %s", kith_strerror(rc));
     } else if (h.shown == 0) {
@@ -1252,6 +1468,91 @@ static void cmd_search(kith_client *c, const kith_cmd *cmd)
     else
         printf_line(c, "* %zu messages in %s contain \"%s\"; the last %d are shown", total, name,
             text, SEARCH_SHOWN);
+}
+
+/* ---- edits, deletes, reactions ---- */
+
+/* The message a command refers to: by id prefix, or the Nth last (of ours
+ * when mine). Says why not and returns false when there is none. */
+static bool find_ref(kith_client *c, const kith_cmd *cmd, bool mine, uint8_t id[KITH_ROOM_ID_LEN])
+{
+    char ref[2 * KITH_ROOM_ID_LEN + 1] = "";
+    if (cmd->ref) {
+        memcpy(ref, cmd->ref, cmd->ref_len);
+        ref[cmd->ref_len] = '\0';
+    }
+    int rc = kith_node_find_message(c->node, c->room, cmd->ref ? ref : NULL, cmd->count, mine, id);
+    if (rc == 0)
+        return true;
+    if (rc == KITH_EEXIST)
+        printf_line(c, "! more than one message has an id starting %s: give more of it", ref);
+    else if (cmd->ref)
+        printf_line(c, "! no message with id %s here (/history 20 ids lists ids)", ref);
+    else if (mine && cmd->count == 1)
+        say(c, "! you have no message here to change");
+    else
+        printf_line(c, "! there is no %s%zu%s message back", mine ? "own " : "", cmd->count,
+            cmd->count == 1       ? "st"
+                : cmd->count == 2 ? "nd"
+                : cmd->count == 3 ? "rd"
+                                  : "th");
+    return false;
+}
+
+static void cmd_about(kith_client *c, int kind, const kith_cmd *cmd)
+{
+    if (!current_room(c))
+        return;
+    if (cmd->arg && !kith_client_utf8_valid(cmd->arg, cmd->arg_len)) {
+        say(c, "! message is not valid UTF-8");
+        return;
+    }
+    uint8_t id[KITH_ROOM_ID_LEN];
+    /* N counts our own messages for /edit and /delete; an id may name
+     * anyone's (and the node says whose it is). */
+    if (!find_ref(c, cmd, kind != KITH_CMD_REACT && kind != KITH_CMD_UNREACT && !cmd->ref, id))
+        return;
+    int rc;
+    uint64_t seq;
+    if (kind == KITH_CMD_UNREACT) {
+        rc = kith_node_unreact(c->node, c->room, id, cmd->arg, cmd->arg ? cmd->arg_len : 0);
+        if (rc == KITH_ENOENT) {
+            say(c, "! you have no reaction there to take back");
+            return;
+        }
+    } else {
+        uint32_t type = kind == KITH_CMD_EDIT ? 4 : kind == KITH_CMD_DELETE ? 5 : 6;
+        rc = kith_node_send_about(
+            c->node, c->room, type, id, cmd->arg, cmd->arg ? cmd->arg_len : 0, &seq);
+    }
+    kith_uvnode_kick(c->uv);
+    if (rc == KITH_EEXIST)
+        say(c, "! you already reacted with that");
+    else if (rc == KITH_EPERM)
+        say(c, "! you can only edit or delete your own messages");
+    else if (rc == KITH_EINVAL)
+        say(c,
+            kind == KITH_CMD_REACT ? "! a reaction is one emoji or word, at most 32 bytes"
+                                   : "! that message can't be changed (deleted?)");
+    else if (rc < 0)
+        printf_line(c, "! cannot send: %s", kith_strerror(rc));
+}
+
+/* /unreact without a reference: our latest reaction, whatever it was to. */
+static void cmd_unreact(kith_client *c, const kith_cmd *cmd)
+{
+    if (cmd->ref || cmd->count) {
+        cmd_about(c, KITH_CMD_UNREACT, cmd);
+        return;
+    }
+    if (!current_room(c))
+        return;
+    int rc = kith_node_unreact(c->node, c->room, NULL, cmd->arg, cmd->arg ? cmd->arg_len : 0);
+    kith_uvnode_kick(c->uv);
+    if (rc == KITH_ENOENT)
+        say(c, "! you have no reaction here to take back");
+    else if (rc < 0)
+        printf_line(c, "! cannot send: %s", kith_strerror(rc));
 }
 
 /* ---- LAN meetups ---- */
@@ -1413,6 +1714,14 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
         break;
     case KITH_CMD_SEARCH:
         cmd_search(c, &cmd);
+        break;
+    case KITH_CMD_EDIT:
+    case KITH_CMD_DELETE:
+    case KITH_CMD_REACT:
+        cmd_about(c, cmd.kind, &cmd);
+        break;
+    case KITH_CMD_UNREACT:
+        cmd_unreact(c, &cmd);
         break;
     case KITH_CMD_KICK:
     case KITH_CMD_BAN:

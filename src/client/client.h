@@ -22,6 +22,10 @@
 #define KITH_CLIENT_NICK_MAX 32
 #define KITH_CLIENT_HISTORY_DEFAULT 20
 #define KITH_CLIENT_HISTORY_MAX 10000
+/* Characters of a message quoted after a reaction ("to alice: \"hi…\""). */
+#define KITH_CLIENT_SNIPPET 40
+/* Hex digits of the short message ids /history ... ids shows. */
+#define KITH_CLIENT_SHORT_ID 6
 
 /* ---- commands (pure) ---- */
 
@@ -57,6 +61,12 @@ enum kith_cmd_kind {
     KITH_CMD_PEERS,
     KITH_CMD_STATS, /* the node's gossip counters, for tools/bench */
     KITH_CMD_SEARCH, /* arg: the text to look for */
+    /* Acting on a message: count = N (the Nth last; 1 by default) or ref =
+     * a short id; arg = the new text or the emoji (optional for unreact). */
+    KITH_CMD_EDIT,
+    KITH_CMD_DELETE,
+    KITH_CMD_REACT,
+    KITH_CMD_UNREACT,
 };
 
 typedef struct kith_cmd {
@@ -64,6 +74,9 @@ typedef struct kith_cmd {
     const char *arg; /* points into the parsed line; not NUL-terminated */
     size_t arg_len;
     size_t count;
+    const char *ref; /* /edit etc.: a message id prefix (hex), not NUL-terminated */
+    size_t ref_len;
+    bool ids; /* /history ... ids */
     char error[192];
 } kith_cmd;
 

@@ -250,9 +250,29 @@ size_t kith_control_json_event(const kith_event *ev, char *out, size_t cap)
         jquote(&j, fpr, strnlen(fpr, sizeof fpr));
     }
     if (ev->type == KITH_EV_MESSAGE) {
-        static const char *types[] = { "unknown", "text", "action", "nick" };
+        static const char *types[]
+            = { "unknown", "text", "action", "nick", "edit", "delete", "reaction" };
         jkey(&j, "type");
-        jfmt(&j, "\"%s\"", types[ev->msg_type <= 3 ? ev->msg_type : 0]);
+        jfmt(&j, "\"%s\"", types[ev->msg_type <= 6 ? ev->msg_type : 0]);
+        char mid[2 * KITH_ROOM_ID_LEN + 1];
+        if (!id_zero(ev->id, KITH_ROOM_ID_LEN)) {
+            kith_hex(mid, ev->id, KITH_ROOM_ID_LEN);
+            jkey(&j, "id");
+            jquote(&j, mid, strlen(mid));
+        }
+        if (ev->has_target) {
+            kith_hex(mid, ev->target, KITH_ROOM_ID_LEN);
+            jkey(&j, "target");
+            jquote(&j, mid, strlen(mid));
+        }
+        if (ev->edited) {
+            jkey(&j, "edited");
+            jstr(&j, "true");
+        }
+        if (ev->deleted) {
+            jkey(&j, "deleted");
+            jstr(&j, "true");
+        }
     }
     if (ev->text) {
         size_t tl = ev->text_len;

@@ -37,7 +37,11 @@ enum {
     IK_BODY = 10,
     IK_PAD = 11,
     IK_COUNT = 12,
+    IK_TARGET = 12, /* only in edits, deletes and reactions: one more pair */
 };
+
+/* Key 12 after the padding: 1 byte key + bin8 header (2) + 32 bytes. */
+#define TARGET_ENTRY_LEN (1 + 2 + KITH_HASH_LEN)
 
 /* Envelope map keys. */
 enum {
@@ -152,6 +156,24 @@ static bool all_zero(const uint8_t *p, size_t len)
     return acc == 0;
 }
 
+bool kith_msg_type_targets(uint32_t type)
+{
+    return type == KITH_MSG_EDIT || type == KITH_MSG_DELETE || type == KITH_MSG_REACTION;
+}
+
+/* A reaction is a short token: no ASCII blanks or controls, so it reads as
+ * one thing on a line and a client can take it as one word. */
+static bool reaction_ok(const uint8_t *p, size_t len)
+{
+    if (len == 0 || len > KITH_MSG_MAX_REACTION)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] <= 0x20 || p[i] == 0x7f)
+            return false;
+    }
+    return true;
+}
+
 /* The rules shared by encode (KITH_EINVAL: the caller's bug) and parse
  * (KITH_EPROTO: the sender's). Body length is KITH_ETOOBIG in both. */
 static int check_inner_rules(const kith_inner *in, int bad)
@@ -172,6 +194,19 @@ static int check_inner_rules(const kith_inner *in, int bad)
         return bad;
     if (!kith_msg_utf8_valid(in->body, in->body_len))
         return bad;
+    /* Key 12: required for the three types that act on another message,
+     * forbidden for the three that don't, optional for types a later
+     * version may add (so this version can carry them along). */
+    if (in->type <= KITH_MSG_NICK && in->has_target)
+        return bad;
+    if (kith_msg_type_targets(in->type) && !in->has_target)
+        return bad;
+    if (in->type == KITH_MSG_EDIT && in->body_len == 0)
+        return bad; /* an edit to nothing is a delete */
+    if (in->type == KITH_MSG_DELETE && in->body_len != 0)
+        return bad;
+    if (in->type == KITH_MSG_REACTION && !reaction_ok(in->body, in->body_len))
+        return bad;
     return 0;
 }
 
@@ -185,7 +220,7 @@ int kith_msg_encode_inner(const kith_inner *in, kith_buf *out)
     size_t start = out->len;
     kith_wire_writer w;
     kith_wire_writer_init(&w, out);
-    kith_wire_map(&w, IK_COUNT);
+    kith_wire_map(&w, IK_COUNT + (in->has_target ? 1u : 0u));
     kith_wire_uint(&w, IK_VERSION);
     kith_wire_uint(&w, KITH_MSG_VERSION);
     kith_wire_uint(&w, IK_TYPE);
@@ -217,7 +252,7 @@ int kith_msg_encode_inner(const kith_inner *in, kith_buf *out)
     /* Padding: key 11 (1 byte) + bin header (2 bytes for n <= 255, 3 for
      * n <= 65535) + n zero bytes, so that the whole map is a bucket size. A
      * total that would need a non-shortest header moves to the next bucket. */
-    size_t base = out->len - start;
+    size_t base = out->len - start + (in->has_target ? TARGET_ENTRY_LEN : 0);
     size_t n = 0, hdr = 0;
     for (size_t t = bucket_at_least(base + 3);; t = bucket_at_least(t + 1)) {
         size_t r = t - base - 1;
@@ -246,6 +281,10 @@ int kith_msg_encode_inner(const kith_inner *in, kith_buf *out)
         size_t k = KITH_MIN(left, sizeof zeros);
         kith_wire_raw(&w, zeros, k);
         left -= k;
+    }
+    if (in->has_target) {
+        kith_wire_uint(&w, IK_TARGET);
+        kith_wire_bin(&w, in->target, KITH_HASH_LEN);
     }
     rc = kith_wire_finish(&w);
     if (rc)
@@ -402,9 +441,10 @@ int kith_msg_parse_inner(const kith_env *env, const uint8_t *plain, size_t len,
         goto done;
     const kith_wire_node *root = kith_wire_root(doc);
     rc = KITH_EPROTO;
-    /* Keys are unique and ascending (canonical) and all 12 are required
-     * below, so n == 12 also rules out unknown keys. */
-    if (root->type != KITH_WIRE_MAP || root->n != IK_COUNT)
+    /* Keys are unique and ascending (canonical) and keys 0..11 are required
+     * below, so n == 12 rules out unknown keys, and with n == 13 the one
+     * more key must be 12 (the target, read below). */
+    if (root->type != KITH_WIRE_MAP || (root->n != IK_COUNT && root->n != IK_COUNT + 1))
         goto done;
     if ((rc = proto_err(kith_wire_get_uint(doc, root, IK_VERSION, &v))))
         goto done;
@@ -459,6 +499,11 @@ int kith_msg_parse_inner(const kith_env *env, const uint8_t *plain, size_t len,
     /* Zero padding only: it is signed, but must not become a covert channel. */
     if (!all_zero(pad, padlen))
         goto done;
+    if (root->n == IK_COUNT + 1) {
+        if ((rc = proto_err(kith_wire_get_fixed(doc, root, IK_TARGET, in.target, KITH_HASH_LEN))))
+            goto done;
+        in.has_target = true;
+    }
     if ((rc = check_inner_rules(&in, KITH_EPROTO)))
         goto done;
     /* Last and most expensive: the signature, over the exact bytes received

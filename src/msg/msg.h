@@ -14,6 +14,9 @@
  * name its room. Message id = BLAKE2b-256 of the envelope bytes, so a node
  * drops a duplicate before any signature check.
  *
+ * Edits, deletes and reactions carry one more key (12, the target message
+ * id) after the padding.
+ *
  * Padding: the inner map is padded so that its length is a bucket size
  * (256, 512, 1024, ... bytes), hiding the length of short messages. */
 #ifndef KITH_MSG_H
@@ -37,8 +40,18 @@ enum kith_msg_type {
     KITH_MSG_TEXT = 1,
     KITH_MSG_ACTION = 2, /* /me */
     KITH_MSG_NICK = 3, /* body = the author's new display name */
-    /* later: edit, delete, reaction, ... */
+    /* The next three name another message of the room (`target`). Who may
+     * do what to which message is the node's rule (proto/kith.md 4.2). */
+    KITH_MSG_EDIT = 4, /* body = the new text (1..KITH_MSG_MAX_BODY bytes) */
+    KITH_MSG_DELETE = 5, /* body empty; deleting a reaction takes it back */
+    KITH_MSG_REACTION = 6, /* body = 1..KITH_MSG_MAX_REACTION bytes, no blanks or controls */
 };
+
+/* Longest reaction: room for a few emoji with modifiers and joiners. */
+#define KITH_MSG_MAX_REACTION 32
+/* Does this type carry a target (inner map key 12)? Types 1..3 must not,
+ * 4..6 must; types msg doesn't know may (for later versions). */
+bool kith_msg_type_targets(uint32_t type);
 
 typedef struct kith_inner {
     uint32_t type;
@@ -53,6 +66,8 @@ typedef struct kith_inner {
     uint64_t wall_ms;
     const uint8_t *body; /* UTF-8 text; not NUL-terminated */
     size_t body_len;
+    bool has_target; /* key 12: the message an edit, delete or reaction is about */
+    uint8_t target[KITH_HASH_LEN];
 } kith_inner;
 
 typedef struct kith_envelope {

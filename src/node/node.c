@@ -109,7 +109,9 @@ void node_push_event(kith_node *n, const kith_event *ev, const char *text, size_
 {
     size_t rn = ev->room_name ? strlen(ev->room_name) + 1 : 0;
     size_t nn = ev->nick ? strlen(ev->nick) + 1 : 0;
-    uint8_t *blob = kith_malloc(n->env, rn + nn + text_len + 1);
+    size_t cn = ev->ctx ? strlen(ev->ctx) + 1 : 0;
+    size_t cnn = ev->ctx_nick ? strlen(ev->ctx_nick) + 1 : 0;
+    uint8_t *blob = kith_malloc(n->env, rn + nn + cn + cnn + text_len + 1);
     qact *a = blob ? q_push(n) : NULL;
     if (!a) {
         kith_free(n->env, blob);
@@ -128,6 +130,16 @@ void node_push_event(kith_node *n, const kith_event *ev, const char *text, size_
         memcpy(p, ev->nick, nn);
         a->a.ev.nick = (const char *)p;
         p += nn;
+    }
+    if (cn) {
+        memcpy(p, ev->ctx, cn);
+        a->a.ev.ctx = (const char *)p;
+        p += cn;
+    }
+    if (cnn) {
+        memcpy(p, ev->ctx_nick, cnn);
+        a->a.ev.ctx_nick = (const char *)p;
+        p += cnn;
     }
     if (text_len)
         memcpy(p, text, text_len);
@@ -299,18 +311,10 @@ int kith_node_flush(kith_node *n)
     }
     for (size_t i = 0; i < n->nout; i++) {
         nroom *r = n->out[i].room;
-        hist *h = &r->hist[n->out[i].hist];
         kith_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KITH_EV_MESSAGE;
-        node_room_event(n, &ev, r);
-        memcpy(ev.author, h->author, KITH_ID_LEN);
-        ev.nick = node_display(n, r, h->author);
-        ev.msg_type = h->type;
-        ev.wall_ms = h->wall_ms;
-        ev.seq = h->seq;
+        node_message_event(n, r, n->out[i].hist, &ev);
         ev.self = true;
-        node_push_event(n, &ev, h->body, h->body_len);
+        node_push_event(n, &ev, ev.text, ev.text_len);
         ev.type = KITH_EV_SENT;
         node_push_event(n, &ev, NULL, 0);
         node_gossip_relay(n, r, n->out[i].hist, NULL);
@@ -479,7 +483,7 @@ static void fill_info(const kith_node *n, const nroom *r, kith_room_info *out)
             out->online++;
     }
     for (size_t i = 0; i < r->nhist; i++)
-        out->messages += r->hist[i].type != KITH_MSG_NICK;
+        out->messages += node_hist_visible(&r->hist[i]);
     out->topic = kith_room_topic(r->room);
     out->member = node_is_member(r, n->self->id_pk);
     node_safety_string(r, out->safety);
@@ -557,6 +561,58 @@ int kith_node_member_at(
     return 0;
 }
 
+/* The reactions to history entry i, as events: one per (reactor, emoji),
+ * grouped by emoji in the order each emoji first came. A member could post
+ * thousands; the first HIST_REACTIONS_MAX are shown. */
+#define HIST_REACTIONS_MAX 128
+static void history_reactions(kith_node *n, nroom *r, size_t i, kith_history_cb cb, void *ud)
+{
+    size_t idx[HIST_REACTIONS_MAX], k = 0;
+    for (size_t at = r->hist[i].react; at; at = r->hist[at - 1].react) {
+        const hist *x = &r->hist[at - 1];
+        if (x->deleted)
+            continue;
+        if (k == HIST_REACTIONS_MAX) {
+            memmove(idx, idx + 1, (k - 1) * sizeof idx[0]); /* keep the earliest */
+            k--;
+        }
+        idx[k++] = at - 1;
+    }
+    /* The list runs newest first: reverse it. */
+    for (size_t a = 0, b = k; a + 1 < b; a++, b--) {
+        size_t t = idx[a];
+        idx[a] = idx[b - 1];
+        idx[b - 1] = t;
+    }
+    bool done[HIST_REACTIONS_MAX] = { false };
+    for (size_t a = 0; a < k; a++) {
+        if (done[a])
+            continue;
+        const hist *ha = &r->hist[idx[a]];
+        for (size_t b = a; b < k; b++) {
+            const hist *hb = &r->hist[idx[b]];
+            if (done[b] || hb->body_len != ha->body_len
+                || memcmp(hb->body, ha->body, ha->body_len) != 0)
+                continue;
+            done[b] = true;
+            /* One per reactor: the same emoji twice from one member counts once. */
+            bool dup = false;
+            for (size_t c = a; c < b && !dup; c++) {
+                const hist *hc = &r->hist[idx[c]];
+                dup = c != b && hc->body_len == hb->body_len
+                    && memcmp(hc->body, hb->body, hb->body_len) == 0
+                    && memcmp(hc->author, hb->author, KITH_ID_LEN) == 0;
+            }
+            if (dup)
+                continue;
+            kith_event ev;
+            node_message_event(n, r, idx[b], &ev);
+            ev.history = true;
+            cb(ud, &ev);
+        }
+    }
+}
+
 int kith_node_history(
     kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], size_t max, kith_history_cb cb, void *ud)
 {
@@ -567,26 +623,18 @@ int kith_node_history(
     size_t start = r->nhist, shown = 0;
     while (start > 0 && shown < max) {
         start--;
-        shown += r->hist[start].type != KITH_MSG_NICK;
+        shown += node_hist_visible(&r->hist[start]);
     }
     for (size_t i = start; i < r->nhist; i++) {
         const hist *h = &r->hist[i];
-        if (h->type == KITH_MSG_NICK)
+        if (!node_hist_visible(h))
             continue;
         kith_event ev;
-        memset(&ev, 0, sizeof ev);
-        ev.type = KITH_EV_MESSAGE;
-        node_room_event(n, &ev, r);
-        memcpy(ev.author, h->author, KITH_ID_LEN);
-        ev.self = memcmp(h->author, n->self->id_pk, KITH_ID_LEN) == 0;
-        ev.nick = node_display(n, r, h->author);
-        ev.msg_type = h->type;
-        ev.text = h->body;
-        ev.text_len = h->body_len;
-        ev.wall_ms = h->wall_ms;
-        ev.seq = h->seq;
+        node_message_event(n, r, i, &ev);
         ev.history = true;
         cb(ud, &ev);
+        if (!h->deleted)
+            history_reactions(n, r, i, cb, ud);
     }
     return 0;
 }

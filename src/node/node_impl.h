@@ -64,6 +64,15 @@ typedef struct hist {
     size_t body_len;
     uint8_t *env;
     size_t env_len;
+    /* Edits, deletes and reactions (node_room.c, proto/kith.md 6). */
+    bool has_target;
+    uint8_t target[KITH_HASH_LEN];
+    bool effective; /* edit/delete/reaction: it applied (its author could) */
+    bool deleted; /* text/action/reaction: deleted by its author (body wiped) */
+    bool linked; /* reaction: in its target's list */
+    size_t edit; /* text/action: 1 + index of the latest effective edit; 0 none */
+    size_t
+        react; /* text/action: 1 + index of the latest reaction to it; reaction: the one before */
 } hist;
 
 typedef struct author_st {
@@ -145,6 +154,7 @@ typedef struct nroom {
     bool catchup;
     uint64_t cu_done; /* delivered since it started */
     uint64_t cu_said_ms, cu_moved_ms; /* last progress line, last delivery */
+    size_t orphan_reactions; /* reactions delivered before their target */
 } nroom;
 
 typedef struct nconn {
@@ -270,6 +280,12 @@ void node_room_event(kith_node *n, kith_event *ev, const nroom *r);
 void node_push_beacon(kith_node *n, const uint8_t *data, size_t len);
 
 /* node_room.c */
+/* Fill a MESSAGE event for history entry i: author, type, time, and for an
+ * edit, delete or reaction its target and the target's text and author
+ * (ctx, ctx_nick). Strings point into the node; node_push_event copies. */
+void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev);
+/* Is history entry i a message people read (text or action)? */
+bool node_hist_visible(const hist *h);
 nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN]);
 KITH_WUR int node_room_add(kith_node *n, kith_room *room, nroom **out);
 void node_room_free(kith_node *n, nroom *r);

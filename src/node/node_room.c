@@ -3,6 +3,7 @@
  * start-up. */
 #include <sodium.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "node/node_impl.h"
 
@@ -252,6 +253,8 @@ static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], co
     h->body_len = in->body_len;
     memcpy(h->env, env, env_len);
     h->env_len = env_len;
+    h->has_target = in->has_target;
+    memcpy(h->target, in->target, KITH_HASH_LEN);
     *idx = r->nhist++;
     return 0;
 }
@@ -271,29 +274,179 @@ static int author_record(kith_node *n, author_st *a, const uint8_t id[KITH_HASH_
     return 0;
 }
 
-static void notify_message(kith_node *n, nroom *r, const hist *h, const char *old_nick)
+bool node_hist_visible(const hist *h)
 {
-    const char *text = h->body;
-    size_t text_len = h->body_len;
+    return h->type == KITH_MSG_TEXT || h->type == KITH_MSG_ACTION;
+}
+
+static const hist *hist_by_id(const nroom *r, const uint8_t id[KITH_HASH_LEN], size_t *idx)
+{
+    uint64_t v;
+    if (!kith_map_get(&r->seen, id, &v) || v == 0 || v > r->nhist)
+        return NULL;
+    if (idx)
+        *idx = (size_t)(v - 1);
+    return &r->hist[v - 1];
+}
+
+void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
+{
+    const hist *h = &r->hist[i];
+    memset(ev, 0, sizeof *ev);
+    ev->type = KITH_EV_MESSAGE;
+    node_room_event(n, ev, r);
+    memcpy(ev->author, h->author, KITH_ID_LEN);
+    memcpy(ev->id, h->id, KITH_HASH_LEN);
+    ev->self = memcmp(h->author, n->self->id_pk, KITH_ID_LEN) == 0;
+    ev->nick = node_display(n, r, h->author);
+    ev->msg_type = h->type;
+    ev->wall_ms = h->wall_ms;
+    ev->seq = h->seq;
+    ev->text = h->body;
+    ev->text_len = h->body_len;
+    ev->deleted = h->deleted;
+    if (node_hist_visible(h) && h->edit && !h->deleted) {
+        const hist *e = &r->hist[h->edit - 1];
+        ev->text = e->body;
+        ev->text_len = e->body_len;
+        ev->edited = true;
+    }
+    if (!h->has_target)
+        return;
+    ev->has_target = true;
+    memcpy(ev->target, h->target, KITH_HASH_LEN);
+    size_t ti;
+    const hist *t = hist_by_id(r, h->target, &ti);
+    if (!t)
+        return;
+    ev->target_type = t->type;
+    if (h->type == KITH_MSG_DELETE && t->type == KITH_MSG_REACTION) {
+        /* Taking back a reaction: say which, and to what. */
+        ev->text = t->body;
+        ev->text_len = t->body_len;
+        if (!t->has_target || !(t = hist_by_id(r, t->target, &ti)))
+            return;
+    }
+    if (!node_hist_visible(t))
+        return;
+    ev->ctx_nick = node_display(n, r, t->author);
+    /* A deleted target's text is gone: ctx is "". */
+    ev->ctx = t->deleted ? "" : t->edit ? r->hist[t->edit - 1].body : t->body;
+}
+
+static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nick)
+{
+    const hist *h = &r->hist[i];
     kith_event ev;
-    memset(&ev, 0, sizeof ev);
-    node_room_event(n, &ev, r);
-    ev.catchup = r->catchup;
-    memcpy(ev.author, h->author, KITH_ID_LEN);
-    ev.wall_ms = h->wall_ms;
-    ev.seq = h->seq;
-    ev.msg_type = h->type;
     if (h->type == KITH_MSG_NICK) {
+        memset(&ev, 0, sizeof ev);
+        node_room_event(n, &ev, r);
+        memcpy(ev.author, h->author, KITH_ID_LEN);
+        ev.wall_ms = h->wall_ms;
+        ev.seq = h->seq;
+        ev.msg_type = h->type;
         ev.type = KITH_EV_NICK;
         ev.nick = old_nick;
+        ev.catchup = r->catchup;
         /* The new name as it will be shown (with a suffix if it is taken). */
-        text = node_display(n, r, h->author);
-        text_len = strlen(text);
-    } else {
-        ev.type = KITH_EV_MESSAGE;
-        ev.nick = node_display(n, r, h->author);
+        const char *text = node_display(n, r, h->author);
+        node_push_event(n, &ev, text, strlen(text));
+        return;
     }
-    node_push_event(n, &ev, text, text_len);
+    /* An edit or delete that did not apply (someone else's message) is not
+     * news; a reaction to a message we don't hold yet still is. */
+    if (kith_msg_type_targets(h->type) && !h->effective)
+        return;
+    node_message_event(n, r, i, &ev);
+    ev.catchup = r->catchup;
+    node_push_event(n, &ev, ev.text, ev.text_len);
+}
+
+static void wipe_body(hist *h)
+{
+    sodium_memzero(h->body, h->body_len);
+    h->body_len = 0;
+}
+
+static void link_reaction(nroom *r, size_t target, size_t i)
+{
+    r->hist[i].react = r->hist[target].react;
+    r->hist[target].react = i + 1;
+    r->hist[i].linked = true;
+}
+
+/* Apply history entry i (just delivered) to the view: the rules of
+ * proto/kith.md 6, "Edits, deletes and reactions". They depend only on the
+ * order of each author's own messages (which every node delivers alike), so
+ * every member ends with the same view. */
+static void apply_view(kith_node *n, nroom *r, size_t i)
+{
+    hist *h = &r->hist[i];
+    if (node_hist_visible(h) && r->orphan_reactions) {
+        /* Reactions that came before this message (another author's chain
+         * may run ahead of the target's). */
+        for (size_t k = 0; k < i; k++) {
+            hist *x = &r->hist[k];
+            if (x->type == KITH_MSG_REACTION && !x->linked && x->has_target
+                && memcmp(x->target, h->id, KITH_HASH_LEN) == 0) {
+                link_reaction(r, i, k);
+                r->orphan_reactions--;
+            }
+        }
+    }
+    if (!h->has_target || !kith_msg_type_targets(h->type))
+        return;
+    size_t ti;
+    const hist *tc = hist_by_id(r, h->target, &ti);
+    hist *t = tc ? &r->hist[ti] : NULL;
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(h->author, fpr);
+    if (h->type == KITH_MSG_REACTION) {
+        h->effective = true;
+        if (!t) {
+            r->orphan_reactions++;
+        } else if (node_hist_visible(t)) {
+            link_reaction(r, ti, i);
+        } else {
+            h->effective = false;
+            KITH_LOGI(n->env, "reaction by %s to a message that is not a text: ignored", fpr);
+        }
+        return;
+    }
+    /* Edit or delete: only the author of the target may. */
+    const char *what = h->type == KITH_MSG_EDIT ? "edit" : "delete";
+    if (!t) {
+        KITH_LOGW(n->env, "%s by %s of a message we don't hold: ignored", what, fpr);
+        return;
+    }
+    if (memcmp(t->author, h->author, KITH_ID_LEN) != 0) {
+        KITH_LOGW(n->env, "%s by %s of someone else's message: ignored", what, fpr);
+        return;
+    }
+    bool ok = h->type == KITH_MSG_EDIT
+        ? node_hist_visible(t) && !t->deleted
+        : (node_hist_visible(t) || t->type == KITH_MSG_REACTION) && !t->deleted;
+    if (!ok) {
+        KITH_LOGI(n->env, "%s by %s of a deleted message or one that can't be: ignored", what, fpr);
+        return;
+    }
+    h->effective = true;
+    if (h->type == KITH_MSG_EDIT) {
+        t->edit = i + 1;
+        return;
+    }
+    /* Delete: the text goes from memory (the envelope stays: the author's
+     * hash chain and sync need it), and so do its edits'. */
+    t->deleted = true;
+    if (t->type == KITH_MSG_REACTION)
+        return;
+    wipe_body(t);
+    for (size_t k = ti + 1; k < r->nhist; k++) {
+        hist *x = &r->hist[k];
+        if (x->type == KITH_MSG_EDIT && x->effective && x->has_target
+            && memcmp(x->target, t->id, KITH_HASH_LEN) == 0)
+            wipe_body(x);
+    }
 }
 
 /* ---- bulk catch-up ---- */
@@ -421,8 +574,9 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         a->nick[nl] = '\0';
         r->names_dirty = true;
     }
+    apply_view(n, r, idx);
     if (notify)
-        notify_message(n, r, &r->hist[idx], old);
+        notify_message(n, r, idx, old);
     if (r->catchup && notify && !n->loading)
         catchup_step(n, r, a);
     if (persist && notify && !n->loading) {
@@ -616,6 +770,9 @@ int node_accept_envelope(
     return rc;
 }
 
+static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text, size_t len,
+    const uint8_t *target, uint64_t *seq);
+
 int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32_t msg_type,
     const char *text, size_t len, uint64_t *seq)
 {
@@ -628,6 +785,142 @@ int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32
         return KITH_ETOOBIG;
     if (len == 0 && msg_type != KITH_MSG_ACTION)
         return KITH_EINVAL;
+    return send_msg(n, r, msg_type, text, len, NULL, seq);
+}
+
+/* Our own reaction `text` to target index ti that is still in force, or
+ * (text NULL) any of ours; SIZE_MAX when none. */
+static size_t own_reaction(
+    const kith_node *n, const nroom *r, size_t ti, const char *text, size_t len, size_t after)
+{
+    for (size_t at = r->hist[ti].react; at; at = r->hist[at - 1].react) {
+        const hist *x = &r->hist[at - 1];
+        if (at - 1 >= after || x->deleted || memcmp(x->author, n->self->id_pk, KITH_ID_LEN) != 0)
+            continue;
+        if (!text || (x->body_len == len && memcmp(x->body, text, len) == 0))
+            return at - 1;
+    }
+    return SIZE_MAX;
+}
+
+int kith_node_send_about(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32_t msg_type,
+    const uint8_t target[KITH_ROOM_ID_LEN], const char *text, size_t len, uint64_t *seq)
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    if (!kith_msg_type_targets(msg_type))
+        return KITH_EINVAL;
+    size_t ti;
+    const hist *t = hist_by_id(r, target, &ti);
+    if (!t)
+        return KITH_ENOENT;
+    bool mine = memcmp(t->author, n->self->id_pk, KITH_ID_LEN) == 0;
+    if (msg_type == KITH_MSG_DELETE && t->type == KITH_MSG_REACTION) {
+        if (!mine)
+            return KITH_EPERM;
+        if (t->deleted)
+            return KITH_EINVAL;
+        return send_msg(n, r, msg_type, NULL, 0, target, seq);
+    }
+    if (!node_hist_visible(t) || t->deleted)
+        return KITH_EINVAL;
+    if (msg_type != KITH_MSG_REACTION && !mine)
+        return KITH_EPERM;
+    if (msg_type == KITH_MSG_DELETE)
+        len = 0;
+    else if (len == 0 || !text)
+        return KITH_EINVAL;
+    if (len > KITH_MSG_MAX_BODY)
+        return KITH_ETOOBIG;
+    if (msg_type == KITH_MSG_REACTION && own_reaction(n, r, ti, text, len, SIZE_MAX) != SIZE_MAX)
+        return KITH_EEXIST;
+    return send_msg(n, r, msg_type, text, len, target, seq);
+}
+
+int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const uint8_t target[KITH_ROOM_ID_LEN], const char *text, size_t len)
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    if (!target) {
+        /* Our latest reaction still in force (with that text). */
+        for (size_t i = r->nhist; i > 0; i--) {
+            const hist *x = &r->hist[i - 1];
+            if (x->type != KITH_MSG_REACTION || x->deleted || !x->effective
+                || memcmp(x->author, n->self->id_pk, KITH_ID_LEN) != 0
+                || (text && (x->body_len != len || memcmp(x->body, text, len) != 0)))
+                continue;
+            uint8_t id[KITH_HASH_LEN];
+            memcpy(id, x->id, KITH_HASH_LEN);
+            uint64_t seq;
+            int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
+            return rc ? rc : 1;
+        }
+        return KITH_ENOENT;
+    }
+    size_t ti;
+    if (!hist_by_id(r, target, &ti))
+        return KITH_ENOENT;
+    /* Each delete is applied at once (send delivers it), so the walk goes
+     * on from the reaction just taken back. */
+    int count = 0;
+    for (size_t after = SIZE_MAX;;) {
+        size_t k = own_reaction(n, r, ti, text, len, after);
+        if (k == SIZE_MAX)
+            break;
+        uint8_t id[KITH_HASH_LEN];
+        memcpy(id, r->hist[k].id, KITH_HASH_LEN);
+        uint64_t seq;
+        int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
+        if (rc)
+            return count ? count : rc;
+        count++;
+        after = k;
+    }
+    return count ? count : KITH_ENOENT;
+}
+
+int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
+    const char *id_hex, size_t nth, bool mine, uint8_t id[KITH_ROOM_ID_LEN])
+{
+    nroom *r = node_room_by_id(n, room_id);
+    if (!r)
+        return KITH_ENOENT;
+    size_t hl = id_hex ? strlen(id_hex) : 0;
+    if (id_hex && (hl < 4 || hl > 2 * KITH_HASH_LEN))
+        return KITH_EINVAL;
+    size_t found = SIZE_MAX, seen = 0;
+    for (size_t i = r->nhist; i > 0; i--) {
+        const hist *h = &r->hist[i - 1];
+        if (!node_hist_visible(h) || h->deleted)
+            continue;
+        if (mine && memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0)
+            continue;
+        if (id_hex) {
+            char hex[2 * KITH_HASH_LEN + 1];
+            kith_hex(hex, h->id, KITH_HASH_LEN);
+            if (strncasecmp(hex, id_hex, hl) != 0)
+                continue;
+            if (found != SIZE_MAX)
+                return KITH_EEXIST;
+            found = i - 1;
+        } else if (++seen == nth) {
+            found = i - 1;
+            break;
+        }
+    }
+    if (found == SIZE_MAX)
+        return KITH_ENOENT;
+    memcpy(id, r->hist[found].id, KITH_HASH_LEN);
+    return 0;
+}
+
+static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text, size_t len,
+    const uint8_t *target, uint64_t *seq)
+{
+    const uint8_t *room_id = kith_room_id(r->room);
     uint64_t epoch;
     const uint8_t *key = kith_room_current_key(r->room, &epoch);
     if (!key)
@@ -647,10 +940,17 @@ int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32
     in.seq = a->seq + 1;
     if (a->seq)
         memcpy(in.prev, a->ids[a->seq - 1], KITH_HASH_LEN);
-    /* Causal dependencies: the latest messages we had from others. */
+    /* Causal dependencies: the message acted on first (so a receiver shows
+     * a reaction after its target), then the latest we had from others. */
+    if (target) {
+        in.has_target = true;
+        memcpy(in.target, target, KITH_HASH_LEN);
+        memcpy(in.deps[in.ndeps++], target, KITH_HASH_LEN);
+    }
     for (size_t i = r->nhist; i > 0 && in.ndeps < 2; i--) {
         const hist *h = &r->hist[i - 1];
-        if (memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0)
+        if (memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0
+            && !(target && memcmp(h->id, target, KITH_HASH_LEN) == 0))
             memcpy(in.deps[in.ndeps++], h->id, KITH_HASH_LEN);
     }
     in.lamport = r->lamport + 1;

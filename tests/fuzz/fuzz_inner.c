@@ -66,6 +66,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (!kith_msg_utf8_valid(in.body, in.body_len))
             abort();
+        /* The target (key 12) rules of edits, deletes and reactions. */
+        if (kith_msg_type_targets(in.type) != in.has_target && in.type <= KITH_MSG_REACTION)
+            abort();
+        if (in.type == KITH_MSG_DELETE && in.body_len != 0)
+            abort();
+        if (in.type == KITH_MSG_EDIT && in.body_len == 0)
+            abort();
+        if (in.type == KITH_MSG_REACTION) {
+            if (in.body_len == 0 || in.body_len > KITH_MSG_MAX_REACTION)
+                abort();
+            for (size_t i = 0; i < in.body_len; i++) {
+                if (in.body[i] <= 0x20 || in.body[i] == 0x7f)
+                    abort();
+            }
+        }
     }
     return 0;
 }
@@ -169,6 +184,63 @@ int main(int argc, char **argv)
     if (kith_msg_encode_inner(&in, &inner) != 0)
         abort();
     seed(dir, "bad-epoch", &alice, inner.data, inner.len);
+
+    /* Edits, deletes and reactions: key 12 (the target) after the padding. */
+    in.epoch = 0;
+    in.ndeps = 1;
+    in.has_target = true;
+    memset(in.target, 0x44, sizeof in.target);
+    in.type = KITH_MSG_EDIT;
+    in.body = (const uint8_t *)"hi, edited";
+    in.body_len = 10;
+    kith_buf_reset(&inner);
+    if (kith_msg_encode_inner(&in, &inner) != 0)
+        abort();
+    seed(dir, "valid-edit", &alice, inner.data, inner.len);
+    /* The same bytes with type 1: a text must not carry a target. Type is
+     * the byte after "8d 00 01 01". */
+    if (inner.data[0] != 0x8d || inner.data[3] != 0x01 || inner.data[4] != KITH_MSG_EDIT)
+        abort();
+    inner.data[4] = KITH_MSG_TEXT;
+    seed(dir, "bad-text-target", &alice, inner.data, inner.len);
+    inner.data[4] = KITH_MSG_DELETE; /* a delete with a body */
+    seed(dir, "bad-delete-body", &alice, inner.data, inner.len);
+    inner.data[4] = KITH_MSG_REACTION; /* a reaction "hi, edited": has a blank */
+    seed(dir, "bad-reaction-blank", &alice, inner.data, inner.len);
+    inner.data[4] = 77; /* a type from a later version may carry one */
+    seed(dir, "valid-unknown-target", &alice, inner.data, inner.len);
+    /* The target as bin 31: the last byte of the map is cut and the bin
+     * header says 31. */
+    {
+        kith_buf t;
+        kith_buf_init(&t, &ENV, KITH_MSG_MAX_ENVELOPE);
+        inner.data[4] = KITH_MSG_EDIT;
+        if (inner.data[inner.len - 33] != 0x20
+            || kith_buf_append(&t, inner.data, inner.len - 1) != 0)
+            abort();
+        t.data[t.len - 33] = 31;
+        seed(dir, "bad-target-short", &alice, t.data, t.len);
+        kith_buf_free(&t);
+    }
+    in.type = KITH_MSG_DELETE;
+    in.body = NULL;
+    in.body_len = 0;
+    kith_buf_reset(&inner);
+    if (kith_msg_encode_inner(&in, &inner) != 0)
+        abort();
+    seed(dir, "valid-delete", &alice, inner.data, inner.len);
+    inner.data[4] = KITH_MSG_EDIT; /* an edit to nothing */
+    seed(dir, "bad-edit-empty", &alice, inner.data, inner.len);
+    in.type = KITH_MSG_REACTION;
+    in.body = (const uint8_t *)"\xf0\x9f\x91\x8d";
+    in.body_len = 4;
+    kith_buf_reset(&inner);
+    if (kith_msg_encode_inner(&in, &inner) != 0)
+        abort();
+    seed(dir, "valid-reaction", &alice, inner.data, inner.len);
+    /* Without its target: map of 12, the last 35 bytes cut. */
+    inner.data[0] = 0x8c;
+    seed(dir, "bad-reaction-no-target", &alice, inner.data, inner.len - 35);
 
     static const uint8_t tiny[65] = { 0x80 };
     put(dir, "bad-empty-map", tiny, sizeof tiny);

@@ -83,7 +83,7 @@ static void test_parse_history(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         parse(bad[i], &c);
         assert_int_equal(c.kind, KITH_CMD_INVALID);
-        assert_string_equal(c.error, "! usage: /history [N] with N from 1 to 10000");
+        assert_string_equal(c.error, "! usage: /history [N] [ids] with N from 1 to 10000");
     }
 }
 
@@ -299,6 +299,125 @@ static void test_format_message(void **state)
     size_t n = kith_client_format_message(&ev, false, out, 20);
     assert_int_equal(n, 19);
     assert_int_equal(strlen(out), 19);
+}
+
+static void test_format_edits(void **state)
+{
+    (void)state;
+    char out[256];
+    kith_event ev = msg_event(4, "alice", "new text");
+    ev.has_target = true;
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * alice edited: new text");
+    ev = msg_event(5, "alice", "");
+    ev.target_type = 1;
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * alice deleted a message");
+    ev = msg_event(6, "bob", "\xf0\x9f\x91\x8d");
+    ev.target_type = 1;
+    ev.ctx_nick = "alice";
+    ev.ctx = "a rather long message that goes on and on past the snippet";
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out,
+        "[13:05] * bob reacted \xf0\x9f\x91\x8d to alice: \"a rather long message that goes on "
+        "and o\xe2\x80\xa6\"");
+    ev.ctx = "hi";
+    ev.msg_type = 5;
+    ev.target_type = 6;
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * bob took back \xf0\x9f\x91\x8d to alice: \"hi\"");
+    /* The target's text and author are someone's: sanitized. */
+    ev = msg_event(6, "bob", "+1");
+    ev.ctx_nick = "al\nice";
+    ev.ctx = "x\x1b[2J";
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * bob reacted +1 to al?ice: \"x?[2J\"");
+    ev.ctx = NULL, ev.ctx_nick = NULL; /* a target we don't hold */
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * bob reacted +1");
+    /* History view: edited and deleted messages. */
+    ev = msg_event(1, "alice", "fixed");
+    ev.edited = true;
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] <alice> fixed (edited)");
+    ev = msg_event(2, "alice", "");
+    ev.deleted = true;
+    kith_client_format_message(&ev, false, out, sizeof out);
+    assert_string_equal(out, "[13:05] * alice [message deleted]");
+}
+
+static void test_parse_refs(void **state)
+{
+    (void)state;
+    kith_cmd c;
+#define P(s) kith_client_parse(s, strlen(s), &c)
+    P("/edit fixed text");
+    assert_int_equal(c.kind, KITH_CMD_EDIT);
+    assert_int_equal(c.count, 1);
+    assert_null(c.ref);
+    assert_int_equal(c.arg_len, 10);
+    assert_memory_equal(c.arg, "fixed text", 10);
+    P("/edit 3 third back");
+    assert_int_equal(c.kind, KITH_CMD_EDIT);
+    assert_int_equal(c.count, 3);
+    assert_memory_equal(c.arg, "third back", 10);
+    P("/edit 3f2a1b by id");
+    assert_int_equal(c.count, 0);
+    assert_int_equal(c.ref_len, 6);
+    assert_memory_equal(c.ref, "3f2a1b", 6);
+    assert_memory_equal(c.arg, "by id", 5);
+    P("/edit 42"); /* one word: the new text */
+    assert_int_equal(c.kind, KITH_CMD_EDIT);
+    assert_int_equal(c.count, 1);
+    assert_memory_equal(c.arg, "42", 2);
+    P("/edit");
+    assert_int_equal(c.kind, KITH_CMD_INVALID);
+    P("/delete");
+    assert_int_equal(c.kind, KITH_CMD_DELETE);
+    assert_int_equal(c.count, 1);
+    P("/delete 2");
+    assert_int_equal(c.count, 2);
+    P("/delete abcdef12");
+    assert_int_equal(c.ref_len, 8);
+    P("/delete that one");
+    assert_int_equal(c.kind, KITH_CMD_INVALID);
+    P("/react \xf0\x9f\x91\x8d");
+    assert_int_equal(c.kind, KITH_CMD_REACT);
+    assert_int_equal(c.count, 1);
+    assert_int_equal(c.arg_len, 4);
+    P("/react 2 +1");
+    assert_int_equal(c.count, 2);
+    assert_memory_equal(c.arg, "+1", 2);
+    P("/react 2 two words");
+    assert_int_equal(c.kind, KITH_CMD_INVALID);
+    P("/react 0123456789abcdef0123456789abcdefX");
+    assert_int_equal(c.kind, KITH_CMD_INVALID);
+    P("/unreact");
+    assert_int_equal(c.kind, KITH_CMD_UNREACT);
+    assert_int_equal(c.count, 0);
+    assert_null(c.ref);
+    assert_null(c.arg);
+    P("/unreact 3");
+    assert_int_equal(c.count, 3);
+    assert_null(c.arg);
+    P("/unreact +1");
+    assert_int_equal(c.count, 0);
+    assert_memory_equal(c.arg, "+1", 2);
+    P("/unreact 1 +1");
+    assert_int_equal(c.count, 1);
+    assert_memory_equal(c.arg, "+1", 2);
+    P("/history 5 ids");
+    assert_int_equal(c.kind, KITH_CMD_HISTORY);
+    assert_int_equal(c.count, 5);
+    assert_true(c.ids);
+    P("/history ids");
+    assert_int_equal(c.count, KITH_CLIENT_HISTORY_DEFAULT);
+    assert_true(c.ids);
+    P("/history ids 7");
+    assert_int_equal(c.count, 7);
+    P("/history 7");
+    assert_false(c.ids);
+#undef P
 }
 
 static void test_format_events(void **state)
@@ -536,6 +655,8 @@ int main(void)
         cmocka_unit_test(test_sanitize),
         cmocka_unit_test(test_format_message),
         cmocka_unit_test(test_format_events),
+        cmocka_unit_test(test_format_edits),
+        cmocka_unit_test(test_parse_refs),
         cmocka_unit_test(test_lines_basic),
         cmocka_unit_test(test_lines_too_long),
         cmocka_unit_test(test_settings_and_nick),

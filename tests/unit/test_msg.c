@@ -279,13 +279,14 @@ typedef struct raw_inner {
     uint8_t pad_byte;
     bool extra_key;
     bool drop_pad;
+    int target; /* key 12 as bin of this many bytes; 0: absent */
 } raw_inner;
 
 static void encode_raw(fx *f, const raw_inner *r, kith_buf *out)
 {
     kith_wire_writer w;
     kith_wire_writer_init(&w, out);
-    kith_wire_map(&w, r->drop_pad ? 11 : (r->extra_key ? 13 : 12));
+    kith_wire_map(&w, (r->drop_pad ? 11u : 12u) + (r->extra_key ? 1u : 0u) + (r->target ? 1u : 0u));
     kith_wire_uint(&w, 0);
     kith_wire_uint(&w, r->version);
     kith_wire_uint(&w, 1);
@@ -312,9 +313,11 @@ static void encode_raw(fx *f, const raw_inner *r, kith_buf *out)
     kith_wire_uint(&w, 2);
     kith_wire_uint(&w, 10);
     /* Raw, so that invalid UTF-8 can be written (the writer refuses it). */
-    assert_true(r->body_len < 32);
-    uint8_t sh = (uint8_t)(0xa0 | r->body_len);
-    kith_wire_raw(&w, &sh, 1);
+    assert_true(r->body_len < 256);
+    uint8_t sh[2] = { (uint8_t)(0xa0 | r->body_len), 0 };
+    if (r->body_len >= 32)
+        sh[0] = 0xd9, sh[1] = (uint8_t)r->body_len;
+    kith_wire_raw(&w, sh, r->body_len >= 32 ? 2 : 1);
     if (r->body_len)
         kith_wire_raw(&w, r->body, r->body_len);
     if (!r->drop_pad) {
@@ -324,8 +327,15 @@ static void encode_raw(fx *f, const raw_inner *r, kith_buf *out)
         kith_wire_uint(&w, 11);
         kith_wire_bin(&w, pad, sizeof pad);
     }
-    if (r->extra_key) {
+    if (r->target) {
+        uint8_t t[64];
+        memset(t, 0x77, sizeof t);
+        assert_true(r->target <= 64);
         kith_wire_uint(&w, 12);
+        kith_wire_bin(&w, t, (size_t)r->target);
+    }
+    if (r->extra_key) {
+        kith_wire_uint(&w, r->target ? 13 : 12);
         kith_wire_uint(&w, 0);
     }
     assert_int_equal(kith_wire_finish(&w), 0);
@@ -385,6 +395,128 @@ static void test_inner_rules(void **state)
     assert_int_equal(open_raw(f, &r), KITH_EPROTO);
     r = good, r.drop_pad = true;
     assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+
+    /* Key 12, the target: exactly for edit, delete and reaction. */
+    r = good, r.target = 32; /* text with a target */
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r = good, r.type = KITH_MSG_NICK, r.target = 32;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r = good, r.type = KITH_MSG_EDIT, r.target = 32, r.body = "new", r.body_len = 3;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.target = 0; /* edit without a target */
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.target = 31;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.target = 33;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.target = 32, r.extra_key = true; /* a key 13 after it */
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.extra_key = false, r.body = "", r.body_len = 0; /* an edit to nothing */
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r = good, r.type = KITH_MSG_DELETE, r.target = 32, r.body = "", r.body_len = 0;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.body = "x", r.body_len = 1; /* a delete says nothing */
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "", r.body_len = 0, r.target = 0;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r = good, r.type = KITH_MSG_REACTION, r.target = 32;
+    r.body = "\xf0\x9f\x91\x8d", r.body_len = 4; /* thumbs up */
+    assert_int_equal(open_raw(f, &r), 0);
+    r.body = "+1", r.body_len = 2;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.body = "", r.body_len = 0;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "a b", r.body_len = 3;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "a\tb", r.body_len = 3;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "a\x7f", r.body_len = 2;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "0123456789abcdef0123456789abcdef", r.body_len = KITH_MSG_MAX_REACTION;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.body = "0123456789abcdef0123456789abcdef!", r.body_len = KITH_MSG_MAX_REACTION + 1;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    r.body = "\xf0\x9f\x91\x8d", r.body_len = 4, r.target = 0;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+    /* A type this version doesn't know may carry a target or not. */
+    r = good, r.type = 99;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.target = 32;
+    assert_int_equal(open_raw(f, &r), 0);
+    r.target = 16;
+    assert_int_equal(open_raw(f, &r), KITH_EPROTO);
+}
+
+/* Edit, delete and reaction round-trip with their target, and are padded
+ * like any short message. */
+static void test_targets(void **state)
+{
+    fx *f = *state;
+    size_t plain_len = 0;
+    const struct {
+        uint32_t type;
+        const char *body;
+    } cases[] = {
+        { KITH_MSG_TEXT, "hi" },
+        { KITH_MSG_EDIT, "hi, edited" },
+        { KITH_MSG_DELETE, "" },
+        { KITH_MSG_REACTION, "\xe2\x9d\xa4\xef\xb8\x8f" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        kith_inner in, got;
+        base_inner(f, &in, cases[i].body);
+        in.type = cases[i].type;
+        in.has_target = kith_msg_type_targets(in.type);
+        memset(in.target, (int)(0x50 + i), KITH_HASH_LEN);
+        kith_buf e;
+        kith_buf_init(&e, &f->t.env, KITH_MSG_MAX_ENVELOPE);
+        assert_int_equal(kith_msg_seal(&f->t.env, &f->alice, &in, f->key, &e), 0);
+        if (i == 0)
+            plain_len = e.len;
+        assert_int_equal(e.len, plain_len);
+        char body[64];
+        assert_int_equal(open_bytes(f, e.data, e.len, f->room, f->key, &got, body, sizeof body), 0);
+        assert_int_equal(got.type, cases[i].type);
+        assert_string_equal(body, cases[i].body);
+        assert_int_equal(got.has_target, in.has_target);
+        if (got.has_target)
+            assert_memory_equal(got.target, in.target, KITH_HASH_LEN);
+        kith_buf_free(&e);
+    }
+    /* seal refuses what open would. */
+    kith_inner in;
+    kith_buf e;
+    kith_buf_init(&e, &f->t.env, KITH_MSG_MAX_ENVELOPE);
+    base_inner(f, &in, "x");
+    in.type = KITH_MSG_EDIT; /* no target */
+    assert_int_equal(kith_msg_seal(&f->t.env, &f->alice, &in, f->key, &e), KITH_EINVAL);
+    in.type = KITH_MSG_TEXT, in.has_target = true;
+    assert_int_equal(kith_msg_seal(&f->t.env, &f->alice, &in, f->key, &e), KITH_EINVAL);
+    base_inner(f, &in, "two words");
+    in.type = KITH_MSG_REACTION, in.has_target = true;
+    assert_int_equal(kith_msg_seal(&f->t.env, &f->alice, &in, f->key, &e), KITH_EINVAL);
+    base_inner(f, &in, "x");
+    in.type = KITH_MSG_DELETE, in.has_target = true;
+    assert_int_equal(kith_msg_seal(&f->t.env, &f->alice, &in, f->key, &e), KITH_EINVAL);
+    assert_int_equal(e.len, 0);
+    kith_buf_free(&e);
+    /* Padding still lands on buckets with the target after it. */
+    for (size_t n = 1; n < 9000; n += 7) {
+        char *body = malloc(n + 1);
+        memset(body, 'y', n);
+        body[n] = '\0';
+        base_inner(f, &in, body);
+        in.type = KITH_MSG_EDIT, in.has_target = true;
+        kith_buf inner;
+        kith_buf_init(&inner, &f->t.env, KITH_MSG_MAX_ENVELOPE);
+        assert_int_equal(kith_msg_encode_inner(&in, &inner), 0);
+        size_t L = inner.len;
+        bool pow2 = L >= 256 && L <= 4096 && (L & (L - 1)) == 0;
+        if (!pow2 && L % 4096 != 0)
+            fail_msg("edit body %zu -> inner %zu, not a bucket", n, L);
+        kith_buf_free(&inner);
+        free(body);
+    }
 }
 
 static size_t sealed_len(fx *f, size_t body_len)
@@ -581,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_noncanonical_inner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_inner_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_padding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_targets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seal_rejects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_envelope_garbage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),

@@ -8,6 +8,7 @@
 #include "crypto/crypto.h"
 #include "kith/node.h"
 #include "msg/msg.h"
+#include "node/node_impl.h"
 #include "room/room.h"
 #include "session/session.h"
 #include "store/store.h"
@@ -643,6 +644,223 @@ static void test_address_record_moves(void **state)
     world_free(w);
 }
 
+/* ---- edits, deletes and reactions ---- */
+
+typedef struct hline {
+    uint32_t type;
+    bool edited, deleted;
+    char nick[16];
+    char text[64];
+} hline;
+
+typedef struct hlist {
+    hline l[32];
+    size_t n;
+} hlist;
+
+static void on_hline(void *ud, const kith_event *ev)
+{
+    hlist *h = ud;
+    assert_true(h->n < 32);
+    hline *l = &h->l[h->n++];
+    l->type = ev->msg_type;
+    l->edited = ev->edited;
+    l->deleted = ev->deleted;
+    snprintf(l->nick, sizeof l->nick, "%s", ev->nick ? ev->nick : "");
+    size_t len = KITH_MIN(ev->text_len, sizeof l->text - 1);
+    memcpy(l->text, ev->text, len);
+    l->text[len] = '\0';
+}
+
+static void history(world *w, int i, const uint8_t room[32], hlist *out)
+{
+    memset(out, 0, sizeof *out);
+    assert_int_equal(kith_node_history(w->n[i].node, room, 100, on_hline, out), 0);
+}
+
+/* "text" lines as one string: "a:hello*|r b:+1|..." (* edited, ~ deleted). */
+static void hstr(const hlist *h, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t k = 0; k < h->n; k++) {
+        const hline *l = &h->l[k];
+        int wn = snprintf(out + o, cap - o, "%s%s%s:%s%s%s", k ? "|" : "",
+            l->type == KITH_MSG_REACTION ? "r " : "", l->nick, l->text, l->edited ? "*" : "",
+            l->deleted ? "~" : "");
+        assert_true(wn > 0 && (size_t)wn < cap - o);
+        o += (size_t)wn;
+    }
+}
+
+static size_t count_msg_type(const tnode *tn, uint32_t type)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++)
+        c += tn->ev[i].type == KITH_EV_MESSAGE && tn->ev[i].msg_type == type;
+    return c;
+}
+
+static void about(world *w, int i, const uint8_t room[32], uint32_t type, const uint8_t id[32],
+    const char *text, int want)
+{
+    uint64_t seq;
+    assert_int_equal(
+        kith_node_send_about(w->n[i].node, room, type, id, text, text ? strlen(text) : 0, &seq),
+        want);
+}
+
+/* b signs an edit of a's message with its own key, in its own chain, and
+ * hands it to every node as if it came off the wire. */
+static void forge_edit(world *w, const uint8_t room[32], const uint8_t target[32])
+{
+    kith_node *bn = w->n[1].node;
+    nroom *br = node_room_by_id(bn, room);
+    assert_non_null(br);
+    author_st *a = node_author(bn, br, w->n[1].id.id_pk, false);
+    assert_non_null(a);
+    uint64_t epoch;
+    const uint8_t *key = kith_room_current_key(br->room, &epoch);
+    assert_non_null(key);
+    kith_inner in;
+    memset(&in, 0, sizeof in);
+    in.type = KITH_MSG_EDIT;
+    memcpy(in.room_id, room, 32);
+    in.epoch = epoch;
+    memcpy(in.author, w->n[1].id.id_pk, KITH_ID_LEN);
+    in.seq = a->seq + 1;
+    memcpy(in.prev, a->ids[a->seq - 1], KITH_HASH_LEN);
+    in.lamport = 1000;
+    in.wall_ms = w->t.wall;
+    in.body = (const uint8_t *)"forged";
+    in.body_len = 6;
+    in.has_target = true;
+    memcpy(in.target, target, 32);
+    kith_buf env;
+    kith_buf_init(&env, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    assert_int_equal(kith_msg_seal(&w->t.env, &w->n[1].id, &in, key, &env), 0);
+    for (int i = 0; i < w->count; i++) {
+        kith_node *tn = w->n[i].node;
+        /* Accepted into the log (it is b's valid message), without effect. */
+        assert_int_equal(
+            node_accept_envelope(tn, node_room_by_id(tn, room), env.data, env.len, true, true), 0);
+    }
+    kith_buf_free(&env);
+}
+
+static void test_edit_delete_react(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    make_room(w, room, 0, 2);
+    tick(w, 3);
+    send_text(w, 0, room, "hello");
+    settle(w);
+    send_text(w, 0, room, "second");
+    settle(w);
+    send_text(w, 1, room, "from b");
+    settle(w);
+
+    uint8_t hello[32], second[32], fromb[32], x[32];
+    assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 2, true, hello), 0);
+    assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 1, true, second), 0);
+    assert_int_equal(kith_node_find_message(w->n[2].node, room, NULL, 1, false, fromb), 0);
+    /* Every node names the same message the same way. */
+    assert_int_equal(kith_node_find_message(w->n[1].node, room, NULL, 3, false, x), 0);
+    assert_memory_equal(x, hello, 32);
+    char hex[65];
+    kith_hex(hex, hello, 32);
+    hex[6] = '\0';
+    assert_int_equal(kith_node_find_message(w->n[2].node, room, hex, 0, false, x), 0);
+    assert_memory_equal(x, hello, 32);
+    assert_int_equal(kith_node_find_message(w->n[2].node, room, NULL, 4, false, x), KITH_ENOENT);
+    assert_int_equal(kith_node_find_message(w->n[2].node, room, NULL, 1, true, x), KITH_ENOENT);
+
+    /* a edits its first message; everyone sees it once, live. */
+    about(w, 0, room, KITH_MSG_EDIT, hello, "hello, edited", 0);
+    settle(w);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(count_msg_type(&w->n[i], KITH_MSG_EDIT), 1);
+    assert_int_equal(count_ev(&w->n[2], KITH_EV_MESSAGE, "hello, edited"), 1);
+    /* Nobody else may edit or delete it; empty edits are refused. */
+    about(w, 1, room, KITH_MSG_EDIT, hello, "mine now", KITH_EPERM);
+    about(w, 1, room, KITH_MSG_DELETE, hello, NULL, KITH_EPERM);
+    about(w, 0, room, KITH_MSG_EDIT, hello, "", KITH_EINVAL);
+    about(w, 0, room, KITH_MSG_REACTION, hello, "two words", KITH_EINVAL);
+
+    /* Reactions from b and c. */
+    about(w, 1, room, KITH_MSG_REACTION, hello, "+1", 0);
+    settle(w);
+    about(w, 2, room, KITH_MSG_REACTION, hello, "+1", 0);
+    settle(w);
+    about(w, 2, room, KITH_MSG_REACTION, hello, "\xe2\x9d\xa4", 0);
+    settle(w);
+    about(w, 1, room, KITH_MSG_REACTION, hello, "+1", KITH_EEXIST);
+    about(w, 0, room, KITH_MSG_REACTION, fromb, "ok", 0);
+    settle(w);
+    assert_int_equal(count_msg_type(&w->n[0], KITH_MSG_REACTION), 4);
+
+    hlist h;
+    char str[512];
+    const char *want = "a:hello, edited*|r b:+1|r c:+1|r c:\xe2\x9d\xa4|a:second|b:from b|r a:ok";
+    for (int i = 0; i < 3; i++) {
+        history(w, i, room, &h);
+        hstr(&h, str, sizeof str);
+        assert_string_equal(str, want);
+    }
+
+    /* b takes its reaction back; c's stays. */
+    assert_int_equal(kith_node_unreact(w->n[1].node, room, hello, "+1", 2), 1);
+    assert_int_equal(kith_node_unreact(w->n[1].node, room, hello, NULL, 0), KITH_ENOENT);
+    settle(w);
+    want = "a:hello, edited*|r c:+1|r c:\xe2\x9d\xa4|a:second|b:from b|r a:ok";
+    for (int i = 0; i < 3; i++) {
+        history(w, i, room, &h);
+        hstr(&h, str, sizeof str);
+        assert_string_equal(str, want);
+    }
+    assert_int_equal(count_msg_type(&w->n[2], KITH_MSG_DELETE), 1);
+
+    /* A forged edit: b's signature, a's message. Taken into b's chain (so
+     * b's later messages still chain), but without effect and unreported. */
+    size_t before = count_msg_type(&w->n[0], KITH_MSG_EDIT);
+    forge_edit(w, room, second);
+    settle(w);
+    assert_int_equal(count_msg_type(&w->n[0], KITH_MSG_EDIT), before);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "forged"), 0);
+    send_text(w, 1, room, "b goes on");
+    tick(w, 2); /* the forgeries' relays pruned links: pulled after an IHAVE */
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "b goes on"), 1);
+
+    /* a deletes its second message; a later edit of it has no effect. */
+    about(w, 0, room, KITH_MSG_DELETE, second, NULL, 0);
+    settle(w);
+    about(w, 0, room, KITH_MSG_EDIT, second, "too late", KITH_EINVAL);
+    about(w, 0, room, KITH_MSG_DELETE, second, NULL, KITH_EINVAL);
+    assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 1, true, x), 0);
+    assert_memory_equal(x, hello, 32); /* deleted ones are not counted */
+    want = "a:hello, edited*|r c:+1|r c:\xe2\x9d\xa4|a:~|b:from b|r a:ok|b:b goes on";
+    for (int i = 0; i < 3; i++) {
+        history(w, i, room, &h);
+        hstr(&h, str, sizeof str);
+        assert_string_equal(str, want);
+    }
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[2].node, room, &info), 0);
+    assert_int_equal(info.messages, 4);
+
+    /* The view is rebuilt from the log after a restart. */
+    node_stop(w, 2);
+    node_start(w, 2);
+    history(w, 2, room, &h);
+    hstr(&h, str, sizeof str);
+    assert_string_equal(str, want);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -654,7 +872,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_nick_change, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
-        cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, teardown),
+        cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
