@@ -18,6 +18,7 @@
 
 #include "client/client.h"
 #include "client/control.h"
+#include "client/demo.h"
 #include "client/irc.h"
 #include "client/remote.h"
 #include "crypto/crypto.h"
@@ -36,7 +37,7 @@
 enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 /* Subcommands (docs/control.md): none runs or attaches to a node. */
-enum { SUB_NONE, SUB_NODE, SUB_SEND, SUB_ME, SUB_TAIL, SUB_STOP };
+enum { SUB_NONE, SUB_NODE, SUB_SEND, SUB_ME, SUB_TAIL, SUB_STOP, SUB_DEMO, SUB_DEMO_BOT };
 #define POS_MAX 64
 
 #define PEERS_MAX 16
@@ -49,6 +50,7 @@ typedef struct options {
     uint16_t irc_port; /* 0: no IRC gateway */
     const char *home;
     const char *listen;
+    bool listen_set;
     const char *announce;
     const char *nick;
     int log_level;
@@ -102,6 +104,8 @@ static void usage(FILE *f)
         "       kith me ROOM TEXT...        send an action (/me) the same way\n"
         "       kith tail ROOM [--json]     print new messages of ROOM (* for all)\n"
         "       kith stop                   stop the running node\n"
+        "       kith demo                   try kith alone: a room with three bots, all in a\n"
+        "                                   temporary directory removed when you /quit\n"
         "\n"
         "kith is chat for small groups with no server: it runs your node and a\n"
         "line client that reads commands and messages on stdin. When a node is\n"
@@ -187,10 +191,11 @@ static int parse_args(int argc, char **argv, options *o)
                     o->pos[o->npos++] = argv[optind++];
                 break;
             }
-            static const char *subs[] = { "node", "send", "me", "tail", "stop" };
+            static const char *subs[]
+                = { "node", "send", "me", "tail", "stop", "demo", "demo-bot" };
             const char *a = argv[optind++];
             bool is_sub = false;
-            for (int k = 0; o->sub == SUB_NONE && o->npos == 0 && k < 5; k++)
+            for (int k = 0; o->sub == SUB_NONE && o->npos == 0 && k < 7; k++)
                 if (strcmp(a, subs[k]) == 0) {
                     o->sub = k + 1;
                     is_sub = true;
@@ -246,6 +251,7 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case 'l':
             o->listen = optarg;
+            o->listen_set = true;
             break;
         case 'a':
             o->announce = optarg;
@@ -296,6 +302,19 @@ static int parse_args(int argc, char **argv, options *o)
         sub_usage = "kith tail ROOM [--json]";
     } else if (o->sub == SUB_STOP || o->sub == SUB_NODE) {
         sub_usage = o->sub == SUB_STOP ? "kith stop" : "kith node [OPTIONS]";
+    } else if (o->sub == SUB_DEMO) {
+        sub_usage = "kith demo [--nick NAME]";
+        if (o->home) {
+            fail("kith demo runs in a temporary home of its own: --home is not used");
+            return EXIT_USAGE;
+        }
+        /* A free port: the demo must not collide with a node of yours. */
+        if (!o->listen_set)
+            o->listen = "127.0.0.1:0";
+    } else if (o->sub == SUB_DEMO_BOT) {
+        /* Internal: started by kith demo as `demo-bot CODE N`. */
+        want_min = want_max = 2;
+        sub_usage = "kith demo-bot CODE N (started by kith demo)";
     }
     if (o->npos < want_min || o->npos > want_max) {
         fail("usage: %s (try kith --help)", sub_usage);
@@ -307,7 +326,7 @@ static int parse_args(int argc, char **argv, options *o)
         fail("--listen wants HOST:PORT, e.g. 127.0.0.1:7415 or [::1]:7415, not %s", o->listen);
         return EXIT_USAGE;
     }
-    if (port == 0) {
+    if (port == 0 && o->sub != SUB_DEMO && o->sub != SUB_DEMO_BOT) {
         fail("--listen: port 0 is not allowed (an invite must carry a real port)");
         return EXIT_USAGE;
     }
@@ -536,6 +555,31 @@ static int run_remote(const options *o, const char *sock)
     return code;
 }
 
+/* kith demo, once the user's node and client exist: the room, an invite
+ * for the bots, and the bots. */
+static int start_demo(kith_demo *d, kith_node *node, kith_client *cl, int log_level)
+{
+    static const char create[] = "/create " KITH_DEMO_ROOM;
+    kith_client_line(cl, create, sizeof create - 1);
+    uint8_t room[KITH_ROOM_ID_LEN];
+    char code[KITH_INVITE_CODE_MAX];
+    kith_invite_opts io = { .ttl_ms = 3600 * 1000, .uses = KITH_DEMO_BOTS, .for_id = NULL };
+    if (kith_node_room_find(node, KITH_DEMO_ROOM, room) != 0
+        || kith_node_invite_ex(node, room, &io, code, sizeof code) != 0) {
+        fail("kith demo: cannot create the demo room");
+        return -1;
+    }
+    if (kith_demo_spawn(d, code, log_level) != 0) {
+        fail("kith demo: cannot start the bots");
+        return -1;
+    }
+    kith_client_print("* demo: ada, grace and cy are starting as nodes of their own (separate "
+                      "processes, homes and ports); they join in a moment, cy a bit later.");
+    kith_client_print("* demo: say something, try /who, /react, /history; everything lives in a "
+                      "temporary directory that goes away when you /quit.");
+    return 0;
+}
+
 static int run(const options *o)
 {
     kith_env env;
@@ -543,16 +587,33 @@ static int run(const options *o)
     env.log_level = o->log_level;
 
     char home[HOME_MAX + 16];
-    if (o->home) {
+    kith_demo demo;
+    memset(&demo, 0, sizeof demo);
+    if (o->sub == SUB_DEMO) {
+        if (kith_demo_prepare(&demo, home, sizeof home) != 0) {
+            fail("kith demo: cannot make a temporary directory (set TMPDIR)");
+            return EXIT_RUNTIME;
+        }
+    } else if (o->home) {
         snprintf(home, sizeof home, "%s", o->home);
     } else if (default_home(home, sizeof home) != 0) {
         fail("cannot tell where the home is: pass --home DIR or set KITH_HOME");
         return EXIT_RUNTIME;
     }
 
+    if (o->sub == SUB_DEMO_BOT) {
+        /* A bot lives as long as the demo that started it, even one killed
+         * with SIGKILL: the kernel sends us SIGTERM when it goes. */
+        prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
+        const char *p = getenv("KITH_DEMO_PARENT");
+        if (!p || strtol(p, NULL, 10) != (long)getppid())
+            return EXIT_RUNTIME; /* the demo is gone already */
+    }
     char sock[HOME_MAX + 64];
-    bool have_sock = kith_control_path(home, sock, sizeof sock) == 0;
-    if (o->sub != SUB_NONE && o->sub != SUB_NODE) {
+    /* The demo's nodes have no control socket: nothing attaches to them. */
+    bool have_sock = o->sub != SUB_DEMO && o->sub != SUB_DEMO_BOT
+        && kith_control_path(home, sock, sizeof sock) == 0;
+    if (o->sub != SUB_NONE && o->sub != SUB_NODE && o->sub != SUB_DEMO && o->sub != SUB_DEMO_BOT) {
         if (!have_sock) {
             fail("no control socket for home %s (path too long; set XDG_RUNTIME_DIR)", home);
             return KITH_EXIT_NO_NODE;
@@ -577,6 +638,7 @@ static int run(const options *o)
             fail("cannot open home %s: it must be a directory only you can read (chmod 700)", home);
         else
             fail("cannot open home %s: %s", home, kith_strerror(rc));
+        kith_demo_finish(&demo);
         return EXIT_RUNTIME;
     }
 
@@ -587,6 +649,7 @@ static int run(const options *o)
     kith_client *cl = NULL;
     kith_control *ctl = NULL;
     kith_irc *irc = NULL;
+    kith_demo_bot *bot = NULL;
     char nick[KITH_CLIENT_NICK_MAX + 1];
     char announce[KITH_UVNODE_ADDR_MAX];
     char err[512];
@@ -619,7 +682,13 @@ static int run(const options *o)
     if (code != EXIT_OK)
         goto out_node;
     code = EXIT_RUNTIME;
-    choose_announce(o, o->listen, announce, sizeof announce);
+    /* Port 0 (the demo's nodes): invites must carry the port we got. */
+    char lhost[KITH_UVNODE_ADDR_MAX];
+    uint16_t lport = 0;
+    bool any_port
+        = kith_uvnode_split_addr(o->listen, lhost, sizeof lhost, &lport, true) == 0 && lport == 0;
+    choose_announce(
+        o, any_port ? kith_uvnode_listen_addr(uv) : o->listen, announce, sizeof announce);
 
     kith_node_config cfg = { .addr = announce,
         .nick = nick,
@@ -634,6 +703,15 @@ static int run(const options *o)
         goto out_node;
     }
     kith_uvnode_set_node(uv, node);
+    if (o->sub == SUB_DEMO_BOT) {
+        rc = kith_demo_bot_new(&env, node, uv, o->pos[0], (int)strtol(o->pos[1], NULL, 10), &bot);
+        if (rc < 0) {
+            fail("cannot start the demo bot: %s", kith_strerror(rc));
+            goto out_node;
+        }
+        code = kith_uvnode_run(uv) == 0 ? EXIT_OK : EXIT_RUNTIME;
+        goto out_node;
+    }
     rc = kith_client_new(&env, node, uv, st, &cl);
     if (rc < 0) {
         fail("cannot start the client: %s", kith_strerror(rc));
@@ -669,6 +747,8 @@ static int run(const options *o)
             (unsigned)o->irc_port, pass, home);
         sodium_memzero(pass, sizeof pass);
     }
+    if (o->sub == SUB_DEMO && start_demo(&demo, node, cl, o->log_level) != 0)
+        goto out_node;
     if (o->sub != SUB_NODE && kith_client_start(cl) < 0) {
         fail("cannot read stdin");
         goto out_node;
@@ -682,6 +762,7 @@ out_node:
     kith_control_free(ctl);
     kith_irc_free(irc);
     kith_client_free(cl);
+    kith_demo_bot_free(bot);
     if (node && code != EXIT_OK && kith_node_flush(node) < 0)
         KITH_LOGW(&env, "final flush failed");
     kith_node_free(node);
@@ -690,6 +771,7 @@ out_node:
         sodium_free(id);
     }
     kith_store_close(st);
+    kith_demo_finish(&demo); /* the bots, then every file of the demo */
     return code;
 }
 
