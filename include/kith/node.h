@@ -211,10 +211,16 @@ enum kith_lan_mode {
     KITH_LAN_OPEN = 1, /* named in beacons; anyone on the LAN who knocks is admitted */
     KITH_LAN_KNOCK = 2, /* named in beacons; a knock waits for kith_node_admit */
 };
-/* Make a room discoverable by name on the LAN, or not. Needs the admin or
- * moderator role; kept by this node only (not across restarts). */
+/* Make a room discoverable by name on the LAN, or not (KITH_EPERM unless we
+ * are an admin of it). The setting is a signed room op: it reaches every
+ * member, every admin's and moderator's node names the room and answers
+ * knocks, and it is kept across restarts. Setting the current mode again
+ * does nothing. Works with LAN discovery off on this node too (other admins'
+ * and moderators' nodes can still advertise). */
 KITH_WUR int kith_node_lan_set(kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN], int mode);
 int kith_node_lan_mode(const kith_node *node, const uint8_t room_id[KITH_ROOM_ID_LEN]);
+/* Does this node send and hear beacons (false with --no-lan)? */
+bool kith_node_lan_enabled(const kith_node *node);
 
 typedef struct kith_lan_room {
     const char *name; /* as the beacon said: untrusted text */

@@ -230,7 +230,7 @@ static const cmd_spec commands[] = {
     { "verify", KITH_CMD_VERIFY, ARG_REQUIRED, "/verify NICK",
         "show a member's fingerprint, to compare in person" },
     { "lan", KITH_CMD_LAN, ARG_OPTIONAL, "/lan [open|knock|off]",
-        "list rooms open on the LAN, or open the current one (admins)" },
+        "list rooms open on the LAN, or open the current one to it (admins)" },
     { "knock", KITH_CMD_KNOCK, ARG_REQUIRED, "/knock ROOM", "ask to join a room open on the LAN" },
     { "admit", KITH_CMD_ADMIT, ARG_REQUIRED, "/admit NICK", "let in someone who knocked" },
     { "peers", KITH_CMD_PEERS, ARG_NONE, "/peers", "list connected peers and how each was found" },
@@ -1573,20 +1573,24 @@ static void cmd_lan(kith_client *c, const kith_cmd *cmd)
         }
         if (!current_room(c))
             return;
+        bool same = kith_node_lan_mode(c->node, c->room) == mode;
         int rc = kith_node_lan_set(c->node, c->room, mode);
         kith_uvnode_kick(c->uv);
         room_label(c, c->room, name, sizeof name);
+        /* A change is a room op: its event line says what happened. */
         if (rc == KITH_EPERM)
-            printf_line(c, "! only an admin or moderator of %s can do that", name);
-        else if (rc == KITH_ESTATE)
-            say(c, "! LAN discovery is off on this node (--no-lan, or no multicast here)");
+            printf_line(c, "! only an admin of %s can do that", name);
         else if (rc < 0)
             printf_line(c, "! /lan: %s", kith_strerror(rc));
-        else if (mode == KITH_LAN_OFF)
-            printf_line(c, "* %s is no longer named on the LAN", name);
-        else
-            printf_line(c, "* %s is named on the LAN: %s", name,
-                mode == KITH_LAN_OPEN ? "anyone here may join" : "knocks wait for /admit");
+        else if (same)
+            printf_line(c, "* %s is already %s", name,
+                mode == KITH_LAN_OFF        ? "not named on the LAN"
+                    : mode == KITH_LAN_OPEN ? "named on the LAN: anyone here may join"
+                                            : "named on the LAN: knocks wait for /admit");
+        else if (mode != KITH_LAN_OFF && !kith_node_lan_enabled(c->node))
+            say(c,
+                "* LAN discovery is off on this node: its admins' and moderators' nodes "
+                "name the room");
         return;
     }
     size_t n = kith_node_lan_count(c->node);

@@ -310,6 +310,9 @@ const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_
 author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create);
 bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
 void node_refresh_tag(kith_node *n, nroom *r);
+/* An op we authored (already applied): log it, send it to the room, and
+ * tell the client. */
+KITH_WUR int node_publish_op(kith_node *n, nroom *r, const kith_buf *op);
 /* Safety number as 6 groups of 5 digits (proto 5.4). */
 void node_safety_string(const nroom *r, char out[32]);
 /* A peer that is no longer a member syncs with us: send it the log up to

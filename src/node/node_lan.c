@@ -2,9 +2,11 @@
  * proto/kith.md section 8) every few seconds, jittered and slower the more
  * nodes it hears; it checks every beacon it hears against its own rooms and
  * dials the sender when one tag matches, after which the usual session and
- * membership checks decide everything. Rooms an admin opened for a meetup
- * are named in the beacon; others can knock on them (KNOCK frame, §6), and
- * an admin admits, or the room lets anyone in at once.
+ * membership checks decide everything. Rooms whose admins opened them for a
+ * meetup (a set-LAN room op, so every admin's and moderator's node knows)
+ * are named in those nodes' beacons; others can knock on them (KNOCK frame,
+ * §6), and an admin or moderator admits, or the room lets anyone in at
+ * once.
  *
  * Threat: anyone on the network can send beacons. Each one costs a bounded
  * amount of work (a cap per second, a cap on tags per beacon, one hash per
@@ -19,7 +21,6 @@
 #define LAN_MAX_SOURCES 64 /* beacon senders remembered */
 #define LAN_MAX_NEAR 32 /* discoverable rooms heard */
 #define LAN_MAX_KNOCKS 16 /* knocks waiting for an admin */
-#define LAN_MAX_OPEN 16 /* rooms this node names in its beacons */
 #define LAN_MAX_NONCES 128 /* recent nonces, to drop replays and v4/v6 twins */
 #define LAN_SENT_NONCES 8 /* our own recent nonces: multicast loops back */
 #define LAN_BEACONS_PER_SEC 32 /* looked at; the rest are dropped unread */
@@ -66,10 +67,10 @@ typedef struct lan_knock {
     uint64_t at_ms;
 } lan_knock;
 
-typedef struct lan_open {
-    uint8_t room_id[KITH_HASH_LEN];
-    int mode;
-} lan_open;
+_Static_assert((int)KITH_LAN_OFF == (int)KITH_ROOM_LAN_OFF
+        && (int)KITH_LAN_OPEN == (int)KITH_ROOM_LAN_OPEN
+        && (int)KITH_LAN_KNOCK == (int)KITH_ROOM_LAN_KNOCK,
+    "the node's LAN modes are the room op's values");
 
 struct node_lan {
     uint16_t port; /* ours, from the node's address; 0: we can't be dialed */
@@ -83,8 +84,7 @@ struct node_lan {
     size_t nnear;
     lan_knock knocks[LAN_MAX_KNOCKS];
     size_t nknocks;
-    lan_open open[LAN_MAX_OPEN];
-    size_t nopen;
+    size_t name_rr; /* first named room of the next beacon */
     uint8_t sent[LAN_SENT_NONCES][KITH_BEACON_NONCE_LEN];
     size_t sent_next;
     uint8_t seen[LAN_MAX_NONCES][KITH_BEACON_NONCE_LEN];
@@ -134,14 +134,11 @@ static bool may_admit(const kith_node *n, const nroom *r)
     return m && m->role >= KITH_ROLE_MODERATOR;
 }
 
-static lan_open *open_entry(const kith_node *n, const uint8_t room_id[KITH_HASH_LEN])
+/* Named on the LAN by this node: the room's setting says so, and we can
+ * answer a knock (a member can't admit, so it doesn't advertise). */
+static bool advertised(const kith_node *n, const nroom *r)
 {
-    node_lan *l = n->lan;
-    for (size_t i = 0; l && i < l->nopen; i++) {
-        if (memcmp(l->open[i].room_id, room_id, KITH_HASH_LEN) == 0)
-            return &l->open[i];
-    }
-    return NULL;
+    return kith_room_lan(r->room) != KITH_ROOM_LAN_OFF && may_admit(n, r);
 }
 
 /* ---- sending ---- */
@@ -187,14 +184,19 @@ static void send_beacon(kith_node *n)
     }
     l->rr = start + i;
     size_t real = b.ntags;
-    for (size_t k = 0; k < l->nopen && b.nnames < KITH_BEACON_MAX_NAMES; k++) {
-        nroom *r = node_room_by_id(n, l->open[k].room_id);
-        if (!r || l->open[k].mode == KITH_LAN_OFF || !may_admit(n, r))
+    /* More named rooms than fit take turns, as tags do. */
+    size_t nstart = n->nrooms ? l->name_rr % n->nrooms : 0;
+    size_t k = 0;
+    for (; k < n->nrooms && b.nnames < KITH_BEACON_MAX_NAMES; k++) {
+        const nroom *r = n->rooms[(nstart + k) % n->nrooms];
+        if (!advertised(n, r))
             continue;
         kith_beacon_name *e = &b.names[b.nnames++];
-        e->mode = l->open[k].mode == KITH_LAN_OPEN ? KITH_BEACON_OPEN : KITH_BEACON_KNOCK;
+        e->mode
+            = kith_room_lan(r->room) == KITH_ROOM_LAN_OPEN ? KITH_BEACON_OPEN : KITH_BEACON_KNOCK;
         snprintf(e->name, sizeof e->name, "%s", kith_room_name(r->room));
     }
+    l->name_rr = nstart + k;
     if (real == 0 && b.nnames == 0)
         return; /* nothing anyone could find us by */
     /* Random filler up to a multiple of 4 tags: the count tells an onlooker
@@ -218,10 +220,13 @@ void node_lan_timer(kith_node *n, uint64_t now)
     node_lan *l = n->lan;
     if (!l)
         return;
-    /* Knocks whose knocker left or that waited too long go. */
+    /* Knocks go when the knocker left, they waited too long, or the room
+     * is no longer open here (an admin turned it off, we lost the role). */
     for (size_t i = l->nknocks; i > 0; i--) {
         lan_knock *k = &l->knocks[i - 1];
-        if (!node_conn_find(n, k->conn) || now - k->at_ms > NODE_KNOCK_TIMEOUT_MS)
+        const nroom *r = node_room_by_id(n, k->room_id);
+        if (!node_conn_find(n, k->conn) || now - k->at_ms > NODE_KNOCK_TIMEOUT_MS || !r
+            || !advertised(n, r))
             l->knocks[i - 1] = l->knocks[--l->nknocks];
     }
     if (now < l->next_beacon_ms)
@@ -470,46 +475,50 @@ bool node_lan_knocking(const kith_node *n, uint64_t conn)
     return false;
 }
 
+/* The setting is a room op (admins only, proto 5.2), not this node's own:
+ * every admin's and moderator's node then names the room and answers
+ * knocks, and it outlives a restart. */
 int kith_node_lan_set(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], int mode)
 {
-    node_lan *l = n->lan;
-    if (!l)
-        return KITH_ESTATE;
     if (mode != KITH_LAN_OFF && mode != KITH_LAN_OPEN && mode != KITH_LAN_KNOCK)
         return KITH_EINVAL;
     nroom *r = node_room_by_id(n, room_id);
     if (!r)
         return KITH_ENOENT;
-    if (!may_admit(n, r))
+    const kith_member *me = kith_room_member(r->room, n->self->id_pk);
+    if (!me || me->role != KITH_ROLE_ADMIN)
         return KITH_EPERM;
-    lan_open *o = open_entry(n, room_id);
-    if (mode == KITH_LAN_OFF) {
-        if (o)
-            *o = l->open[--l->nopen];
-        for (size_t i = l->nknocks; i > 0; i--) {
-            if (memcmp(l->knocks[i - 1].room_id, room_id, KITH_HASH_LEN) == 0)
-                l->knocks[i - 1] = l->knocks[--l->nknocks];
-        }
-        return 0;
+    if (kith_room_lan(r->room) == mode)
+        return 0; /* already so: no op */
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    int rc = kith_room_set_lan(r->room, mode, &op);
+    if (!rc)
+        rc = node_publish_op(n, r, &op);
+    kith_buf_free(&op);
+    node_lan *l = n->lan;
+    if (rc || !l)
+        return rc;
+    for (size_t i = l->nknocks; mode == KITH_LAN_OFF && i > 0; i--) {
+        if (memcmp(l->knocks[i - 1].room_id, room_id, KITH_HASH_LEN) == 0)
+            l->knocks[i - 1] = l->knocks[--l->nknocks];
     }
-    if (!o) {
-        if (l->nopen >= LAN_MAX_OPEN)
-            return KITH_ETOOBIG;
-        o = &l->open[l->nopen++];
-        memcpy(o->room_id, room_id, KITH_HASH_LEN);
-    }
-    o->mode = mode;
     /* Say so soon, but never more than once a second. */
     uint64_t soon = kith_mono_ms(n->env) + 1000;
-    if (l->next_beacon_ms > soon)
+    if (mode != KITH_LAN_OFF && l->next_beacon_ms > soon)
         l->next_beacon_ms = soon;
     return 0;
 }
 
 int kith_node_lan_mode(const kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN])
 {
-    const lan_open *o = open_entry(n, room_id);
-    return o ? o->mode : KITH_LAN_OFF;
+    const nroom *r = node_room_by_id(n, room_id);
+    return r ? kith_room_lan(r->room) : KITH_LAN_OFF;
+}
+
+bool kith_node_lan_enabled(const kith_node *n)
+{
+    return n->lan != NULL;
 }
 
 size_t kith_node_lan_count(const kith_node *n)
@@ -575,16 +584,11 @@ int node_lan_on_knock(kith_node *n, nconn *c, const kith_frame *f)
     static const uint8_t none[KITH_HASH_LEN];
     node_lan *l = n->lan;
     nroom *r = NULL;
-    const lan_open *o = NULL;
-    for (size_t i = 0; l && i < l->nopen && !r; i++) {
-        nroom *cand = node_room_by_id(n, l->open[i].room_id);
-        if (cand && l->open[i].mode != KITH_LAN_OFF
-            && strcmp(kith_room_name(cand->room), f->name) == 0) {
-            r = cand;
-            o = &l->open[i];
-        }
+    for (size_t i = 0; l && i < n->nrooms && !r; i++) {
+        if (advertised(n, n->rooms[i]) && strcmp(kith_room_name(n->rooms[i]->room), f->name) == 0)
+            r = n->rooms[i];
     }
-    if (!r || !may_admit(n, r)) {
+    if (!r) {
         node_send_join_err(n, c, none, "no room by that name is open here");
         return 0;
     }
@@ -592,7 +596,7 @@ int node_lan_on_knock(kith_node *n, nconn *c, const kith_frame *f)
         node_send_join_err(n, c, kith_room_id(r->room), "a knock needs a nick");
         return 0;
     }
-    if (o->mode == KITH_LAN_OPEN) {
+    if (kith_room_lan(r->room) == KITH_ROOM_LAN_OPEN) {
         bool admitted;
         return node_admit(n, c, r, f->cert, f->nick, f->addr, NULL, &admitted);
     }

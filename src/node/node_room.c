@@ -1093,6 +1093,14 @@ static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_me
     case KITH_OP_LEAVE:
         node_event_info(n, r, "%s left %s", by, room);
         break;
+    case KITH_OP_SET_LAN:
+        if (o->lan == KITH_ROOM_LAN_OFF)
+            node_event_info(n, r, "%s made %s no longer discoverable on the LAN", by, room);
+        else
+            node_event_info(n, r, "%s made %s discoverable on the LAN: %s", by, room,
+                o->lan == KITH_ROOM_LAN_OPEN ? "anyone there may join"
+                                             : "knocks wait for an admin or moderator");
+        break;
     default:
         break;
     }

@@ -47,13 +47,14 @@ enum {
     OK_SEALS = 20,
     OK_EXPIRES = 21,
     OK_USES = 22,
+    OK_LAN = 23,
 };
 
 #define NONCE_LEN 16
 #define KEYMSG_LEN (8 + KITH_KEY_LEN) /* epoch (u64 BE) || key */
 #define SEALED_LEN (KEYMSG_LEN + KITH_SEAL_OVERHEAD)
 #define NONE UINT32_MAX
-#define KIND_MAX KITH_OP_LEAVE
+#define KIND_MAX KITH_OP_SET_LAN
 
 enum { HISTORY_FROM_JOIN = 0, HISTORY_WHOLE = 1 };
 
@@ -73,6 +74,7 @@ static const uint32_t kind_keys[KIND_MAX + 1] = {
     [KITH_OP_REVOKE] = B(16),
     [KITH_OP_REKEY] = B(20),
     [KITH_OP_LEAVE] = 0,
+    [KITH_OP_SET_LAN] = B(23),
 };
 
 static bool rekeying(uint64_t kind)
@@ -103,6 +105,7 @@ typedef struct op_view {
     bool has_invite;
     uint8_t invite[KITH_HASH_LEN];
     uint64_t expires, uses;
+    uint64_t lan;
     uint8_t sealed[SEALED_LEN];
     size_t nseals;
     uint8_t seal_to[KITH_ROOM_MAX_SEALS][KITH_ID_LEN];
@@ -118,6 +121,7 @@ typedef struct op_rec {
     uint8_t nparents;
     uint8_t kind;
     uint8_t role; /* role granted or set */
+    uint8_t lan; /* set LAN: the mode */
     bool head; /* no applied op names it as a parent */
     bool effective; /* took effect in the last full replay */
     uint32_t author, subject; /* member indexes; subject NONE when absent */
@@ -148,7 +152,7 @@ typedef struct mstate {
     uint32_t *shown; /* that add (or the genesis) */
     uint32_t key_op;
     uint64_t epoch;
-    uint32_t name_op, topic_op;
+    uint32_t name_op, topic_op, lan_op;
 } mstate;
 
 struct kith_room {
@@ -158,6 +162,7 @@ struct kith_room {
     char name[KITH_ROOM_NAME_MAX + 1];
     char topic[KITH_TOPIC_MAX + 1];
     uint8_t history;
+    uint8_t lan; /* enum kith_room_lan */
     uint64_t epoch;
     uint32_t key_op;
     bool needs_rekey;
@@ -439,6 +444,13 @@ static int parse_op(const kith_env *env, const uint8_t *data, size_t len, op_vie
         if (v->uses == 0 || v->uses > UINT32_MAX)
             goto done;
     }
+    if (keys & B(OK_LAN)) {
+        if ((rc = proto_err(kith_wire_get_uint(doc, root, OK_LAN, &v->lan))))
+            goto done;
+        rc = KITH_EPROTO;
+        if (v->lan > KITH_ROOM_LAN_KNOCK)
+            goto done;
+    }
     want += (size_t)__builtin_popcount(keys);
 
     rc = KITH_EPROTO;
@@ -596,6 +608,7 @@ static bool allowed(const kith_room *r, const mstate *s, const op_rec *o)
     case KITH_OP_SET_TOPIC:
         return a >= KITH_ROLE_MODERATOR;
     case KITH_OP_SET_NAME:
+    case KITH_OP_SET_LAN: /* naming the room to strangers: admins only */
         return a == KITH_ROLE_ADMIN;
     case KITH_OP_INVITE:
     case KITH_OP_REKEY:
@@ -668,6 +681,9 @@ static void effect(mstate *s, const op_rec *o, uint32_t oidx, uint32_t pos)
     case KITH_OP_SET_NAME:
         s->name_op = oidx;
         break;
+    case KITH_OP_SET_LAN:
+        s->lan_op = oidx;
+        break;
     case KITH_OP_LEAVE:
         s->role[o->author] = 0; /* it still holds the key: members rekey */
         break;
@@ -684,7 +700,7 @@ static void replay(kith_room *r, const uint8_t *filter, mstate *s, bool mark)
     memset(s->role, 0, s->n);
     memset(s->banned, 0, s->n);
     memset(s->holder, 0, s->n);
-    s->key_op = s->name_op = s->topic_op = NONE;
+    s->key_op = s->name_op = s->topic_op = s->lan_op = NONE;
     s->epoch = 0;
     for (uint32_t pos = 0; pos < r->nops; pos++) {
         uint32_t oi = r->order[pos];
@@ -756,6 +772,7 @@ static void refresh(kith_room *r, mstate *s)
     r->epoch = s->epoch;
     const op_rec *n = &r->ops[s->name_op];
     copy_str(r->name, sizeof r->name, n->text, strlen(n->text));
+    r->lan = s->lan_op != NONE ? r->ops[s->lan_op].lan : KITH_ROOM_LAN_OFF;
     r->topic[0] = '\0';
     if (s->topic_op != NONE) {
         const op_rec *t = &r->ops[s->topic_op];
@@ -955,6 +972,7 @@ int kith_room_apply(kith_room *room, const uint8_t *op, size_t len)
     o.nparents = (uint8_t)v->nparents;
     o.kind = (uint8_t)v->kind;
     o.role = (uint8_t)v->role;
+    o.lan = (uint8_t)v->lan;
     o.subject = NONE;
     o.ctx_key = NONE;
     if (v->has_subject && find_member(room, v->subject, &idx))
@@ -1267,6 +1285,7 @@ typedef struct op_args {
     size_t nick_len, addr_len, text_len;
     const uint8_t *invite;
     uint64_t expires, uses;
+    uint64_t lan;
 } op_args;
 
 /* Sign an op of self with the current heads as parents, checked against
@@ -1282,6 +1301,7 @@ static int author_op(kith_room *room, const op_args *a, kith_buf *op_out)
     memset(&o, 0, sizeof o);
     o.kind = (uint8_t)a->kind;
     o.role = (uint8_t)a->role;
+    o.lan = (uint8_t)a->lan;
     o.author = (uint32_t)idx;
     o.subject = NONE;
     if (a->subject && find_member(room, a->subject, &idx))
@@ -1422,6 +1442,10 @@ static int author_op(kith_room *room, const op_args *a, kith_buf *op_out)
         kith_wire_uint(&w, OK_USES);
         kith_wire_uint(&w, a->uses);
     }
+    if (keys & B(OK_LAN)) {
+        kith_wire_uint(&w, OK_LAN);
+        kith_wire_uint(&w, a->lan);
+    }
     if ((rc = kith_wire_finish(&w)) || (rc = sign_op(env, room->self, &body, &op)))
         goto done;
     /* Reserve first so that once the op is applied, handing it out can't
@@ -1532,6 +1556,17 @@ int kith_room_set_name(kith_room *room, const char *name, kith_buf *op_out)
     return text_op(room, KITH_OP_SET_NAME, name, KITH_ROOM_NAME_MAX, false, op_out);
 }
 
+int kith_room_set_lan(kith_room *room, int mode, kith_buf *op_out)
+{
+    if (!room || !op_out || mode < KITH_ROOM_LAN_OFF || mode > KITH_ROOM_LAN_KNOCK)
+        return KITH_EINVAL;
+    op_args a;
+    memset(&a, 0, sizeof a);
+    a.kind = KITH_OP_SET_LAN;
+    a.lan = (uint64_t)mode;
+    return author_op(room, &a, op_out);
+}
+
 static int plain_op(kith_room *room, int kind, kith_buf *out)
 {
     if (!room || !out)
@@ -1588,6 +1623,11 @@ const uint8_t *kith_room_id(const kith_room *room)
 const char *kith_room_name(const kith_room *room)
 {
     return room->name;
+}
+
+int kith_room_lan(const kith_room *room)
+{
+    return room ? room->lan : KITH_ROOM_LAN_OFF;
 }
 
 const char *kith_room_topic(const kith_room *room)
@@ -1697,6 +1737,7 @@ int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out)
     out->has_invite = o->has_invite;
     memcpy(out->invite, o->invite, KITH_HASH_LEN);
     out->text = o->text ? o->text : "";
+    out->lan = o->lan;
     return 0;
 }
 

@@ -62,6 +62,14 @@ enum kith_op_kind {
     KITH_OP_REVOKE = 9, /* invite revoked */
     KITH_OP_REKEY = 10,
     KITH_OP_LEAVE = 11, /* the author leaves; members then rekey (no key in it) */
+    KITH_OP_SET_LAN = 12, /* admins: is the room named on the LAN for a meetup */
+};
+
+/* A room's LAN meetup setting (op kind 12, proto/kith.md 5.2 and 8). */
+enum kith_room_lan {
+    KITH_ROOM_LAN_OFF = 0, /* not named on the LAN (the default) */
+    KITH_ROOM_LAN_OPEN = 1, /* named; anyone on the LAN who knocks is admitted */
+    KITH_ROOM_LAN_KNOCK = 2, /* named; a knock waits for an admin or moderator */
 };
 
 enum kith_role {
@@ -91,6 +99,7 @@ typedef struct kith_op_info {
     bool has_invite;
     uint8_t invite[KITH_HASH_LEN];
     const char *text; /* topic or name; "" otherwise */
+    uint8_t lan; /* set LAN: enum kith_room_lan */
 } kith_op_info;
 
 typedef struct kith_room kith_room;
@@ -131,6 +140,8 @@ KITH_WUR int kith_room_set_role(
     kith_room *room, const uint8_t subject[KITH_ID_LEN], int role, kith_buf *op_out);
 KITH_WUR int kith_room_set_topic(kith_room *room, const char *topic, kith_buf *op_out);
 KITH_WUR int kith_room_set_name(kith_room *room, const char *name, kith_buf *op_out);
+/* Admins only: mode is enum kith_room_lan. */
+KITH_WUR int kith_room_set_lan(kith_room *room, int mode, kith_buf *op_out);
 KITH_WUR int kith_room_rekey(kith_room *room, kith_buf *op_out);
 KITH_WUR int kith_room_leave(kith_room *room, kith_buf *op_out);
 KITH_WUR int kith_room_invite_issued(kith_room *room, const uint8_t invite_id[KITH_HASH_LEN],
@@ -160,6 +171,8 @@ KITH_WUR int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *ou
  * each head op id by id), see proto 5.4. Changes with membership. */
 void kith_room_safety(const kith_room *room, uint8_t out[KITH_HASH_LEN]);
 const char *kith_room_name(const kith_room *room);
+/* The LAN meetup setting: the latest effective set-LAN op, else off. */
+int kith_room_lan(const kith_room *room);
 /* Current epoch and a key of that number; the key is NULL when self holds none. */
 uint64_t kith_room_epoch(const kith_room *room);
 const uint8_t *kith_room_key(const kith_room *room, uint64_t epoch);

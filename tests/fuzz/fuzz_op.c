@@ -160,8 +160,8 @@ int main(int argc, char **argv)
     put(dir, "bad-empty-body", empty, sizeof empty);
     /* Every other kind, by alice against a copy of the fixed room. */
     static const char *names[] = { "remove-bob", "ban-bob", "mod-bob", "topic", "rename", "rekey",
-        "leave", "invite-issued", "invite-revoked" };
-    for (int k = 0; k < 9; k++) {
+        "leave", "invite-issued", "invite-revoked", "set-lan" };
+    for (int k = 0; k < 10; k++) {
         kith_room *ra = NULL;
         genesis = kith_room_op_at(room, 0, &len);
         if (kith_room_open(&ENV, &alice, genesis, len, &ra) != 0)
@@ -178,7 +178,8 @@ int main(int argc, char **argv)
             : k == 5    ? kith_room_rekey(ra, &op)
             : k == 6    ? kith_room_leave(ra, &op)
             : k == 7    ? kith_room_invite_issued(ra, invite, 1767312000000ull, 3, &op)
-                        : kith_room_invite_revoke(ra, invite, &op);
+            : k == 8    ? kith_room_invite_revoke(ra, invite, &op)
+                        : kith_room_set_lan(ra, KITH_ROOM_LAN_KNOCK, &op);
         if (rc != 0)
             abort();
         put(dir, names[k], op.data, op.len);

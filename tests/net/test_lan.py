@@ -12,8 +12,8 @@ each runs one kith. No node is given another's address for the LAN phase:
   3. A capture of the beacons (tcpdump in B's namespace) contains no public
      key, fingerprint, room id, room name or nickname, and two consecutive
      beacons of one node share no tag.
-  4. Knock: A opens bookclub with /lan knock; D (a stranger) sees it in /lan,
-     knocks, A admits, D chats with A and B.
+  4. Knock: A opens bookclub with /lan knock (a room op B learns too); D (a
+     stranger) sees it in /lan, knocks, A admits, D chats with A and B.
 
 Needs root, `ip netns` and tcpdump; otherwise it says why and counts itself
 as skipped (exit 0). Everything it creates is removed at the end, always.
@@ -275,8 +275,11 @@ def body(t):
 
     t.step("knock and admit")
     a.send("/lan knock")
-    t.require(wait_line(a, r"^\* bookclub is named on the LAN", 10) is not None,
-              "A opens bookclub for knocks")
+    t.require(wait_line(a, r"^\* you made bookclub discoverable on the LAN: knocks wait", 10)
+              is not None, "A opens bookclub for knocks")
+    # A room op: every member's node learns it.
+    t.check(wait_line(b, r"^\* alice made bookclub discoverable on the LAN", 20) is not None,
+            "B learns that bookclub is open on the LAN")
     d.set_port(PORT2)
     d.start()
     d.wait_for(r"\(fingerprint", 30)

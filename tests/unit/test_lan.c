@@ -754,6 +754,98 @@ static void test_knock_and_admit(void **state)
     world_free(w);
 }
 
+/* Names in the beacons node `from` sent since log entry `since`. */
+static size_t names_sent(const world *w, int from, size_t since, const char *name)
+{
+    size_t count = 0;
+    for (size_t i = since; i < w->nlog; i++) {
+        kith_beacon b;
+        if (w->log[i].from != from)
+            continue;
+        assert_int_equal(kith_beacon_decode(w->log[i].data, w->log[i].len, &b), 0);
+        for (size_t k = 0; k < b.nnames; k++)
+            count += strcmp(b.names[k].name, name) == 0;
+    }
+    return count;
+}
+
+/* The meetup setting is a room op: only an admin sets it, every member's
+ * node learns it, a moderator's node names the room and answers knocks on
+ * its own (with the admin gone), and it outlives a restart. */
+static void test_meetup_setting_is_a_room_op(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    int joiners[] = { 1 };
+    make_room_offline(w, room, 0, joiners, 1);
+    tick(w, 12); /* 0 and 1 find each other on the LAN */
+    assert_int_equal(kith_node_member_op(w->n[0].node, room, KITH_MOP_SET_ROLE, w->n[1].id.id_pk,
+                         KITH_ROLE_MODERATOR, NULL),
+        0);
+    settle(w);
+    assert_int_equal(kith_node_lan_set(w->n[1].node, room, KITH_LAN_KNOCK), KITH_EPERM);
+    assert_int_equal(kith_node_lan_set(w->n[2].node, room, KITH_LAN_KNOCK), KITH_ENOENT);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, 7), KITH_EINVAL);
+    assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_OFF);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
+    settle(w);
+    assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_KNOCK);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "bookclub discoverable on the LAN"), 1);
+    /* Again: nothing new is signed. */
+    size_t evs = w->n[1].nev;
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
+    settle(w);
+    assert_int_equal(w->n[1].nev, evs);
+    /* Both nodes that can admit name the room. */
+    size_t logged = w->nlog;
+    tick(w, 12);
+    assert_true(names_sent(w, 0, logged, "bookclub") > 0);
+    assert_true(names_sent(w, 1, logged, "bookclub") > 0);
+    /* The admin restarts: the setting is in its log. */
+    node_stop(w, 0);
+    node_start(w, 0);
+    assert_int_equal(kith_node_lan_mode(w->n[0].node, room), KITH_LAN_KNOCK);
+    /* The admin leaves the meetup; the stranger hears only the moderator. */
+    node_stop(w, 0);
+    node_stop(w, 2);
+    node_start(w, 2);
+    tick(w, 12);
+    assert_int_equal(kith_node_lan_count(w->n[2].node), 1);
+    kith_lan_room lr;
+    assert_int_equal(kith_node_lan_at(w->n[2].node, 0, &lr), 0);
+    assert_string_equal(lr.addr, w->n[1].addr);
+    assert_int_equal(lr.mode, KITH_LAN_KNOCK);
+    assert_int_equal(kith_node_knock(w->n[2].node, "bookclub"), 0);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "c knocks on bookclub"), 1);
+    assert_int_equal(kith_node_admit(w->n[1].node, "c"), 0);
+    settle(w);
+    assert_int_equal(count_ev(&w->n[2], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(kith_node_member_count(w->n[2].node, room), 3);
+    /* The newcomer, a plain member, learned the setting but doesn't name
+     * the room (it couldn't let anyone in). */
+    assert_int_equal(kith_node_lan_mode(w->n[2].node, room), KITH_LAN_KNOCK);
+    logged = w->nlog;
+    tick(w, 12);
+    assert_int_equal(names_sent(w, 2, logged, "bookclub"), 0);
+    /* The admin comes back and closes the room: the moderator stops naming
+     * it once the op reaches it. */
+    node_start(w, 0);
+    tick(w, 12);
+    assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
+    settle(w);
+    assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_OFF);
+    assert_int_equal(kith_node_lan_mode(w->n[2].node, room), KITH_LAN_OFF);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "no longer discoverable"), 1);
+    logged = w->nlog;
+    tick(w, 12);
+    assert_int_equal(names_sent(w, 0, logged, "bookclub"), 0);
+    assert_int_equal(names_sent(w, 1, logged, "bookclub"), 0);
+    world_free(w);
+}
+
 static void test_open_room_admits_at_once(void **state)
 {
     (void)state;
@@ -817,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_replayed_beacon_reveals_nobody),
         cmocka_unit_test(test_invite_to_wrong_node),
         cmocka_unit_test(test_knock_and_admit),
+        cmocka_unit_test(test_meetup_setting_is_a_room_op),
         cmocka_unit_test(test_open_room_admits_at_once),
         cmocka_unit_test(test_knock_refused_when_closed),
     };

@@ -551,6 +551,141 @@ static void test_roles(void **state)
     kith_buf_free(&op);
 }
 
+/* A hand-built set-LAN op (kind 12, key 23), so non-admins and bad modes
+ * can be tried. */
+static void build_set_lan(fx *f, const kith_identity *signer, const uint8_t parent[KITH_HASH_LEN],
+    uint64_t lamport, uint64_t mode, kith_buf *out)
+{
+    kith_buf body;
+    kith_buf_init(&body, &f->t.env, KITH_OP_MAX);
+    kith_wire_writer w;
+    kith_wire_writer_init(&w, &body);
+    kith_wire_map(&w, 9);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, 1);
+    kith_wire_uint(&w, 1);
+    kith_wire_uint(&w, KITH_OP_SET_LAN);
+    kith_wire_uint(&w, 2);
+    kith_wire_bin(&w, kith_room_id(f->room), KITH_HASH_LEN);
+    kith_wire_uint(&w, 3);
+    kith_wire_bin(&w, signer->id_pk, KITH_ID_LEN);
+    kith_wire_uint(&w, 4);
+    kith_wire_array(&w, 1);
+    kith_wire_bin(&w, parent, KITH_HASH_LEN);
+    kith_wire_uint(&w, 5);
+    kith_wire_uint(&w, 1767225600000ull);
+    kith_wire_uint(&w, 6);
+    kith_wire_uint(&w, lamport);
+    kith_wire_uint(&w, 7);
+    kith_wire_uint(&w, 0);
+    kith_wire_uint(&w, 23);
+    kith_wire_uint(&w, mode);
+    assert_int_equal(kith_wire_finish(&w), 0);
+    uint8_t sig[KITH_SIG_LEN];
+    assert_int_equal(kith_sign(&f->t.env, signer, KITH_DOMAIN_OP, body.data, body.len, sig), 0);
+    kith_wire_writer_init(&w, out);
+    kith_wire_map(&w, 2);
+    kith_wire_uint(&w, 0);
+    kith_wire_bin(&w, body.data, body.len);
+    kith_wire_uint(&w, 1);
+    kith_wire_bin(&w, sig, sizeof sig);
+    assert_int_equal(kith_wire_finish(&w), 0);
+    kith_buf_free(&body);
+}
+
+static void last_op_id(const kith_room *r, uint8_t id[KITH_HASH_LEN], uint64_t *lamport)
+{
+    size_t len;
+    const uint8_t *op = kith_room_op_at(r, kith_room_op_count(r) - 1, &len);
+    op_id(op, len, id);
+    *lamport = kith_room_op_count(r) - 1; /* every op here follows the one before */
+}
+
+/* The LAN meetup setting is a signed room op that only admins may issue;
+ * every replica ends with the same setting. */
+static void test_lan_setting(void **state)
+{
+    fx *f = *state;
+    kith_buf op_b, op_c, op;
+    add(f, f->room, &f->bob, "bob", &op_b);
+    add(f, f->room, &f->carol, "carol", &op_c);
+    kith_buf_init(&op, &f->t.env, KITH_OP_MAX);
+    assert_int_equal(kith_room_set_role(f->room, f->carol.id_pk, KITH_ROLE_MODERATOR, &op), 0);
+    kith_room *bob = open_as(f, &f->bob);
+    for (size_t i = 1; i < kith_room_op_count(f->room); i++) {
+        size_t len;
+        const uint8_t *o = kith_room_op_at(f->room, i, &len);
+        assert_int_equal(kith_room_apply(bob, o, len), 0);
+    }
+    kith_room *carol = open_as(f, &f->carol);
+    for (size_t i = 1; i < kith_room_op_count(f->room); i++) {
+        size_t len;
+        const uint8_t *o = kith_room_op_at(f->room, i, &len);
+        assert_int_equal(kith_room_apply(carol, o, len), 0);
+    }
+    assert_int_equal(kith_room_lan(f->room), KITH_ROOM_LAN_OFF);
+    assert_int_equal(kith_room_lan(bob), KITH_ROOM_LAN_OFF);
+    /* Not a member's or a moderator's to set; nor an unknown mode. */
+    kith_buf_reset(&op);
+    assert_int_equal(kith_room_set_lan(bob, KITH_ROOM_LAN_OPEN, &op), KITH_EPERM);
+    assert_int_equal(kith_room_set_lan(carol, KITH_ROOM_LAN_KNOCK, &op), KITH_EPERM);
+    assert_int_equal(kith_room_set_lan(f->room, 3, &op), KITH_EINVAL);
+    assert_int_equal(kith_room_set_lan(f->room, -1, &op), KITH_EINVAL);
+    assert_int_equal(op.len, 0);
+    /* ... nor can they sign one by hand: every replica refuses it. */
+    uint8_t parent[KITH_HASH_LEN];
+    uint64_t lamport;
+    last_op_id(f->room, parent, &lamport);
+    kith_buf raw;
+    kith_buf_init(&raw, &f->t.env, 2 * KITH_OP_MAX);
+    build_set_lan(f, &f->carol, parent, lamport + 1, KITH_ROOM_LAN_OPEN, &raw);
+    assert_int_equal(apply_checked(f, f->room, raw.data, raw.len), KITH_EPERM);
+    assert_int_equal(apply_checked(f, bob, raw.data, raw.len), KITH_EPERM);
+    kith_buf_reset(&raw);
+    build_set_lan(f, &f->alice, parent, lamport + 1, 3, &raw); /* no such mode */
+    assert_int_equal(apply_checked(f, bob, raw.data, raw.len), KITH_EPROTO);
+    kith_buf_reset(&raw);
+    build_set_lan(f, &f->alice, parent, lamport + 1, KITH_ROOM_LAN_OPEN, &raw);
+    assert_int_equal(apply_checked(f, bob, raw.data, raw.len), 0);
+    assert_int_equal(kith_room_lan(bob), KITH_ROOM_LAN_OPEN);
+    assert_int_equal(kith_room_apply(f->room, raw.data, raw.len), 0);
+    assert_int_equal(kith_room_apply(carol, raw.data, raw.len), 0);
+    assert_int_equal(kith_room_lan(f->room), KITH_ROOM_LAN_OPEN);
+    /* The admin's own: knock, then off; the replicas follow. */
+    for (int mode = KITH_ROOM_LAN_KNOCK; mode >= KITH_ROOM_LAN_OFF; mode -= 2) {
+        kith_buf_reset(&op);
+        assert_int_equal(kith_room_set_lan(f->room, mode, &op), 0);
+        assert_int_equal(kith_room_lan(f->room), mode);
+        assert_int_equal(kith_room_apply(bob, op.data, op.len), 0);
+        assert_int_equal(kith_room_apply(carol, op.data, op.len), 0);
+        assert_int_equal(kith_room_lan(bob), mode);
+        assert_int_equal(kith_room_lan(carol), mode);
+        kith_op_info info;
+        assert_int_equal(kith_room_op_info(bob, kith_room_op_count(bob) - 1, &info), 0);
+        assert_int_equal(info.kind, KITH_OP_SET_LAN);
+        assert_int_equal(info.lan, mode);
+        assert_true(info.effective);
+        assert_memory_equal(info.author, f->alice.id_pk, KITH_ID_LEN);
+    }
+    /* A replica rebuilt from the log alone has the same setting. */
+    kith_buf_reset(&op);
+    assert_int_equal(kith_room_set_lan(f->room, KITH_ROOM_LAN_KNOCK, &op), 0);
+    kith_room *again = open_as(f, &f->bob);
+    for (size_t i = 1; i < kith_room_op_count(f->room); i++) {
+        size_t len;
+        const uint8_t *o = kith_room_op_at(f->room, i, &len);
+        assert_int_equal(kith_room_apply(again, o, len), 0);
+    }
+    assert_int_equal(kith_room_lan(again), KITH_ROOM_LAN_KNOCK);
+    kith_room_free(again);
+    kith_room_free(bob);
+    kith_room_free(carol);
+    kith_buf_free(&raw);
+    kith_buf_free(&op);
+    kith_buf_free(&op_b);
+    kith_buf_free(&op_c);
+}
+
 static void test_concurrent_adds(void **state)
 {
     fx *f = *state;
@@ -781,6 +916,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forged_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tamper_every_byte, setup, teardown),
         cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lan_setting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_adds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alloc_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invite_round_trip, setup, teardown),
