@@ -57,6 +57,7 @@ typedef struct options {
     bool no_lan;
     bool no_dial;
     size_t degree;
+    uint64_t rekey_every_ms; /* 0: the node's default */
     const char *peers[PEERS_MAX];
     size_t npeers;
 } options;
@@ -130,6 +131,8 @@ static void usage(FILE *f)
         "  --no-dial             don't dial members' addresses: only --peer links and\n"
         "                        whoever connects to us (messages still relay across)\n"
         "  --degree N            links to keep per room (default 8)\n"
+        "  --rekey-days N        as an admin, give each room a fresh key when the\n"
+        "                        current one is N days old (default 7; 0: never)\n"
         "  --log-level LEVEL     error, warn, info or debug (default warn); logs go to stderr\n"
         "  --json                kith tail: one JSON object per line\n"
         "  --irc PORT            also run an IRC gateway on 127.0.0.1:PORT (docs/irc.md)\n"
@@ -172,6 +175,7 @@ static int parse_args(int argc, char **argv, options *o)
         { "peer", required_argument, NULL, 'P' },
         { "no-dial", no_argument, NULL, 'D' },
         { "degree", required_argument, NULL, 'G' },
+        { "rekey-days", required_argument, NULL, 'R' },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -244,6 +248,16 @@ static int parse_args(int argc, char **argv, options *o)
                 return EXIT_USAGE;
             }
             o->degree = (size_t)d;
+            break;
+        }
+        case 'R': {
+            char *end;
+            long d = strtol(optarg, &end, 10);
+            if (end == optarg || *end || d < 0 || d > 3650) {
+                fail("--rekey-days wants a number of days from 0 (never) to 3650, not %s", optarg);
+                return EXIT_USAGE;
+            }
+            o->rekey_every_ms = d ? (uint64_t)d * 24 * 3600 * 1000 : KITH_REKEY_NEVER;
             break;
         }
         case 'H':
@@ -694,6 +708,7 @@ static int run(const options *o)
         .nick = nick,
         .lan = lan,
         .degree = o->degree,
+        .rekey_every_ms = o->rekey_every_ms,
         .no_dial = o->no_dial,
         .peers = o->peers,
         .npeers = o->npeers };

@@ -39,7 +39,13 @@ typedef struct kith_node_config {
     bool no_dial; /* never dial members' addresses (tests; static peers only) */
     const char *const *peers; /* static peers to keep connected to, "host:port" */
     size_t npeers;
+    /* Scheduled rekey: an admin's node gives a room a fresh epoch key when
+     * the current one is this old; 0 -> 7 days, KITH_REKEY_NEVER -> never. */
+    uint64_t rekey_every_ms;
 } kith_node_config;
+
+#define KITH_REKEY_NEVER UINT64_MAX
+#define KITH_REKEY_DEFAULT_MS (7ull * 24 * 3600 * 1000)
 
 enum kith_event_type {
     KITH_EV_MESSAGE = 1, /* a message in a room (also our own, once sent) */

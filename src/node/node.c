@@ -233,6 +233,7 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
     n->next_conn = 1;
     n->invite_ttl_ms = cfg && cfg->invite_ttl_ms ? cfg->invite_ttl_ms : 24ull * 3600 * 1000;
     n->degree = cfg && cfg->degree ? cfg->degree : 8;
+    n->rekey_every_ms = cfg && cfg->rekey_every_ms ? cfg->rekey_every_ms : KITH_REKEY_DEFAULT_MS;
     n->no_dial = cfg && cfg->no_dial;
     set_nick(n, cfg ? cfg->nick : NULL);
     if (cfg && cfg->addr) {

@@ -140,6 +140,8 @@ typedef struct nroom {
     size_t nheld_ops;
     uint64_t lamport;
     uint64_t rekey_since_ms; /* when we saw the room needs a rekey; 0 if it doesn't */
+    uint64_t key_seen_wall; /* our wall clock when the current key became current here */
+    uint64_t sched_retry_wall; /* a scheduled rekey failed: not before this */
     wanted *want;
     size_t nwant;
     uint64_t gap_noticed_seq; /* highest gap end already reported */
@@ -233,6 +235,7 @@ struct kith_node {
     char nick[KITH_NICK_MAX + 1];
     char addr[KITH_ADDR_MAX + 1];
     uint64_t invite_ttl_ms;
+    uint64_t rekey_every_ms; /* scheduled rekey (node_room.c) */
     size_t degree;
     bool no_dial;
 

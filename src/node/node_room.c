@@ -34,12 +34,17 @@ void node_refresh_tag(kith_node *n, nroom *r)
 {
     uint64_t epoch;
     const uint8_t *key = kith_room_current_key(r->room, &epoch);
+    uint8_t old_tag[KITH_ROOM_TAG_LEN];
+    bool had = r->has_tag;
+    memcpy(old_tag, r->tag, sizeof old_tag);
     r->has_tag = key != NULL;
     r->names_dirty = true; /* an op was applied: the member set may have changed */
     if (key) {
         kith_msg_room_tag(key, epoch, r->tag);
         r->tag_epoch = epoch;
     }
+    if (r->has_tag != had || memcmp(old_tag, r->tag, sizeof old_tag) != 0)
+        r->key_seen_wall = kith_wall_ms(n->env);
     size_t nk = kith_room_key_count(r->room);
     if (nk > r->ntags) {
         uint8_t(*t)[KITH_ROOM_TAG_LEN] = kith_realloc(n->env, r->tags, nk * KITH_ROOM_TAG_LEN);
@@ -1416,10 +1421,46 @@ int kith_node_member_op(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], i
 
 #define REKEY_FALLBACK_MS 30000
 
+/* "Members may also rekey on a schedule": an admin's node gives the room a
+ * fresh key when the current one is rekey_every_ms old. The admin due to
+ * rekey (the smallest id) does it on time, the other admins an eighth of
+ * the period later (spread by id) in case it is offline; concurrent rekeys
+ * converge to one key (proto 5.4). The key's age comes from its op's
+ * signed wall time; a time in our future (a wrong or lying clock) counts
+ * from when we first saw the key, so nobody can postpone rekeys forever. */
+static void scheduled_rekey(kith_node *n, nroom *r)
+{
+    if (n->rekey_every_ms == KITH_REKEY_NEVER || n->loading)
+        return;
+    const kith_member *me = kith_room_member(r->room, n->self->id_pk);
+    if (!me || me->role != KITH_ROLE_ADMIN || !kith_room_current_key(r->room, NULL))
+        return;
+    uint64_t now = kith_wall_ms(n->env), since = kith_room_key_since(r->room);
+    if (since > now)
+        since = r->key_seen_wall;
+    uint64_t every = n->rekey_every_ms, due = every;
+    if (!we_rekey(n, r))
+        due += every / 8 + (uint64_t)(me->id[0] % 31) * (every / 256 + 1);
+    if (now < since || now - since < due || now < r->sched_retry_wall)
+        return;
+    kith_buf op;
+    kith_buf_init(&op, n->env, KITH_OP_MAX);
+    int rc = kith_room_rekey(r->room, &op);
+    if (!rc)
+        rc = node_publish_op(n, r, &op);
+    kith_buf_free(&op);
+    if (rc) {
+        r->sched_retry_wall = now + 3600 * 1000; /* e.g. too many members to seal to */
+        KITH_LOGW(
+            n->env, "scheduled rekey of %s failed: %s", kith_room_name(r->room), kith_strerror(rc));
+    }
+}
+
 void node_membership_tick(kith_node *n, uint64_t now)
 {
     for (size_t i = 0; i < n->nrooms; i++) {
         nroom *r = n->rooms[i];
+        scheduled_rekey(n, r);
         const kith_member *me = kith_room_member(r->room, n->self->id_pk);
         if (!kith_room_needs_rekey(r->room) || !me || me->role < KITH_ROLE_MEMBER) {
             r->rekey_since_ms = 0;

@@ -117,6 +117,7 @@ typedef struct op_rec {
     uint8_t *bytes;
     size_t len;
     uint64_t lamport, epoch;
+    uint64_t wall; /* the author's clock (key 5): informational */
     uint32_t parents[KITH_ROOM_MAX_PARENTS];
     uint8_t nparents;
     uint8_t kind;
@@ -970,6 +971,7 @@ int kith_room_apply(kith_room *room, const uint8_t *op, size_t len)
     o.lamport = v->lamport;
     o.epoch = v->epoch;
     o.nparents = (uint8_t)v->nparents;
+    o.wall = v->wall;
     o.kind = (uint8_t)v->kind;
     o.role = (uint8_t)v->role;
     o.lan = (uint8_t)v->lan;
@@ -1061,6 +1063,7 @@ int kith_room_open(const kith_env *env, const kith_identity *self, const uint8_t
     memset(&o, 0, sizeof o);
     memcpy(o.id, r->id, KITH_HASH_LEN);
     o.kind = KITH_OP_GENESIS;
+    o.wall = v->wall;
     o.role = KITH_ROLE_ADMIN;
     o.author = 0;
     o.subject = NONE; /* new: commit gives it index 0 */
@@ -1648,6 +1651,11 @@ const uint8_t *kith_room_current_key(const kith_room *room, uint64_t *epoch)
     return k ? k->key : NULL;
 }
 
+uint64_t kith_room_key_since(const kith_room *room)
+{
+    return room->key_op < room->nops ? room->ops[room->key_op].wall : 0;
+}
+
 const uint8_t *kith_room_key(const kith_room *room, uint64_t epoch)
 {
     const uint8_t *cur = kith_room_current_key(room, NULL);
@@ -1734,6 +1742,7 @@ int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out)
     out->role = o->role;
     out->epoch = o->epoch;
     out->effective = o->effective;
+    out->wall_ms = o->wall;
     out->has_invite = o->has_invite;
     memcpy(out->invite, o->invite, KITH_HASH_LEN);
     out->text = o->text ? o->text : "";

@@ -96,6 +96,7 @@ typedef struct kith_op_info {
     uint8_t role;
     uint64_t epoch;
     bool effective; /* took effect in the total order */
+    uint64_t wall_ms; /* the author's clock when it signed (informational) */
     bool has_invite;
     uint8_t invite[KITH_HASH_LEN];
     const char *text; /* topic or name; "" otherwise */
@@ -153,6 +154,9 @@ const uint8_t *kith_room_id(const kith_room *room);
 const char *kith_room_topic(const kith_room *room);
 /* The key messages are sent with now (NULL if self holds none) and its epoch. */
 const uint8_t *kith_room_current_key(const kith_room *room, uint64_t *epoch);
+/* Author's wall clock (Unix ms) of the op that made the current key current
+ * (a claim: the node checks it against its own clock). */
+uint64_t kith_room_key_since(const kith_room *room);
 /* Every epoch key self holds (several may share an epoch number when
  * rekeys were concurrent; the room tag tells them apart). */
 size_t kith_room_key_count(const kith_room *room);

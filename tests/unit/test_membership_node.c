@@ -59,11 +59,14 @@ typedef struct world {
 } world;
 
 static world *W;
+static uint64_t rekey_every_ms; /* node option for the scheduled-rekey test; 0 default */
 
 static void node_start(world *w, int i)
 {
     tnode *tn = &w->n[i];
-    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0 };
+    kith_node_config cfg = {
+        .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0, .rekey_every_ms = rekey_every_ms
+    };
     assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
     tn->up = true;
 }
@@ -316,6 +319,7 @@ static int teardown(void **state)
     (void)state;
     world_free(W);
     free(W);
+    rekey_every_ms = 0;
     return 0;
 }
 
@@ -742,6 +746,68 @@ static void test_invite_ops(void **state)
     assert_true(has_event(&w->n[E], KITH_EV_ERROR, "join failed: invite already used"));
 }
 
+static size_t count_info(const tnode *tn, const char *sub)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < tn->nev; i++)
+        if (tn->ev[i].type == KITH_EV_INFO && strstr(tn->ev[i].text, sub))
+            c++;
+    return c;
+}
+
+/* Scheduled rekey on a virtual clock (period 60 s here, 7 days by
+ * default): the admin due does it once the key is that old, one rekey
+ * for the room, not one per admin; when that admin is offline the other
+ * admin does it a little later; a plain member never does. */
+static void test_scheduled_rekey(void **state)
+{
+    (void)state;
+    world *w = W;
+    rekey_every_ms = 60000;
+    world_init(w, 3);
+    uint8_t room[32], id[32];
+    assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
+    invite_join(w, room, A, B);
+    invite_join(w, room, A, C);
+    memcpy(id, w->n[B].id.id_pk, 32);
+    assert_int_equal(
+        kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
+    tick(w, 30);
+    kith_room_info ri;
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_int_equal(ri.epoch, 0);
+    tick(w, 35);
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_int_equal(ri.epoch, 1);
+    assert_int_equal(count_info(&w->n[C], "rekeyed bookclub"), 1);
+    for (int i = A; i <= B; i++) {
+        kith_room_info o;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &o), 0);
+        assert_string_equal(o.safety, ri.safety);
+        assert_int_equal(o.epoch, 1);
+    }
+    /* The admin due (the smaller id) goes offline: the other one rekeys
+     * within an eighth of the period plus its spread. */
+    int due = memcmp(w->n[A].id.id_pk, w->n[B].id.id_pk, 32) < 0 ? A : B;
+    int other = due == A ? B : A;
+    assert_int_equal(kith_node_flush(w->n[due].node), 0);
+    node_stop(w, due);
+    tick(w, 61);
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_int_equal(ri.epoch, 1);
+    tick(w, 20);
+    assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
+    assert_int_equal(ri.epoch, 2);
+    char want[64];
+    snprintf(want, sizeof want, "%s rekeyed bookclub", w->n[other].nick);
+    assert_int_equal(count_info(&w->n[C], want), 1);
+    assert_int_equal(count_info(&w->n[C], "rekeyed bookclub"), 2);
+    /* Messages flow under the new key. */
+    send_text(w, C, room, "fresh key");
+    tick(w, 2);
+    assert_int_equal(count_ev(&w->n[other], KITH_EV_MESSAGE, "fresh key"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -752,6 +818,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rekey_fallback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_collision, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invite_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scheduled_rekey, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
