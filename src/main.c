@@ -112,6 +112,8 @@ static void usage(FILE *f)
         "line client that reads commands and messages on stdin. When a node is\n"
         "already running with the home (kith node), kith attaches to it through\n"
         "its control socket (HOME/" KITH_CONTROL_SOCK ") instead; /quit detaches.\n"
+        "At a terminal the line is edited (Up recalls, Tab completes commands and\n"
+        "nicks; commands kept in HOME/history) and output is coloured.\n"
         "\n"
         "exit codes: 0 ok, 1 runtime error, 2 usage, 3 no node running (send, tail,\n"
         "stop), 4 no such room\n"
@@ -142,6 +144,7 @@ static void usage(FILE *f)
         "environment:\n"
         "  KITH_HOME             default home directory\n"
         "  KITH_PASSPHRASE       passphrase sealing the identity key (Argon2id)\n"
+        "  NO_COLOR              any non-empty value: no colour on a terminal\n"
         "\n",
         home);
     char help[4096];

@@ -383,6 +383,8 @@ int kith_remote_attach(int fd, const char *history_path)
             r.len -= r.start;
             r.start = 0;
         }
+        if (attach_signal)
+            break; /* caught while libedit had the key (Ctrl-C): detach */
         struct pollfd p[2] = { { fd, POLLIN, 0 }, { 0, POLLIN, 0 } };
         int np = in_open ? 2 : 1;
         if (poll(p, (nfds_t)np, -1) < 0) {

@@ -12,6 +12,7 @@
 #include <histedit.h>
 #include <langinfo.h>
 #include <locale.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -418,6 +419,16 @@ bool kith_term_history_keeps(const char *line, size_t len)
     return true;
 }
 
+/* Ctrl-C: libedit's raw mode reads it as a key, so it becomes SIGINT here
+ * and the program's own handler shuts down cleanly, as without a terminal. */
+static unsigned char interrupt_fn(EditLine *el, int ch)
+{
+    (void)el;
+    (void)ch;
+    raise(SIGINT);
+    return CC_NORM;
+}
+
 static void hist_load(void)
 {
     HistEvent ev;
@@ -507,8 +518,11 @@ int kith_term_start(const kith_term_hooks *hooks, const char *history_path)
     el_set(T.el, EL_EDITOR, "emacs");
     el_set(T.el, EL_PROMPT, prompt_fn);
     el_set(T.el, EL_HIST, history, T.hist);
-    el_set(T.el, EL_ADDFN, "kith-complete", "complete a command or a nick", complete_fn);
+    /* el_wset: the narrow el_set copies these names and never frees them. */
+    el_wset(T.el, EL_ADDFN, L"kith-complete", L"complete a command or a nick", complete_fn);
     el_set(T.el, EL_BIND, "^I", "kith-complete", NULL);
+    el_wset(T.el, EL_ADDFN, L"kith-interrupt", L"interrupt: quit", interrupt_fn);
+    el_set(T.el, EL_BIND, "^C", "kith-interrupt", NULL);
     /* ~/.editrc (or $EDITRC) lets people rebind keys, as in other libedit
      * programs. */
     el_source(T.el, NULL);

@@ -14,8 +14,8 @@ person would see, not about bytes:
   * colour on a terminal; none with NO_COLOR set, none through a pipe;
   * HOME/history (mode 0600) keeps commands but not messages or codes;
   * attached to a running node (a second kith on the same home) the
-    terminal works the same; Ctrl-D and /quit give the terminal back
-    as it was (canonical mode and echo on again).
+    terminal works the same; /quit, Ctrl-D and Ctrl-C give the terminal
+    back as it was (canonical mode and echo on again).
 
 usage: python3 test_pty.py PATH/TO/kith
 """
@@ -202,12 +202,19 @@ class PtyKith:
         kithnet.log("pty: start %s" % " ".join(args))
         self.proc = subprocess.Popen(
             [binary] + args, stdin=self.slave, stdout=self.slave, stderr=subprocess.PIPE,
-            env=e, start_new_session=True, close_fds=True, cwd=tempfile.gettempdir())
+            env=e, close_fds=True, cwd=tempfile.gettempdir(), preexec_fn=self._own_terminal)
         self.err = []
         self.closing = False
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         threading.Thread(target=self._read_err, daemon=True).start()
+
+    @staticmethod
+    def _own_terminal():
+        """In the child: a session of its own with the pty as its controlling
+        terminal, so Ctrl-C reaches it as a person's would."""
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     def _read(self):
         while not self.closing:
@@ -290,9 +297,13 @@ class PtyKith:
 
 
 def cooked(t, k, who):
+    """After k exited: the terminal as it was, and no sanitizer report."""
     modes = k.tty_modes()
     t.check(modes & termios.ICANON and modes & termios.ECHO,
             "%s: the terminal is back in canonical mode with echo" % who, "lflag %#x" % modes)
+    time.sleep(0.1)  # the stderr reader takes the last lines
+    bad = [l for l in k.err if kithnet.SANITIZER_RE.search(l)]
+    t.check(not bad, "%s: no sanitizer reports on stderr" % who, "\n".join(k.err[-30:]))
 
 
 def body(t):
@@ -417,9 +428,11 @@ def body(t):
         c.wait_cursor_line("lab> ", "C: in lab")
         c.type("/history 3\r")
         c.wait_line(r"^%s (#lab )?<alice> unread 2$" % TIME, "C: /history output")
-        c.type("\x04")  # Ctrl-D on an empty line is /quit
+        c.type("typing")
+        c.wait_cursor_line("lab> typing", "C: typed text shown")
+        c.type("\x03")  # Ctrl-C: SIGINT, a clean shut-down
         rc = c.finish()
-        t.check(rc == 0, "C: Ctrl-D exits 0", "rc %s" % rc)
+        t.check(rc == 0, "C: Ctrl-C exits 0", "rc %s" % rc)
         raw = c.raw.decode(errors="replace")
         t.check(not SGR_COLOUR.search(raw), "C: NO_COLOR=1 on a terminal: no colour codes",
                 repr(SGR_COLOUR.findall(raw)[:5]))
@@ -443,9 +456,13 @@ def body(t):
         c.wait_line(r"^%s <alice> said by attach$" % TIME, "attach: the line came back")
         c.type("/jo\t")
         c.wait_cursor_line("> /join ", "attach: Tab completes a command")
-        c.type("\x15/quit\r")
+        c.type("\x15half")
+        c.wait_cursor_line("> half", "attach: typed text shown")
+        c.type("\x15")
+        c.wait_cursor_line("> ", "attach: Ctrl-U cleared the line")
+        c.type("\x04")  # Ctrl-D on an empty line is /quit
         rc = c.finish()
-        t.check(rc == 0, "attach: /quit detaches with exit 0", "rc %s" % rc)
+        t.check(rc == 0, "attach: Ctrl-D detaches with exit 0", "rc %s" % rc)
         cooked(t, c, "attach")
         t.check(a.running(), "A's node still runs after the attached client left")
         t.check(a.quit() == 0, "A: /quit exits 0")
