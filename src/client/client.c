@@ -586,7 +586,7 @@ size_t kith_client_format_message(const kith_event *ev, bool show_room, char *ou
     default:
         ob_raw(&o, "* ");
         ob_nick(&o, ev);
-        ob_raw(&o, ev->msg_type == 3 ? " is now " : " ");
+        ob_raw(&o, ev->msg_type == 3 ? " is now known as " : " ");
         break;
     }
     if (ev->deleted) {
@@ -628,11 +628,11 @@ size_t kith_client_format_event(const kith_event *ev, bool show_room, char *out,
         if (has_old) {
             ob_raw(&o, "* ");
             ob_str(&o, ev->nick);
-            ob_raw(&o, " is now ");
+            ob_raw(&o, " is now known as ");
         } else {
             ob_raw(&o, "* ");
             ob_hexid(&o, ev->author);
-            ob_raw(&o, " is now ");
+            ob_raw(&o, " is now known as ");
         }
         ob_text(&o, ev->text, tl);
         break;

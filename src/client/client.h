@@ -100,7 +100,7 @@ bool kith_client_utf8_valid(const char *s, size_t len);
 size_t kith_client_sanitize(char *out, size_t cap, const char *in, size_t len);
 
 /* "[HH:MM] <nick> text", "[HH:MM] * nick text", with "#room " after the
- * time when show_room; msg_type 3 (nick change) is "[HH:MM] * nick is now
+ * time when show_room; msg_type 3 (nick change) is "[HH:MM] * nick is now known as
  * text". HH:MM is local time of ev->wall_ms. Returns 0 for events that are
  * not displayable messages. */
 size_t kith_client_format_message(const kith_event *ev, bool show_room, char *out, size_t cap);

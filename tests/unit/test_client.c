@@ -269,7 +269,7 @@ static void test_format_message(void **state)
     assert_string_equal(out, "[13:05] #bookclub * alice waves");
     ev = msg_event(3, "alice", "ally");
     kith_client_format_message(&ev, false, out, sizeof out);
-    assert_string_equal(out, "[13:05] * alice is now ally");
+    assert_string_equal(out, "[13:05] * alice is now known as ally");
     /* text is not NUL-terminated: text_len rules. */
     ev = msg_event(1, "bob", "hi there");
     ev.text_len = 2;
@@ -438,11 +438,11 @@ static void test_format_events(void **state)
     ev.text = "bobby"; /* deliberately longer than text_len says */
     ev.text_len = 5;
     kith_client_format_event(&ev, false, out, sizeof out);
-    assert_string_equal(out, "* bob is now bobby");
+    assert_string_equal(out, "* bob is now known as bobby");
     ev.nick = "bobby"; /* no old name known */
     memset(ev.author, 0xcd, sizeof ev.author);
     kith_client_format_event(&ev, false, out, sizeof out);
-    assert_string_equal(out, "* cdcdcdcd is now bobby");
+    assert_string_equal(out, "* cdcdcdcd is now known as bobby");
 
     memset(&ev, 0, sizeof ev);
     ev.type = KITH_EV_PEER_UP;

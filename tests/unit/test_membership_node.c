@@ -680,6 +680,22 @@ static void test_name_collision(void **state)
     send_text(w, B, room, "after");
     tick(w, 10);
     assert_string_equal(last_msg(&w->n[A], "after")->nick, "bea");
+    assert_true(has_event(&w->n[A], KITH_EV_NICK, "bea"));
+    /* The rename is in the log: A still knows it after a restart. */
+    assert_int_equal(kith_node_flush(w->n[A].node), 0);
+    node_stop(w, A);
+    node_start(w, A);
+    settle(w);
+    bool seen = false;
+    for (size_t i = 0; i < kith_node_member_count(w->n[A].node, room); i++) {
+        kith_member_info mi;
+        assert_int_equal(kith_node_member_at(w->n[A].node, room, i, &mi), 0);
+        if (memcmp(mi.id, w->n[B].id.id_pk, 32) == 0) {
+            assert_string_equal(mi.nick, "bea");
+            seen = true;
+        }
+    }
+    assert_true(seen);
 }
 
 static void invite_short_id(world *w, const char *code, char out[16])
