@@ -1427,7 +1427,7 @@ typedef struct search_ctx {
 static void on_search(void *ud, const kith_event *ev)
 {
     search_ctx *s = ud;
-    if ((ev->msg_type != 1 && ev->msg_type != 2) || !ev->text
+    if ((ev->msg_type != 1 && ev->msg_type != 2) || !ev->text || ev->deleted
         || !contains_fold(ev->text, ev->text_len, s->needle, s->nlen))
         return;
     if (s->matches++ >= s->from

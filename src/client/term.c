@@ -408,7 +408,8 @@ static unsigned char complete_fn(EditLine *el, int ch)
  * actions, topics) nor invite codes. The home holds no readable chat. */
 bool kith_term_history_keeps(const char *line, size_t len)
 {
-    static const char *const secret[] = { "/me ", "/topic ", "/join ", "/invite " };
+    static const char *const secret[]
+        = { "/me ", "/edit ", "/react ", "/topic ", "/join ", "/invite " };
     if (len < 2 || line[0] != '/' || line[1] == '/')
         return false;
     for (size_t i = 0; i < sizeof secret / sizeof secret[0]; i++) {

@@ -49,7 +49,7 @@ size_t kith_term_complete(const char *before, size_t before_len, const char *con
     size_t list_cap);
 
 /* Whether a typed line is kept in the history file: commands are, but
- * not messages, actions, topics or invite codes (the home holds no
+ * not messages, actions, edits, reactions, topics or invite codes (the home holds no
  * readable chat). The session's own history (Up, Down) has every line. */
 bool kith_term_history_keeps(const char *line, size_t len);
 

@@ -354,6 +354,28 @@ def body(t):
         t.check(not any(l == "lab> half typed more" for l in b.screen.lines()),
                 "B: the sent line was replaced by its message line", b.screen.dump())
 
+        t.step("a long input that wraps over two rows")
+        long_text = " ".join("word%02d" % k for k in range(20))  # 139 columns
+        b.type(long_text)
+        b.wait(lambda s: s.c == (len("lab> ") + len(long_text)) % COLS,
+               "B: the long input is shown")
+        m = a.send("second from alice")
+        b.wait_line(r"^%s <alice> second from alice$" % TIME, "B: message while the input wraps")
+        full = "lab> " + long_text
+        b.wait(lambda s: s.lines()[s.r - 1] == full[:COLS] and s.cursor_line() == full[COLS:]
+               and s.c == len(full) - COLS, "B: both rows of the input redrawn under it")
+        lines = b.screen.lines()
+        at = next(k for k, l in enumerate(lines) if l.endswith("<alice> second from alice"))
+        t.check(at == b.screen.r - 2 and not any("word00" in l for l in lines[:at]),
+                "B: the message sits right above the input, no stale input rows",
+                b.screen.dump())
+        b.type("\r")
+        a.wait_for(r"<bob> %s$" % long_text, 20)
+        t.check(True, "A got the long line whole")
+        b.wait_cursor_line("lab> ", "B: empty prompt after the long line")
+        t.check(not any("word00" in l and "<bob>" not in l for l in b.screen.lines()),
+                "B: the sent long line was taken off the screen (both rows)", b.screen.dump())
+
         t.step("Tab completion and history")
         b.type("/jo\t")
         b.wait_cursor_line("lab> /join ", "B: /jo<Tab> completes to /join")
@@ -368,7 +390,12 @@ def body(t):
         b.type("\x1b[A")
         b.wait_cursor_line("lab> alice: tab works", "B: Up recalls the previous line")
         b.type("\x1b[A")
-        b.wait_cursor_line("lab> half typed more", "B: Up again: the line before")
+        b.wait(lambda s: s.cursor_line() == ("lab> " + long_text)[COLS:],
+               "B: Up again: the line before (the long one)")
+        b.type("\x1b[A")
+        b.wait_cursor_line("lab> half typed more", "B: Up again: the one before that")
+        b.type("\x1b[B")
+        b.wait(lambda s: s.cursor_line() == ("lab> " + long_text)[COLS:], "B: Down: the long one")
         b.type("\x1b[B\r")
         a.wait_count(r"<bob> alice: tab works$", 2, 20)
         t.check(True, "B: Down then Enter sent the recalled line again")
@@ -384,6 +411,18 @@ def body(t):
         b.type("/search nothing-like-this\r")
         b.wait_line(r"^\* no messages in lab contain \"nothing-like-this\"$",
                     "B: /search without a match says so")
+        b.type("/edit searchable edit\r")
+        b.wait_line(r"^%s \* bob edited: searchable edit$" % TIME, "B: edited its last message")
+        b.type("/search SEARCHABLE\r")
+        b.wait_line(r"^\* 1 message in lab contains \"SEARCHABLE\"$",
+                    "B: /search finds the edited text")
+        t.check(any(re.match(r"^%s <bob> searchable edit \(edited\)$" % TIME, l)
+                    for l in b.screen.lines()), "B: the match shows as edited", b.screen.dump())
+        b.type("/delete\r")
+        b.wait_line(r"^%s \* bob deleted a message$" % TIME, "B: deleted it")
+        b.type("/search searchable\r")
+        b.wait_line(r"^\* no messages in lab contain \"searchable\"$",
+                    "B: /search skips a deleted message")
         b.type("/create other\r")
         b.wait_line(r"^\* created room other$", "B: created a second room")
         b.wait_cursor_line("other> ", "B: the prompt follows the current room")
@@ -410,7 +449,8 @@ def body(t):
                 oct(os.stat(hist).st_mode))
         text = open(hist, encoding="utf-8", errors="replace").read()
         t.check("/search" in text and "/rooms" in text, "B: history keeps commands", text)
-        t.check("half" not in text and "tab works" not in text and "kith1:" not in text,
+        t.check("half" not in text and "tab works" not in text and "kith1:" not in text
+                and "searchable edit" not in text,
                 "B: history keeps no messages and no invite code", text)
         b.close()
 

@@ -159,7 +159,7 @@ static void test_history_keeps(void **state)
     (void)state;
     const char *kept[] = { "/who", "/switch lab", "/history 50", "/rooms", "/search foo" };
     const char *not_kept[] = { "hello", "//slash", "/me waves", "/ME waves", "/topic secret",
-        "/join kith1:abc", "/invite --for bob", "", "/" };
+        "/edit new text", "/react 2 x", "/join kith1:abc", "/invite --for bob", "", "/" };
     for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
         assert_true(kith_term_history_keeps(kept[i], strlen(kept[i])));
     for (size_t i = 0; i < sizeof not_kept / sizeof not_kept[0]; i++)
