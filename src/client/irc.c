@@ -458,16 +458,79 @@ static void ev_from(ircconn *cc, const kith_event *ev, char *out, size_t cap)
     }
 }
 
+/* At most n bytes of s, cut on a UTF-8 character boundary. */
+static size_t utf8_cut(const char *s, size_t len, size_t n)
+{
+    if (len <= n)
+        return len;
+    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+        n--;
+    return n;
+}
+
+/* Edits, deletes and reactions have no IRC form: they come as actions in
+ * words ("* bob reacted 👍 to alice: "hi""), like the line client's; in
+ * history a message reads as it does now. Returns the text length, 0 to
+ * send nothing. */
+static size_t change_text(const kith_event *ev, bool *action, char *out, size_t cap)
+{
+    const char *t = ev->text ? ev->text : "";
+    int tl = (int)KITH_MIN(ev->text ? ev->text_len : 0, (size_t)KITH_CLIENT_LINE_MAX);
+    char ctx[160] = "";
+    if (ev->ctx_nick) {
+        size_t cl = ev->ctx ? strlen(ev->ctx) : 0, cut = utf8_cut(ev->ctx ? ev->ctx : "", cl, 40);
+        if (cl)
+            snprintf(ctx, sizeof ctx, " to %s: \"%.*s%s\"", ev->ctx_nick, (int)cut, ev->ctx,
+                cut < cl ? "\xe2\x80\xa6" : "");
+        else
+            snprintf(ctx, sizeof ctx, " to %s", ev->ctx_nick);
+    }
+    int n = 0;
+    *action = true;
+    switch (ev->msg_type) {
+    case 1:
+    case 2:
+        *action = ev->msg_type == 2;
+        if (ev->deleted)
+            n = snprintf(out, cap, "[message deleted]");
+        else
+            n = snprintf(out, cap, "%.*s%s", tl, t, ev->edited ? " (edited)" : "");
+        break;
+    case 4:
+        n = snprintf(out, cap, "edited: %.*s", tl, t);
+        break;
+    case 5:
+        if (ev->target_type == 6)
+            n = snprintf(out, cap, "took back %.*s%s", tl, t, ctx);
+        else
+            n = snprintf(out, cap, "deleted a message");
+        break;
+    case 6:
+        n = snprintf(out, cap, "reacted %.*s%s", tl, t, ctx);
+        break;
+    default:
+        return 0;
+    }
+    return n < 0 ? 0 : KITH_MIN((size_t)n, cap - 1);
+}
+
 static void send_message(ircconn *cc, const kith_event *ev, bool replay)
 {
     char chan[KITH_IRC_CHAN_MAX + 16], from[KITH_IRC_NICK_MAX + 16], tag[64];
-    if (ev->msg_type != 1 && ev->msg_type != 2)
+    if (ev->msg_type < 1 || ev->msg_type > 6 || ev->msg_type == 3)
+        return;
+    if (replay && ev->msg_type == 6)
+        return; /* reactions in the replay would bury the conversation */
+    static char changed[KITH_CLIENT_LINE_MAX + 256];
+    bool action = false;
+    size_t cl = change_text(ev, &action, changed, sizeof changed);
+    if (!cl && ev->msg_type != 2)
         return;
     room_channel(cc->irc, ev->room_id, chan, sizeof chan);
     ev_from(cc, ev, from, sizeof from);
     time_tag(cc, ev->wall_ms, tag, sizeof tag);
-    const char *text = ev->text ? ev->text : "";
-    size_t tl = ev->text ? ev->text_len : 0;
+    const char *text = changed;
+    size_t tl = cl;
     if (replay && !cc->cap_time) {
         /* No server-time: say when, in the text. */
         char when[64], buf[KITH_CLIENT_LINE_MAX + 64];
@@ -479,10 +542,10 @@ static void send_message(ircconn *cc, const kith_event *ev, bool replay)
         size_t n = KITH_MIN(tl, sizeof buf - wl);
         memcpy(buf, when, wl);
         memcpy(buf + wl, text, n);
-        deliver_text(cc, tag, from, chan, ev->msg_type == 2, buf, wl + n);
+        deliver_text(cc, tag, from, chan, action, buf, wl + n);
         return;
     }
-    deliver_text(cc, tag, from, chan, ev->msg_type == 2, text, tl);
+    deliver_text(cc, tag, from, chan, action, text, tl);
 }
 
 /* ---- commands ---- */

@@ -110,6 +110,14 @@ def body(t):
         a_lines = a.lines(r"<alice> hello bob, from irssi", since=0)
         t.check(a_lines, "A's own line client shows what irssi sent", a.tail(10))
 
+        t.step("edits and reactions reach irssi in words")
+        b.send("/react +1")
+        tmux.wait(r"\* bob reacted \+1 to alice: \"waves from irssi\"", 20)
+        t.check(True, "B's reaction shows in irssi as an action")
+        b.send("/edit hello irssi, bob here (edited)")
+        tmux.wait(r"\* bob edited: hello irssi, bob here \(edited\)", 20)
+        t.check(True, "B's edit shows in irssi as an action")
+
         t.step("irssi quits")
         tmux.keys("/quit bye")
         time.sleep(0.5)
