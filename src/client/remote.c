@@ -301,12 +301,39 @@ static void on_attach_signal(int sig)
     attach_signal = sig;
 }
 
-/* Attached at a terminal: libedit's finished lines go to the node. */
+/* Attached at a terminal: libedit's finished lines go to the node. Tab
+ * completes the nicks of the last people seen writing (this process has no
+ * node to ask for members). */
+#define SEEN_MAX 64
+
 typedef struct attach_term {
     int fd;
     bool in_open;
     bool failed;
+    char seen[SEEN_MAX][KITH_CLIENT_NICK_MAX + 1];
+    size_t n_seen, next_seen;
 } attach_term;
+
+static const char *seen_nick(void *ud, size_t i)
+{
+    attach_term *a = ud;
+    return i < a->n_seen ? a->seen[i] : NULL;
+}
+
+static void see_line(attach_term *a, const char *line)
+{
+    char nick[KITH_CLIENT_NICK_MAX + 1];
+    size_t n = kith_term_line_nick(line, strlen(line), nick, sizeof nick);
+    if (n == 0 || !kith_client_nick_valid(nick, n))
+        return;
+    for (size_t i = 0; i < a->n_seen; i++)
+        if (strcmp(a->seen[i], nick) == 0)
+            return;
+    memcpy(a->seen[a->next_seen], nick, n + 1); /* the oldest goes when full */
+    a->next_seen = (a->next_seen + 1) % SEEN_MAX;
+    if (a->n_seen < SEEN_MAX)
+        a->n_seen++;
+}
 
 static void on_attach_line(void *ud, const char *line, size_t len)
 {
@@ -341,8 +368,15 @@ int kith_remote_attach(int fd, const char *history_path)
         return code;
     }
     /* A terminal gets line editing (term.h), as the in-process client. */
-    attach_term at = { fd, true, false };
-    kith_term_hooks hooks = { &at, on_attach_line, NULL, NULL };
+    attach_term *at = calloc(1, sizeof *at);
+    if (!at) {
+        reader_done(&r);
+        rfail("out of memory");
+        return KITH_EXIT_RUNTIME;
+    }
+    at->fd = fd;
+    at->in_open = true;
+    kith_term_hooks hooks = { at, on_attach_line, seen_nick, NULL };
     bool term = kith_term_usable() && kith_term_start(&hooks, history_path) == 0;
     static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
     struct sigaction old[3];
@@ -375,6 +409,8 @@ int kith_remote_attach(int fd, const char *history_path)
             } else {
                 if (strcmp(line, "* detached") == 0)
                     detached = true;
+                if (term)
+                    see_line(at, line);
                 kith_client_print(line); /* above the input, coloured on a terminal */
             }
         }
@@ -416,12 +452,12 @@ int kith_remote_attach(int fd, const char *history_path)
         }
         if (in_open && p[1].revents && term) {
             kith_term_read();
-            if (at.failed) {
+            if (at->failed) {
                 rfail("the node went away");
                 rc = KITH_EXIT_RUNTIME;
                 break;
             }
-            in_open = at.in_open;
+            in_open = at->in_open;
             continue;
         }
         if (in_open && p[1].revents) {
@@ -451,6 +487,7 @@ int kith_remote_attach(int fd, const char *history_path)
         for (int i = 0; i < 3; i++)
             sigaction(sigs[i], &old[i], NULL);
     }
+    free(at);
     sodium_memzero(ibuf, sizeof ibuf);
     reader_done(&r);
     return rc;

@@ -89,6 +89,47 @@ static void cb_nick(cbuf *b, const char *nick, size_t n)
     cb_str(b, SGR_RESET);
 }
 
+/* "[HH:MM] [#room ]<nick> text" or "[HH:MM] [#room ]* nick text": where
+ * the nick is (*at, *nlen; 0 when the line names none). False when the
+ * line is not a message line at all. */
+static bool message_nick(const char *line, size_t len, size_t *at, size_t *nlen)
+{
+    *at = *nlen = 0;
+    if (len < 8 || line[0] != '[' || line[3] != ':' || line[6] != ']' || line[7] != ' ')
+        return false;
+    size_t i = 8;
+    if (i < len && line[i] == '#') {
+        const char *sp = memchr(line + i, ' ', len - i);
+        i = sp ? (size_t)(sp - line) + 1 : len;
+    }
+    if (i < len && line[i] == '<') {
+        for (size_t k = i + 1; k + 1 < len; k++)
+            if (line[k] == '>' && line[k + 1] == ' ') {
+                *at = i + 1;
+                *nlen = k - (i + 1);
+                break;
+            }
+    } else if (i + 2 < len && line[i] == '*' && line[i + 1] == ' ') {
+        const char *sp = memchr(line + i + 2, ' ', len - i - 2);
+        *at = i + 2;
+        *nlen = sp ? (size_t)(sp - (line + i + 2)) : len - i - 2;
+    }
+    return true;
+}
+
+size_t kith_term_line_nick(const char *line, size_t len, char *out, size_t cap)
+{
+    size_t at, n;
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    if (!message_nick(line, len, &at, &n) || n == 0 || n >= cap)
+        return 0;
+    memcpy(out, line + at, n);
+    out[n] = '\0';
+    return n;
+}
+
 size_t kith_term_colorize(const char *line, size_t len, char *out, size_t cap)
 {
     cbuf b = { out, cap, 0 };
@@ -97,56 +138,27 @@ size_t kith_term_colorize(const char *line, size_t len, char *out, size_t cap)
     out[0] = '\0';
     if (len == 0)
         return 0;
-    if (line[0] == '!') {
-        cb_str(&b, SGR_ERROR);
+    if (line[0] == '!' || line[0] == '*') {
+        cb_str(&b, line[0] == '!' ? SGR_ERROR : SGR_DIM);
         cb_put(&b, line, len);
         cb_str(&b, SGR_RESET);
         return b.len;
     }
-    if (line[0] == '*') {
-        cb_str(&b, SGR_DIM);
-        cb_put(&b, line, len);
-        cb_str(&b, SGR_RESET);
-        return b.len;
-    }
-    /* "[HH:MM] [#room ]<nick> text" or "[HH:MM] [#room ]* nick text" */
-    if (len < 8 || line[0] != '[' || line[3] != ':' || line[6] != ']' || line[7] != ' ') {
+    size_t at, nlen;
+    if (!message_nick(line, len, &at, &nlen)) {
         cb_put(&b, line, len);
         return b.len;
     }
     cb_str(&b, SGR_DIM);
-    cb_put(&b, line, 7);
+    cb_put(&b, line, 7); /* the time */
     cb_str(&b, SGR_RESET);
-    size_t i = 7;
-    cb_put(&b, " ", 1);
-    i++;
-    if (i < len && line[i] == '#') {
-        const char *sp = memchr(line + i, ' ', len - i);
-        size_t end = sp ? (size_t)(sp - line) + 1 : len;
-        cb_put(&b, line + i, end - i);
-        i = end;
+    if (nlen == 0) {
+        cb_put(&b, line + 7, len - 7);
+        return b.len;
     }
-    if (i < len && line[i] == '<') {
-        const char *gt = NULL;
-        for (size_t k = i + 1; k + 1 < len; k++)
-            if (line[k] == '>' && line[k + 1] == ' ') {
-                gt = line + k;
-                break;
-            }
-        if (gt) {
-            size_t nlen = (size_t)(gt - (line + i + 1));
-            cb_put(&b, "<", 1);
-            cb_nick(&b, line + i + 1, nlen);
-            i += 1 + nlen;
-        }
-    } else if (i + 2 < len && line[i] == '*' && line[i + 1] == ' ') {
-        const char *sp = memchr(line + i + 2, ' ', len - i - 2);
-        size_t nlen = sp ? (size_t)(sp - (line + i + 2)) : len - i - 2;
-        cb_put(&b, "* ", 2);
-        cb_nick(&b, line + i + 2, nlen);
-        i += 2 + nlen;
-    }
-    cb_put(&b, line + i, len - i);
+    cb_put(&b, line + 7, at - 7);
+    cb_nick(&b, line + at, nlen);
+    cb_put(&b, line + at + nlen, len - at - nlen);
     return b.len;
 }
 

@@ -33,6 +33,10 @@ bool kith_term_color_wanted(bool stdout_tty, const char *no_color, const char *t
  * Returns the length written (out NUL-terminated; truncated to cap). */
 size_t kith_term_colorize(const char *line, size_t len, char *out, size_t cap);
 
+/* The nick a message line (as above) names, copied into out; 0 (out "")
+ * for other lines or a nick that does not fit. */
+size_t kith_term_line_nick(const char *line, size_t len, char *out, size_t cap);
+
 /* Candidate nicks for completion: the i-th one, NULL past the last. */
 typedef const char *(*kith_term_nick_fn)(void *ud, size_t i);
 

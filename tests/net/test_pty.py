@@ -496,6 +496,8 @@ def body(t):
         c.wait_line(r"^%s <alice> said by attach$" % TIME, "attach: the line came back")
         c.type("/jo\t")
         c.wait_cursor_line("> /join ", "attach: Tab completes a command")
+        c.type("\x15al\t")
+        c.wait_cursor_line("> alice: ", "attach: Tab completes a nick seen in a message")
         c.type("\x15half")
         c.wait_cursor_line("> half", "attach: typed text shown")
         c.type("\x15")

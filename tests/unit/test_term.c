@@ -94,6 +94,28 @@ static void test_colorize(void **state)
     assert_int_equal(out[9], '\0');
 }
 
+static void test_line_nick(void **state)
+{
+    (void)state;
+    char nick[16];
+    assert_int_equal(kith_term_line_nick("[12:03] <alice> hi", 18, nick, sizeof nick), 5);
+    assert_string_equal(nick, "alice");
+    const char *l = "[12:03] #lab * bob waves";
+    assert_int_equal(kith_term_line_nick(l, strlen(l), nick, sizeof nick), 3);
+    assert_string_equal(nick, "bob");
+    l = "[12:03] #lab <carol> a> b";
+    assert_int_equal(kith_term_line_nick(l, strlen(l), nick, sizeof nick), 5);
+    assert_string_equal(nick, "carol");
+    const char *none[]
+        = { "* bob joined lab", "! no", "[12:03] <unclosed", "[12:03] plain", "hello <x> y", "" };
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+        assert_int_equal(kith_term_line_nick(none[i], strlen(none[i]), nick, sizeof nick), 0);
+        assert_string_equal(nick, "");
+    }
+    l = "[12:03] <a-nick-much-longer-than-the-buffer> x";
+    assert_int_equal(kith_term_line_nick(l, strlen(l), nick, sizeof nick), 0);
+}
+
 static const char *const names[] = { "join", "help", "history", "who", "quit", NULL };
 
 static const char *nicks_fn(void *ud, size_t i)
@@ -171,6 +193,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_color_wanted),
         cmocka_unit_test(test_colorize),
+        cmocka_unit_test(test_line_nick),
         cmocka_unit_test(test_complete),
         cmocka_unit_test(test_history_keeps),
     };
