@@ -330,7 +330,7 @@ int kith_demo_spawn(kith_demo *d, const char *code, int log_level)
     static const char *levels[] = { "error", "warn", "info", "debug" };
     int rc = 0;
     for (int i = 0; i < KITH_DEMO_BOTS; i++) {
-        char home[4200], which[8];
+        char home[4200], which[16];
         snprintf(home, sizeof home, "%s/%s", d->dir, bot_nicks[i]);
         snprintf(which, sizeof which, "%d", i);
         /* Bots are quiet unless asked: warnings of three nodes would bury the
