@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "client/client.h"
+#include "client/control.h"
 #include "testenv.h"
 
 /* 2026-01-01 00:00:00 UTC */
@@ -346,6 +347,34 @@ static void test_format_edits(void **state)
     assert_string_equal(out, "[13:05] * alice [message deleted]");
 }
 
+static void test_json_edits(void **state)
+{
+    (void)state;
+    char out[2048];
+    kith_event ev = msg_event(6, "bob", "+1");
+    memset(ev.id, 0xab, sizeof ev.id);
+    ev.has_target = true;
+    memset(ev.target, 0xcd, sizeof ev.target);
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"type\":\"reaction\""));
+    assert_non_null(strstr(out, "\"id\":\"abababab"));
+    assert_non_null(strstr(out, "\"target\":\"cdcdcdcd"));
+    assert_null(strstr(out, "\"edited\""));
+    ev = msg_event(1, "alice", "fixed");
+    ev.edited = true;
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"type\":\"text\""));
+    assert_non_null(strstr(out, "\"edited\":true"));
+    assert_null(strstr(out, "\"target\""));
+    ev = msg_event(4, "alice", "new");
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"type\":\"edit\""));
+    ev = msg_event(5, "alice", "");
+    ev.deleted = true;
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"type\":\"delete\""));
+}
+
 static void test_parse_refs(void **state)
 {
     (void)state;
@@ -657,6 +686,7 @@ int main(void)
         cmocka_unit_test(test_format_events),
         cmocka_unit_test(test_format_edits),
         cmocka_unit_test(test_parse_refs),
+        cmocka_unit_test(test_json_edits),
         cmocka_unit_test(test_lines_basic),
         cmocka_unit_test(test_lines_too_long),
         cmocka_unit_test(test_settings_and_nick),
