@@ -33,6 +33,7 @@
 #define NODE_MAX_WANTED 4096 /* ids wanted per room */
 #define NODE_WANT_DELAY_MS 500 /* let the eager path deliver first */
 #define NODE_WANT_RETRY_MS 3000
+#define NODE_MAX_ORPHANS 64 /* reactions waiting for their target, per room */
 #define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
 #define NODE_GAP_NOTICE_MS 2000
 /* A SYNC that shows a backlog of this many messages starts a bulk catch-up:
@@ -156,7 +157,11 @@ typedef struct nroom {
     bool catchup;
     uint64_t cu_done; /* delivered since it started */
     uint64_t cu_said_ms, cu_moved_ms; /* last progress line, last delivery */
-    size_t orphan_reactions; /* reactions delivered before their target */
+    /* Reactions delivered before their target (indices into hist), kept
+     * to attach when it comes. A bounded ring: a member reacting to ids
+     * that never come can't make each new message scan the history. */
+    size_t orphans[NODE_MAX_ORPHANS];
+    size_t norphans, orphan_next;
 } nroom;
 
 typedef struct nconn {

@@ -387,15 +387,16 @@ static void link_reaction(nroom *r, size_t target, size_t i)
 static void apply_view(kith_node *n, nroom *r, size_t i)
 {
     hist *h = &r->hist[i];
-    if (node_hist_visible(h) && r->orphan_reactions) {
+    if (node_hist_visible(h)) {
         /* Reactions that came before this message (another author's chain
          * may run ahead of the target's). */
-        for (size_t k = 0; k < i; k++) {
-            hist *x = &r->hist[k];
-            if (x->type == KITH_MSG_REACTION && !x->linked && x->has_target
-                && memcmp(x->target, h->id, KITH_HASH_LEN) == 0) {
-                link_reaction(r, i, k);
-                r->orphan_reactions--;
+        for (size_t k = 0; k < r->norphans;) {
+            hist *x = &r->hist[r->orphans[k]];
+            if (memcmp(x->target, h->id, KITH_HASH_LEN) == 0) {
+                link_reaction(r, i, r->orphans[k]);
+                r->orphans[k] = r->orphans[--r->norphans];
+            } else {
+                k++;
             }
         }
     }
@@ -409,7 +410,14 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
     if (h->type == KITH_MSG_REACTION) {
         h->effective = true;
         if (!t) {
-            r->orphan_reactions++;
+            /* Full: one waiting in turn gives up its place (and is not
+             * shown if its target comes later). */
+            if (r->norphans < NODE_MAX_ORPHANS) {
+                r->orphans[r->norphans++] = i;
+            } else {
+                r->orphans[r->orphan_next] = i;
+                r->orphan_next = (r->orphan_next + 1) % NODE_MAX_ORPHANS;
+            }
         } else if (node_hist_visible(t)) {
             link_reaction(r, ti, i);
         } else {

@@ -861,6 +861,54 @@ static void test_edit_delete_react(void **state)
     world_free(w);
 }
 
+/* A reaction that arrives before its target (its author's chain ran ahead):
+ * held for the dependency, shown after the wait without a target, and
+ * attached to the message when that comes. */
+static void test_reaction_before_target(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 3);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    make_room(w, room, 0, 2);
+    tick(w, 3);
+    kith_node *a = w->n[0].node, *b = w->n[1].node, *c = w->n[2].node;
+    /* a's message, not flushed (so not sent): c gets it by hand, b not. */
+    send_text(w, 0, room, "late target");
+    nroom *ra = node_room_by_id(a, room);
+    const hist *m = &ra->hist[ra->nhist - 1];
+    uint8_t mid[32];
+    memcpy(mid, m->id, 32);
+    size_t mlen = m->env_len;
+    uint8_t *menv = malloc(mlen);
+    memcpy(menv, m->env, mlen);
+    assert_int_equal(node_accept_envelope(c, node_room_by_id(c, room), menv, mlen, true, false), 0);
+    about(w, 2, room, KITH_MSG_REACTION, mid, "+1", 0);
+    nroom *rc = node_room_by_id(c, room);
+    const hist *x = &rc->hist[rc->nhist - 1];
+    assert_int_equal(x->type, KITH_MSG_REACTION);
+    nroom *rb = node_room_by_id(b, room);
+    assert_int_equal(node_accept_envelope(b, rb, x->env, x->env_len, true, true), 0);
+    assert_int_equal(rb->nheld, 1); /* waits for its dependency, the target */
+    w->t.mono += 6000;
+    node_release_held(b, rb);
+    assert_int_equal(rb->nheld, 0);
+    assert_int_equal(rb->norphans, 1);
+    hlist h;
+    char str[256];
+    history(w, 1, room, &h);
+    hstr(&h, str, sizeof str);
+    assert_null(strstr(str, "+1")); /* nothing to hang it on yet */
+    assert_int_equal(node_accept_envelope(b, rb, menv, mlen, true, true), 0);
+    assert_int_equal(rb->norphans, 0);
+    history(w, 1, room, &h);
+    hstr(&h, str, sizeof str);
+    assert_string_equal(str, "a:late target|r c:+1");
+    free(menv);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -873,7 +921,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nick_change, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, NULL),
-        cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, teardown),
+        cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_reaction_before_target, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
