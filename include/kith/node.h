@@ -57,6 +57,12 @@ enum kith_event_type {
     KITH_EV_PEER_DOWN,
     KITH_EV_ERROR, /* something failed: text says what, err the code */
     KITH_EV_INFO, /* a notice for the person: text */
+    /* A membership op took effect (after its KITH_EV_INFO line): `op` is
+     * its kind (enum kith_member_op), author/nick who did it, subject and
+     * subject_nick whom it is about (the author for a leave), `role` the new
+     * role of a set role, text the topic of a set topic. For gateways that
+     * show membership in their own terms (IRC KICK, MODE, TOPIC, PART). */
+    KITH_EV_MEMBER,
 };
 
 typedef struct kith_event {
@@ -91,6 +97,11 @@ typedef struct kith_event {
      * was deleted (text empty). */
     bool edited;
     bool deleted;
+    /* KITH_EV_MEMBER */
+    int op;
+    int role;
+    uint8_t subject[KITH_MEMBER_ID_LEN];
+    const char *subject_nick;
 } kith_event;
 
 enum kith_action_type {

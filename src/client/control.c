@@ -196,6 +196,8 @@ static const char *event_name(int type)
         return "error";
     case KITH_EV_INFO:
         return "info";
+    case KITH_EV_MEMBER:
+        return "member";
     default:
         return "unknown";
     }

@@ -111,7 +111,8 @@ void node_push_event(kith_node *n, const kith_event *ev, const char *text, size_
     size_t nn = ev->nick ? strlen(ev->nick) + 1 : 0;
     size_t cn = ev->ctx ? strlen(ev->ctx) + 1 : 0;
     size_t cnn = ev->ctx_nick ? strlen(ev->ctx_nick) + 1 : 0;
-    uint8_t *blob = kith_malloc(n->env, rn + nn + cn + cnn + text_len + 1);
+    size_t sn = ev->subject_nick ? strlen(ev->subject_nick) + 1 : 0;
+    uint8_t *blob = kith_malloc(n->env, rn + nn + cn + cnn + sn + text_len + 1);
     qact *a = blob ? q_push(n) : NULL;
     if (!a) {
         kith_free(n->env, blob);
@@ -140,6 +141,11 @@ void node_push_event(kith_node *n, const kith_event *ev, const char *text, size_
         memcpy(p, ev->ctx_nick, cnn);
         a->a.ev.ctx_nick = (const char *)p;
         p += cnn;
+    }
+    if (sn) {
+        memcpy(p, ev->subject_nick, sn);
+        a->a.ev.subject_nick = (const char *)p;
+        p += sn;
     }
     if (text_len)
         memcpy(p, text, text_len);

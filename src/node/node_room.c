@@ -1050,6 +1050,32 @@ static const char *who(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LE
     return node_display(n, r, id);
 }
 
+/* The structured twin of a system line, for gateways (IRC KICK, MODE...). */
+static void member_event(kith_node *n, nroom *r, const kith_op_info *o)
+{
+    if (o->kind != KITH_OP_REMOVE && o->kind != KITH_OP_BAN && o->kind != KITH_OP_UNBAN
+        && o->kind != KITH_OP_SET_ROLE && o->kind != KITH_OP_SET_TOPIC && o->kind != KITH_OP_LEAVE)
+        return;
+    const uint8_t *subject
+        = o->kind == KITH_OP_LEAVE || o->kind == KITH_OP_SET_TOPIC ? o->author : o->subject;
+    char by[KITH_DISPLAY_MAX + 1], sub[KITH_DISPLAY_MAX + 1];
+    snprintf(by, sizeof by, "%s", node_display(n, r, o->author));
+    snprintf(sub, sizeof sub, "%s", node_display(n, r, subject));
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_MEMBER;
+    node_room_event(n, &ev, r);
+    ev.op = o->kind;
+    ev.role = o->role;
+    memcpy(ev.author, o->author, KITH_ID_LEN);
+    ev.nick = by;
+    memcpy(ev.subject, subject, KITH_ID_LEN);
+    ev.subject_nick = sub;
+    ev.self = memcmp(o->author, n->self->id_pk, KITH_ID_LEN) == 0;
+    const char *text = o->kind == KITH_OP_SET_TOPIC ? o->text : "";
+    node_push_event(n, &ev, text, strlen(text));
+}
+
 /* One system line for every membership change. */
 static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_member)
 {
@@ -1117,6 +1143,7 @@ static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_me
     default:
         break;
     }
+    member_event(n, r, o);
 }
 
 /* Who rekeys when the room needs it: the member with the highest role,
