@@ -19,6 +19,7 @@
 
 #include "client/client.h"
 #include "crypto/crypto.h"
+#include "room/room.h"
 #include "store/store.h"
 #include "util/util.h"
 #include "uvnode/uvnode.h"
@@ -159,20 +160,32 @@ static bool nick_char(char ch)
         || strchr("[]\\`_^{|}-", ch) != NULL;
 }
 
+/* The node's display names (proto 5.7) use '~' only before the member's
+ * own fingerprint digits; on IRC that separator is '|' (a nick character),
+ * and a '|' of the chosen name becomes '_', so '|' in a member's IRC nick
+ * always means the real fingerprint follows. The suffix is never cut: a
+ * long name loses its end instead. */
 size_t kith_irc_nick(const char *nick, char *out, size_t cap)
 {
     if (cap < 5)
         return 0;
     size_t n = nick ? strnlen(nick, 1024) : 0;
     size_t max = KITH_MIN(cap - 1, (size_t)KITH_IRC_NICK_MAX);
+    const char *tilde = nick ? memchr(nick, '~', n) : NULL;
+    size_t base_n = tilde ? (size_t)(tilde - nick) : n;
+    size_t sfx = tilde ? KITH_MIN(n - base_n, max / 2) : 0;
     size_t o = 0;
     const unsigned char *p = (const unsigned char *)(nick ? nick : "");
     size_t i = 0;
-    while (i < n && o < max) {
-        size_t l = char_len(p + i, n - i);
+    while (i < base_n && o < max - sfx) {
+        size_t l = char_len(p + i, base_n - i);
         char ch = (char)p[i];
-        out[o++] = (l == 1 && ch != '\0' && nick_char(ch)) ? ch : '_';
+        out[o++] = (l == 1 && ch != '\0' && ch != '|' && nick_char(ch)) ? ch : '_';
         i += l;
+    }
+    for (size_t k = 0; k < sfx; k++) {
+        char ch = (char)p[base_n + k];
+        out[o++] = k == 0 ? '|' : (nick_char(ch) && ch != '|') ? ch : '_';
     }
     if (o > 0 && ((out[0] >= '0' && out[0] <= '9') || out[0] == '-'))
         out[0] = '_';
@@ -561,6 +574,25 @@ static void svc(ircconn *cc, const char *fmt, ...)
     deliver_text(cc, "", SERVICE, cc->nick, false, text, strlen(text));
 }
 
+/* Roles as channel modes: admins and moderators are operators (+o),
+ * members may speak (+v), observers have neither. */
+static const char *role_prefix(int role)
+{
+    return role >= KITH_ROLE_MODERATOR ? "@" : role == KITH_ROLE_MEMBER ? "+" : "";
+}
+
+static void send_topic(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN], const char *chan)
+{
+    kith_room_info ri;
+    char topic[KITH_IRC_BODY_MAX];
+    if (kith_node_room_info(cc->irc->node, id, &ri) == 0 && ri.topic && ri.topic[0]) {
+        kith_client_sanitize(topic, 400, ri.topic, strnlen(ri.topic, 1024));
+        numeric(cc, 332, "%s :%s", chan, topic);
+    } else {
+        numeric(cc, 331, "%s :No topic is set", chan);
+    }
+}
+
 static void send_names(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN], const char *chan)
 {
     kith_irc *irc = cc->irc;
@@ -576,7 +608,7 @@ static void send_names(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN], const ch
             snprintf(nk, sizeof nk, "%s", cc->nick);
         else
             kith_irc_nick(mi.nick, nk, sizeof nk);
-        const char *pre = mi.role >= 3 ? "@" : "";
+        const char *pre = role_prefix(mi.role);
         if (o + strlen(nk) + 3 > 400) {
             numeric(cc, 353, "= %s :%s", chan, line);
             o = 0;
@@ -610,7 +642,7 @@ static void do_join(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN])
     char chan[KITH_IRC_CHAN_MAX + 16];
     room_channel(cc->irc, id, chan, sizeof chan);
     conn_send(cc, ":%s!%s@" SERVER " JOIN %s", cc->nick, cc->nick, chan);
-    numeric(cc, 331, "%s :No topic is set", chan);
+    send_topic(cc, id, chan);
     send_names(cc, id, chan);
     replay_ctx r = { cc };
     if (kith_node_history(cc->irc->node, id, KITH_IRC_REPLAY, on_replay, &r) < 0)
@@ -818,10 +850,254 @@ static void cmd_who(ircconn *cc, const kith_irc_msg *m)
             char fpr[32];
             kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
             numeric(cc, 352, "%s %s " SERVER " " SERVER " %s %s%s :0 %s", chan, nk, nk,
-                (mi.self || mi.online) ? "H" : "G", mi.role >= 3 ? "@" : "", fpr);
+                (mi.self || mi.online) ? "H" : "G", role_prefix(mi.role), fpr);
         }
     }
     numeric(cc, 315, "%s :End of /WHO list.", clean[0] ? clean : "*");
+}
+
+/* ---- membership: KICK, MODE o/v/b and TOPIC, both ways ---- */
+
+static bool is_self_id(const kith_irc *irc, const uint8_t id[KITH_MEMBER_ID_LEN])
+{
+    char a[KITH_FPR_STRLEN], b[24];
+    kith_fingerprint(id, a);
+    kith_node_fingerprint(irc->node, b);
+    return strncmp(a, b, sizeof b) == 0;
+}
+
+/* The IRC nick of a member, from its display name (ours is the client's). */
+static void member_nick(const ircconn *cc, const uint8_t id[KITH_MEMBER_ID_LEN],
+    const char *display, char *out, size_t cap)
+{
+    if (is_self_id(cc->irc, id))
+        snprintf(out, cap, "%s", cc->nick);
+    else
+        kith_irc_nick(display, out, cap);
+}
+
+/* A member by the nick an IRC client shows (or a mask "nick!*@*"); with
+ * `former`, also someone no longer in the room (to unban). *role is the
+ * member's role (0 for a former member). */
+static int find_irc_member(ircconn *cc, const uint8_t room[KITH_ROOM_ID_LEN], const char *nick,
+    bool former, uint8_t out[KITH_MEMBER_ID_LEN], int *role)
+{
+    kith_node *node = cc->irc->node;
+    size_t nl = strcspn(nick, "!");
+    int found = 0;
+    *role = 0;
+    size_t n = kith_node_member_count(node, room);
+    for (size_t i = 0; i < n; i++) {
+        kith_member_info mi;
+        char nk[KITH_IRC_NICK_MAX + 16];
+        if (kith_node_member_at(node, room, i, &mi) != 0)
+            continue;
+        member_nick(cc, mi.id, mi.nick, nk, sizeof nk);
+        if (kith_irc_name_eq(nk, strlen(nk), nick, nl)) {
+            memcpy(out, mi.id, KITH_MEMBER_ID_LEN);
+            *role = mi.role;
+            found++;
+        }
+    }
+    if (found)
+        return found == 1 ? 0 : KITH_EEXIST;
+    /* Typed the kith way ("alice~3f2a") or a former member: the node
+     * matches display names, chosen names and fingerprint prefixes. */
+    char conv[KITH_IRC_NICK_MAX * 2 + 1];
+    snprintf(conv, sizeof conv, "%.*s", (int)KITH_MIN(nl, sizeof conv - 1), nick);
+    for (char *q = conv; *q; q++)
+        if (*q == '|')
+            *q = '~';
+    int rc = kith_node_find_member(node, room, conv, former, out);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        kith_member_info mi;
+        if (kith_node_member_at(node, room, i, &mi) == 0
+            && memcmp(mi.id, out, KITH_MEMBER_ID_LEN) == 0)
+            *role = mi.role;
+    }
+    return rc;
+}
+
+static void member_err(ircconn *cc, const char *chan, const char *nick, int rc)
+{
+    char clean[KITH_IRC_NICK_MAX + 1];
+    kith_client_sanitize(clean, sizeof clean, nick, strnlen(nick, KITH_IRC_NICK_MAX));
+    for (char *q = clean; *q; q++)
+        if (*q == ' ')
+            *q = '_';
+    if (rc == KITH_EPERM)
+        numeric(cc, 482,
+            "%s :You're not channel operator (your role in this room does not permit it)", chan);
+    else if (rc == KITH_ENOENT)
+        numeric(cc, 441, "%s %s :They aren't on that channel", clean[0] ? clean : "*", chan);
+    else if (rc == KITH_EEXIST)
+        numeric(cc, 441, "%s %s :More than one member matches: use the nick with its |suffix",
+            clean[0] ? clean : "*", chan);
+    else if (rc == KITH_EINVAL)
+        numeric(cc, 482,
+            "%s :Not possible (PART leaves the channel; you can't do that to yourself)", chan);
+    else
+        numeric(cc, 482, "%s :Cannot do that: %s", chan, kith_strerror(rc));
+}
+
+static void cmd_kick(ircconn *cc, const kith_irc_msg *m)
+{
+    if (!need_params(cc, m, 2))
+        return;
+    char target[KITH_IRC_CHAN_MAX + 1], nick[KITH_IRC_NICK_MAX * 2 + 1];
+    param(m, 0, target, sizeof target);
+    param(m, 1, nick, sizeof nick);
+    nick[strcspn(nick, ",")] = '\0'; /* one at a time */
+    uint8_t id[KITH_ROOM_ID_LEN], who[KITH_MEMBER_ID_LEN];
+    char chan[KITH_IRC_CHAN_MAX + 16];
+    if (!find_channel(cc->irc, target, strlen(target), id)) {
+        kith_client_sanitize(chan, sizeof chan, target, strlen(target));
+        numeric(cc, 403, "%s :No such channel", chan[0] ? chan : "*");
+        return;
+    }
+    room_channel(cc->irc, id, chan, sizeof chan);
+    int role;
+    int rc = find_irc_member(cc, id, nick, false, who, &role);
+    if (!rc)
+        rc = kith_node_member_op(cc->irc->node, id, KITH_MOP_REMOVE, who, 0, NULL);
+    kith_uvnode_kick(cc->irc->uv);
+    if (rc < 0)
+        member_err(cc, chan, nick, rc); /* success shows as the KICK the node reports */
+}
+
+/* MODE #chan with o, v and b: a role change, a ban or unban. +o makes an
+ * admin (as /op), -o a member, +v an observer a member, -v a member an
+ * observer; a change that would not change the role does nothing. */
+static void channel_modes(ircconn *cc, const kith_irc_msg *m, const uint8_t id[KITH_ROOM_ID_LEN],
+    const char *chan, const char *modes)
+{
+    bool add = true;
+    size_t arg = 2;
+    for (const char *q = modes; *q; q++) {
+        char ch = *q;
+        if (ch == '+' || ch == '-') {
+            add = ch == '+';
+            continue;
+        }
+        if (ch == 'b' && arg >= m->nparams) {
+            numeric(cc, 368, "%s :End of channel ban list", chan);
+            continue;
+        }
+        if (ch != 'o' && ch != 'v' && ch != 'b') {
+            numeric(cc, 472, "%c :is unknown mode char to me", (ch > 0x20 && ch < 0x7f) ? ch : '?');
+            continue;
+        }
+        if (arg >= m->nparams) {
+            numeric(cc, 461, "MODE :Not enough parameters");
+            return;
+        }
+        char nick[KITH_IRC_NICK_MAX * 2 + 1];
+        param(m, arg++, nick, sizeof nick);
+        uint8_t who[KITH_MEMBER_ID_LEN];
+        int role;
+        int rc = find_irc_member(cc, id, nick, ch == 'b' && !add, who, &role);
+        int kind = KITH_MOP_SET_ROLE, to = 0;
+        if (!rc && ch == 'o')
+            to = add ? (role < KITH_ROLE_ADMIN ? KITH_ROLE_ADMIN : 0)
+                     : (role >= KITH_ROLE_MODERATOR ? KITH_ROLE_MEMBER : 0);
+        else if (!rc && ch == 'v')
+            to = add ? (role == KITH_ROLE_OBSERVER ? KITH_ROLE_MEMBER : 0)
+                     : (role == KITH_ROLE_MEMBER ? KITH_ROLE_OBSERVER : 0);
+        else if (!rc)
+            kind = add ? KITH_MOP_BAN : KITH_MOP_UNBAN;
+        if (!rc && (kind != KITH_MOP_SET_ROLE || to))
+            rc = kith_node_member_op(cc->irc->node, id, kind, who, to, NULL);
+        kith_uvnode_kick(cc->irc->uv);
+        if (rc < 0)
+            member_err(cc, chan, nick, rc);
+    }
+}
+
+static void cmd_topic(ircconn *cc, const kith_irc_msg *m)
+{
+    char target[KITH_IRC_CHAN_MAX + 1], chan[KITH_IRC_CHAN_MAX + 16];
+    uint8_t id[KITH_ROOM_ID_LEN];
+    if (!need_params(cc, m, 1))
+        return;
+    param(m, 0, target, sizeof target);
+    if (!find_channel(cc->irc, target, strlen(target), id)) {
+        kith_client_sanitize(chan, sizeof chan, target, strlen(target));
+        numeric(cc, 403, "%s :No such channel", chan[0] ? chan : "*");
+        return;
+    }
+    room_channel(cc->irc, id, chan, sizeof chan);
+    if (m->nparams < 2) {
+        send_topic(cc, id, chan);
+        return;
+    }
+    char text[KITH_IRC_BODY_MAX];
+    size_t len = KITH_MIN(m->param_len[1], sizeof text - 1);
+    memcpy(text, m->params[1], len);
+    text[len] = '\0';
+    int rc = kith_node_member_op(cc->irc->node, id, KITH_MOP_SET_TOPIC, NULL, 0, text);
+    kith_uvnode_kick(cc->irc->uv);
+    if (rc == KITH_EINVAL)
+        numeric(cc, 482,
+            "%s :Cannot set that topic: at most %d bytes of UTF-8, no control characters", chan,
+            KITH_TOPIC_MAX);
+    else if (rc < 0)
+        member_err(cc, chan, "*", rc);
+}
+
+static void unjoin(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN])
+{
+    size_t at;
+    if (!is_joined(cc, id, &at))
+        return;
+    memmove(cc->joined[at], cc->joined[at + 1], (cc->njoined - at - 1) * KITH_ROOM_ID_LEN);
+    cc->njoined--;
+}
+
+/* A membership change the node reports, in IRC terms. */
+static void member_change(ircconn *cc, const kith_event *ev)
+{
+    char chan[KITH_IRC_CHAN_MAX + 16], by[KITH_IRC_NICK_MAX + 16], who[KITH_IRC_NICK_MAX + 16];
+    room_channel(cc->irc, ev->room_id, chan, sizeof chan);
+    member_nick(cc, ev->author, ev->nick, by, sizeof by);
+    member_nick(cc, ev->subject, ev->subject_nick, who, sizeof who);
+    bool me = is_self_id(cc->irc, ev->subject);
+    switch (ev->op) {
+    case KITH_MOP_BAN:
+        conn_send(cc, ":%s!%s@" SERVER " MODE %s +b %s!*@*", by, by, chan, who);
+        conn_send(cc, ":%s!%s@" SERVER " KICK %s %s :banned by %s", by, by, chan, who, by);
+        if (me)
+            unjoin(cc, ev->room_id);
+        break;
+    case KITH_MOP_REMOVE:
+        conn_send(cc, ":%s!%s@" SERVER " KICK %s %s :removed by %s", by, by, chan, who, by);
+        if (me)
+            unjoin(cc, ev->room_id);
+        break;
+    case KITH_MOP_UNBAN:
+        conn_send(cc, ":%s!%s@" SERVER " MODE %s -b %s!*@*", by, by, chan, who);
+        break;
+    case KITH_MOP_SET_ROLE:
+        if (ev->role >= KITH_ROLE_MODERATOR)
+            conn_send(cc, ":%s!%s@" SERVER " MODE %s +o %s", by, by, chan, who);
+        else if (ev->role == KITH_ROLE_MEMBER)
+            conn_send(cc, ":%s!%s@" SERVER " MODE %s -o+v %s %s", by, by, chan, who, who);
+        else
+            conn_send(cc, ":%s!%s@" SERVER " MODE %s -ov %s %s", by, by, chan, who, who);
+        break;
+    case KITH_MOP_SET_TOPIC: {
+        char topic[KITH_IRC_BODY_MAX];
+        kith_client_sanitize(topic, 400, ev->text ? ev->text : "", ev->text ? ev->text_len : 0);
+        conn_send(cc, ":%s!%s@" SERVER " TOPIC %s :%s", by, by, chan, topic);
+        break;
+    }
+    case KITH_MOP_LEAVE:
+        conn_send(cc, ":%s!%s@" SERVER " PART %s :left the room", who, who, chan);
+        if (me)
+            unjoin(cc, ev->room_id);
+        break;
+    default:
+        break;
+    }
 }
 
 static void cmd_mode(ircconn *cc, const kith_irc_msg *m)
@@ -851,12 +1127,7 @@ static void cmd_mode(ircconn *cc, const kith_irc_msg *m)
         numeric(cc, 324, "%s +nt", chan);
         return;
     }
-    const char *q = modes[0] == '+' ? modes + 1 : modes;
-    if (strcmp(q, "b") == 0) {
-        numeric(cc, 368, "%s :End of channel ban list", chan);
-        return;
-    }
-    numeric(cc, 482, "%s :kith: roles and bans are not changed through IRC modes yet", chan);
+    channel_modes(cc, m, id, chan, modes);
 }
 
 static void welcome(ircconn *cc)
@@ -868,7 +1139,7 @@ static void welcome(ircconn *cc)
     numeric(cc, 3, ":This gateway was started for your node");
     numeric(cc, 4, SERVER " %s i nt", KITH_VERSION);
     numeric(cc, 5,
-        "CHANTYPES=# PREFIX=(o)@ CHANMODES=b,,,nt NETWORK=kith CASEMAPPING=ascii NICKLEN=%d "
+        "CHANTYPES=# PREFIX=(ov)@+ CHANMODES=b,,,nt NETWORK=kith CASEMAPPING=ascii NICKLEN=%d "
         "CHANNELLEN=%d :are supported by this server",
         KITH_IRC_NICK_MAX, KITH_IRC_CHAN_MAX);
     numeric(cc, 422, ":No MOTD; /msg " SERVICE " help");
@@ -1146,18 +1417,9 @@ static void handle(ircconn *cc, const kith_irc_msg *m)
             numeric(cc, 366, "* :End of /NAMES list.");
         }
     } else if (strcmp(c, "TOPIC") == 0) {
-        char chan[KITH_IRC_CHAN_MAX + 1], clean[KITH_IRC_CHAN_MAX + 1];
-        uint8_t id[KITH_ROOM_ID_LEN];
-        if (!need_params(cc, m, 1))
-            return;
-        param(m, 0, chan, sizeof chan);
-        kith_client_sanitize(clean, sizeof clean, chan, strlen(chan));
-        if (!find_channel(cc->irc, chan, strlen(chan), id))
-            numeric(cc, 403, "%s :No such channel", clean);
-        else if (m->nparams < 2)
-            numeric(cc, 331, "%s :No topic is set", clean);
-        else
-            numeric(cc, 482, "%s :kith: topics can't be set through IRC yet", clean);
+        cmd_topic(cc, m);
+    } else if (strcmp(c, "KICK") == 0) {
+        cmd_kick(cc, m);
     } else if (strcmp(c, "WHO") == 0) {
         cmd_who(cc, m);
     } else if (strcmp(c, "MODE") == 0) {
@@ -1317,6 +1579,10 @@ static void on_event(void *ud, const kith_event *ev)
         case KITH_EV_ROOM:
             if (ev->has_room && !ev->history)
                 do_join(cc, ev->room_id);
+            break;
+        case KITH_EV_MEMBER:
+            if (ev->has_room && is_joined(cc, ev->room_id, NULL))
+                member_change(cc, ev);
             break;
         case KITH_EV_ERROR:
         case KITH_EV_INFO: {

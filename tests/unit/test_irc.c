@@ -131,7 +131,16 @@ static void test_channel_and_nick(void **state)
     kith_irc_nick(NULL, out, sizeof out);
     assert_string_equal(out, "anon");
     kith_irc_nick("a[b]c{d}|e^_-`\\", out, sizeof out);
-    assert_string_equal(out, "a[b]c{d}|e^_-`\\");
+    assert_string_equal(out, "a[b]c{d}_e^_-`\\"); /* '|' is the suffix separator */
+    /* A display name's fingerprint suffix (proto 5.7) becomes "|digits" and
+     * survives a cut: a long name loses its end, never the suffix. */
+    kith_irc_nick("alice~3f2a", out, sizeof out);
+    assert_string_equal(out, "alice|3f2a");
+    kith_irc_nick("alice|3f2a", out, sizeof out);
+    assert_string_equal(out, "alice_3f2a"); /* a chosen '|' can't fake one */
+    kith_irc_nick("abcdefghijklmnopqrstuvwxyzabcdef~q7cmx", out, sizeof out);
+    assert_int_equal(strlen(out), KITH_IRC_NICK_MAX);
+    assert_string_equal(out + KITH_IRC_NICK_MAX - 6, "|q7cmx");
 
     assert_true(kith_irc_name_eq("#Lab", 4, "#lAB", 4));
     assert_false(kith_irc_name_eq("#lab", 4, "#labs", 5));
