@@ -37,6 +37,15 @@ typedef struct uvwrite {
     uint8_t data[];
 } uvwrite;
 
+/* An interface beacons are heard on and (send4, send6) sent on. */
+typedef struct lan_if {
+    char name[IF_NAMESIZE];
+    unsigned index;
+    char v4[16]; /* its first IPv4 address, the IPv4 multicast interface */
+    bool has_v4, has_v6;
+    bool send4, send6;
+} lan_if;
+
 typedef struct uvresolve {
     uv_getaddrinfo_t req;
     kith_uvnode *u;
@@ -54,10 +63,14 @@ struct kith_uvnode {
     uv_prepare_t prepare;
     uv_signal_t sigint, sigterm;
     bool handles_inited;
-    uv_udp_t udp; /* LAN beacons */
-    bool udp_inited;
-    bool udp_send; /* beacons go out (not when listening on loopback) */
-    struct sockaddr_storage group;
+    /* LAN beacons: one socket per family, the group joined on every
+     * interface in lan_ifs. */
+    uv_udp_t udp4, udp6;
+    bool udp4_on, udp6_on;
+    struct sockaddr_in group4;
+    struct sockaddr_in6 group6;
+    lan_if lan_ifs[KITH_UVNODE_LAN_MAX_IFS];
+    size_t nlan_ifs;
     uint8_t ubuf[2048];
     kith_uvnode_hooks hooks;
     kith_uvnode_hooks extra[KITH_UVNODE_MAX_HOOKS]; /* control socket, IRC gateway */
@@ -464,15 +477,32 @@ static void on_udp_recv(
     drain(u);
 }
 
+/* Every suitable interface gets the beacon, in each family we can be
+ * dialed in: the listener dials the datagram's source address. IPv4 picks
+ * the interface per send (IP_MULTICAST_IF); IPv6 link-local multicast goes
+ * out on the interface named by the destination's scope id. */
 static void act_beacon(kith_uvnode *u, const uint8_t *data, size_t len)
 {
-    if (!u->udp_inited || !u->udp_send)
-        return;
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-    /* A beacon that can't go out now is dropped: another follows soon. */
-    int rc = uv_udp_try_send(&u->udp, &b, 1, (const struct sockaddr *)&u->group);
-    if (rc < 0)
-        KITH_LOGD(u->env, "beacon: %s", uv_strerror(rc));
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        const lan_if *f = &u->lan_ifs[i];
+        int rc = 0;
+        /* A beacon that can't go out now is dropped: another follows soon. */
+        if (f->send4 && u->udp4_on) {
+            rc = uv_udp_set_multicast_interface(&u->udp4, f->v4);
+            if (rc == 0)
+                rc = uv_udp_try_send(&u->udp4, &b, 1, (const struct sockaddr *)&u->group4);
+            if (rc < 0)
+                KITH_LOGD(u->env, "beacon on %s (IPv4): %s", f->name, uv_strerror(rc));
+        }
+        if (f->send6 && u->udp6_on) {
+            struct sockaddr_in6 to = u->group6;
+            to.sin6_scope_id = f->index;
+            rc = uv_udp_try_send(&u->udp6, &b, 1, (const struct sockaddr *)&to);
+            if (rc < 0)
+                KITH_LOGD(u->env, "beacon on %s (IPv6): %s", f->name, uv_strerror(rc));
+        }
+    }
 }
 
 static bool is_loopback(const struct sockaddr_storage *ss)
@@ -485,67 +515,248 @@ static bool is_loopback(const struct sockaddr_storage *ss)
     return IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
 }
 
+static lan_if *lan_if_named(kith_uvnode *u, const char *name)
+{
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        if (strcmp(u->lan_ifs[i].name, name) == 0)
+            return &u->lan_ifs[i];
+    }
+    if (u->nlan_ifs >= KITH_UVNODE_LAN_MAX_IFS || strlen(name) >= sizeof u->lan_ifs[0].name)
+        return NULL;
+    unsigned index = if_nametoindex(name);
+    if (!index)
+        return NULL;
+    lan_if *f = &u->lan_ifs[u->nlan_ifs++];
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    f->index = index;
+    return f;
+}
+
+/* Where we can be dialed decides where we beacon. */
+typedef struct lan_reach {
+    bool any4, any6; /* listening on 0.0.0.0, or on [::] (both, when dual-stack) */
+    bool one; /* listening on one address: beacon on its interface only */
+    struct sockaddr_storage addr;
+} lan_reach;
+
+static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    if (a->sa_family != b->ss_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr
+            == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+               &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr))
+        == 0;
+}
+
+/* The interfaces to beacon on and hear from: every one that is up with an
+ * address, loopback only when asked (tests). */
+static void lan_scan(kith_uvnode *u, const lan_reach *reach, bool loopback)
+{
+    uv_interface_address_t *ifs = NULL;
+    int count = 0;
+    u->nlan_ifs = 0;
+    if (uv_interface_addresses(&ifs, &count) != 0)
+        return;
+    for (int i = 0; i < count; i++) {
+        const uv_interface_address_t *a = &ifs[i];
+        if (a->is_internal && !loopback)
+            continue;
+        lan_if *f = lan_if_named(u, a->name);
+        if (!f)
+            continue;
+        const struct sockaddr *sa = (const struct sockaddr *)&a->address;
+        bool mine = reach->one && same_ip(sa, &reach->addr);
+        if (sa->sa_family == AF_INET) {
+            if (!f->has_v4)
+                uv_ip4_name(&a->address.address4, f->v4, sizeof f->v4);
+            f->has_v4 = true;
+            f->send4 |= reach->any4 || mine;
+        } else if (sa->sa_family == AF_INET6) {
+            /* The source of a link-local multicast is the interface's
+             * link-local address: a node listening on one global IPv6
+             * address could not be dialed there, so it sends no IPv6. */
+            const struct in6_addr *ip = &a->address.address6.sin6_addr;
+            f->has_v6 = true;
+            f->send6 |= reach->any6 || (mine && IN6_IS_ADDR_LINKLOCAL(ip));
+        }
+    }
+    uv_free_interface_addresses(ifs, count);
+}
+
+/* One UDP socket of one family: bound to the beacon port on every address
+ * (SO_REUSEADDR, so several nodes on one host all hear), the group joined on
+ * each interface that has that family. Returns how many joins worked. */
+static size_t lan_open(
+    kith_uvnode *u, uv_udp_t *h, bool v6, uint16_t port, const char **fail, int *fail_rc)
+{
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof any);
+    if (v6)
+        uv_ip6_addr("::", port, (struct sockaddr_in6 *)&any);
+    else
+        uv_ip4_addr("0.0.0.0", port, (struct sockaddr_in *)&any);
+    int rc = uv_udp_init_ex(&u->loop, h, v6 ? AF_INET6 : AF_INET);
+    if (rc != 0) {
+        *fail = "open a UDP socket";
+        *fail_rc = rc;
+        return 0;
+    }
+    h->data = u;
+    size_t joined = 0;
+    rc = uv_udp_bind(
+        h, (const struct sockaddr *)&any, UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
+    if (rc != 0)
+        *fail = "bind the beacon port";
+    for (size_t i = 0; rc == 0 && i < u->nlan_ifs; i++) {
+        lan_if *f = &u->lan_ifs[i];
+        if (v6 ? !f->has_v6 : !f->has_v4)
+            continue;
+        char where[IF_NAMESIZE + 4];
+        snprintf(where, sizeof where, "::%%%s", f->name);
+        int jrc = uv_udp_set_membership(
+            h, v6 ? "ff02::6b69:7468" : "239.255.74.16", v6 ? where : f->v4, UV_JOIN_GROUP);
+        if (jrc == 0) {
+            joined++;
+        } else {
+            KITH_LOGD(u->env, "LAN: cannot join the beacon group on %s (%s): %s", f->name,
+                v6 ? "IPv6" : "IPv4", uv_strerror(jrc));
+            /* Not heard there, so not sent there either. */
+            if (v6)
+                f->send6 = false;
+            else
+                f->send4 = false;
+        }
+    }
+    if (rc == 0 && !joined) {
+        *fail = "join the beacon group on any interface";
+        rc = UV_ENODEV;
+    }
+    /* Link-local only: a beacon never leaves the network it was sent on. */
+    if (rc == 0 && (rc = uv_udp_set_multicast_ttl(h, 1)) != 0)
+        *fail = "set the multicast hop limit";
+    /* Other nodes on this host hear us. */
+    if (rc == 0 && (rc = uv_udp_set_multicast_loop(h, 1)) != 0)
+        *fail = "set multicast loop";
+    if (rc == 0 && (rc = uv_udp_recv_start(h, on_udp_alloc, on_udp_recv)) != 0)
+        *fail = "receive";
+    if (rc != 0) {
+        *fail_rc = rc;
+        uv_close((uv_handle_t *)h, NULL);
+        return 0;
+    }
+    return joined;
+}
+
+/* Is the TCP listener on [::] also reachable over IPv4 (not IPV6_V6ONLY)? */
+static bool listener_dual_stack(kith_uvnode *u)
+{
+    uv_os_fd_t fd;
+    int only = 1;
+    socklen_t len = sizeof only;
+    if (!u->server_inited || uv_fileno((uv_handle_t *)&u->server, &fd) != 0
+        || getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &only, &len) != 0)
+        return false;
+    return only == 0;
+}
+
 int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap)
+{
+    kith_uvnode_lan_opts opts = { .port = KITH_UVNODE_LAN_PORT, .loopback = false };
+    return kith_uvnode_lan_start_opts(u, &opts, err, errcap);
+}
+
+int kith_uvnode_lan_start_opts(
+    kith_uvnode *u, const kith_uvnode_lan_opts *opts, char *err, size_t errcap)
 {
     char host[KITH_UVNODE_ADDR_MAX];
     uint16_t port;
     struct sockaddr_storage listen;
+    if (u->udp4_on || u->udp6_on) {
+        snprintf(err, errcap, "LAN discovery is already on");
+        return KITH_ESTATE;
+    }
     if (!u->listen_addr[0]
         || kith_uvnode_split_addr(u->listen_addr, host, sizeof host, &port, true) != 0
         || numeric_addr(host, port, &listen) != 0) {
         snprintf(err, errcap, "LAN discovery is off: not listening");
         return KITH_ESTATE;
     }
+    uint16_t uport = opts && opts->port ? opts->port : KITH_UVNODE_LAN_PORT;
+    bool loopback = opts && opts->loopback;
+    lan_reach reach;
+    memset(&reach, 0, sizeof reach);
+    const struct sockaddr_in *l4 = (const struct sockaddr_in *)&listen;
     const struct sockaddr_in6 *l6 = (const struct sockaddr_in6 *)&listen;
-    bool v6 = listen.ss_family == AF_INET6 && !IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr);
-    const char *group = v6 ? "ff02::6b69:7468" : "239.255.74.16";
-    struct sockaddr_storage any;
-    memset(&any, 0, sizeof any);
-    memset(&u->group, 0, sizeof u->group);
-    if (v6) {
-        uv_ip6_addr("::", 7416, (struct sockaddr_in6 *)&any);
-        uv_ip6_addr(group, 7416, (struct sockaddr_in6 *)&u->group);
-    } else {
-        uv_ip4_addr("0.0.0.0", 7416, (struct sockaddr_in *)&any);
-        uv_ip4_addr(group, 7416, (struct sockaddr_in *)&u->group);
-    }
-    int rc = uv_udp_init_ex(&u->loop, &u->udp, v6 ? AF_INET6 : AF_INET);
-    if (rc != 0) {
-        snprintf(err, errcap, "LAN discovery is off: %s", uv_strerror(rc));
-        return KITH_EIO;
-    }
-    u->udp.data = u;
-    u->udp_inited = true;
-    const char *step = "bind udp port 7416";
-    rc = uv_udp_bind(
-        &u->udp, (const struct sockaddr *)&any, UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
-    if (rc == 0) {
-        step = "join multicast group";
-        rc = uv_udp_set_membership(&u->udp, group, NULL, UV_JOIN_GROUP);
-    }
-    if (rc == 0) {
-        /* Link-local only: a beacon never leaves the network it was sent on. */
-        step = "set multicast ttl";
-        rc = uv_udp_set_multicast_ttl(&u->udp, 1);
-    }
-    if (rc == 0) {
-        step = "set multicast loop"; /* other nodes on this host hear us */
-        rc = uv_udp_set_multicast_loop(&u->udp, 1);
-    }
-    if (rc == 0) {
-        step = "receive";
-        rc = uv_udp_recv_start(&u->udp, on_udp_alloc, on_udp_recv);
-    }
-    if (rc != 0) {
-        snprintf(err, errcap, "LAN discovery is off: cannot %s: %s", step, uv_strerror(rc));
-        uv_close((uv_handle_t *)&u->udp, NULL);
-        u->udp_inited = false;
-        return KITH_EIO;
-    }
-    u->udp_send = !is_loopback(&listen);
-    if (!u->udp_send)
+    if (is_loopback(&listen) && !loopback) {
+        /* Heard, but nothing sent: nobody else could connect to us. */
         KITH_LOGI(u->env, "listening on loopback: LAN beacons are heard but none are sent");
+    } else if (listen.ss_family == AF_INET && l4->sin_addr.s_addr == htonl(INADDR_ANY)) {
+        reach.any4 = true;
+    } else if (listen.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr)) {
+        reach.any6 = true;
+        reach.any4 = listener_dual_stack(u);
+    } else {
+        reach.one = true;
+        reach.addr = listen;
+    }
+    lan_scan(u, &reach, loopback);
+    memset(&u->group4, 0, sizeof u->group4);
+    memset(&u->group6, 0, sizeof u->group6);
+    uv_ip4_addr("239.255.74.16", uport, &u->group4);
+    uv_ip6_addr("ff02::6b69:7468", uport, &u->group6);
+    const char *fail4 = "find an interface", *fail6 = "find an interface";
+    int rc4 = UV_ENODEV, rc6 = UV_ENODEV;
+    size_t n4 = 0, n6 = 0;
+    bool want4 = false, want6 = false;
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        want4 |= u->lan_ifs[i].has_v4;
+        want6 |= u->lan_ifs[i].has_v6;
+    }
+    if (want4 && (n4 = lan_open(u, &u->udp4, false, uport, &fail4, &rc4)) > 0)
+        u->udp4_on = true;
+    if (want6 && (n6 = lan_open(u, &u->udp6, true, uport, &fail6, &rc6)) > 0)
+        u->udp6_on = true;
+    if (!u->udp4_on && !u->udp6_on) {
+        snprintf(err, errcap, "LAN discovery is off: cannot %s: %s", want4 ? fail4 : fail6,
+            uv_strerror(want4 ? rc4 : rc6));
+        return KITH_EIO;
+    }
+    char sends[256] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < u->nlan_ifs && used + 1 < sizeof sends; i++) {
+        const lan_if *f = &u->lan_ifs[i];
+        bool s4 = f->send4 && u->udp4_on, s6 = f->send6 && u->udp6_on;
+        if (!s4 && !s6)
+            continue;
+        int w = snprintf(sends + used, sizeof sends - used, "%s%s (%s)", used ? ", " : "", f->name,
+            s4 && s6 ? "IPv4, IPv6"
+                : s4 ? "IPv4"
+                     : "IPv6");
+        if (w > 0)
+            used = KITH_MIN(used + (size_t)w, sizeof sends - 1);
+    }
+    KITH_LOGI(u->env, "LAN: hearing beacons on %zu IPv4 and %zu IPv6 interfaces; sending on %s", n4,
+        n6, used ? sends : "none");
     return 0;
+}
+
+size_t kith_uvnode_lan_interfaces(const kith_uvnode *u, bool v6, bool sending)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        const lan_if *f = &u->lan_ifs[i];
+        if (v6 ? !u->udp6_on : !u->udp4_on)
+            continue;
+        if (sending)
+            count += v6 ? f->send6 : f->send4;
+        else
+            count += v6 ? f->has_v6 : f->has_v4;
+    }
+    return count;
 }
 
 /* ---- timer, events, the action loop ---- */
@@ -828,8 +1039,10 @@ void kith_uvnode_stop(kith_uvnode *u)
         conn_close(u, u->conns, false);
     if (u->server_inited)
         close_if_open((uv_handle_t *)&u->server);
-    if (u->udp_inited)
-        close_if_open((uv_handle_t *)&u->udp);
+    if (u->udp4_on)
+        close_if_open((uv_handle_t *)&u->udp4);
+    if (u->udp6_on)
+        close_if_open((uv_handle_t *)&u->udp6);
     close_if_open((uv_handle_t *)&u->timer);
     close_if_open((uv_handle_t *)&u->prepare);
     close_if_open((uv_handle_t *)&u->sigint);

@@ -63,15 +63,33 @@ uv_loop_t *kith_uvnode_loop(kith_uvnode *u);
  * line for the person, e.g. "cannot listen on 127.0.0.1:7415: address
  * already in use", and KITH_EINVAL (bad address) or KITH_EIO is returned. */
 KITH_WUR int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err, size_t errcap);
-/* LAN discovery (proto/kith.md §8): UDP multicast on port 7416, group
- * 239.255.74.16 (IPv4) or ff02::6b69:7468 (IPv6 link-local), in the family
- * of the listen address (IPv4 for [::]), bound with SO_REUSEADDR so several
- * nodes on one host all hear. Call after kith_uvnode_listen. Received
- * datagrams go to kith_node_beacon, KITH_ACT_BEACON is sent to the group.
- * When listening on loopback, beacons are heard but none are sent (nobody
- * else could connect to us). On failure err says why (once) and the driver
- * goes on without LAN. */
+/* LAN discovery (proto/kith.md §8): UDP multicast on port 7416, groups
+ * 239.255.74.16 (IPv4) and ff02::6b69:7468 (IPv6 link-local), one socket
+ * per family bound with SO_REUSEADDR (several nodes on one host all hear),
+ * the group joined on every interface that is up and not loopback. Beacons
+ * are heard in both families; KITH_ACT_BEACON goes out on every interface
+ * in each family the node can be dialed in: listening on 0.0.0.0, IPv4 on
+ * all; on [::], IPv6 on all and IPv4 too when the listener is dual-stack;
+ * on one address, only the interface that has it (IPv6 only if it is
+ * link-local: beacons leave from the link-local address). When listening
+ * on loopback, beacons are heard but none are sent (nobody else could
+ * connect to us). Interfaces are looked at once, here. Call after
+ * kith_uvnode_listen. On failure err says why (once) and the driver goes on
+ * without LAN. */
 KITH_WUR int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap);
+
+#define KITH_UVNODE_LAN_PORT 7416
+#define KITH_UVNODE_LAN_MAX_IFS 16
+typedef struct kith_uvnode_lan_opts {
+    uint16_t port; /* UDP port; 0: KITH_UVNODE_LAN_PORT */
+    bool loopback; /* tests: loopback interfaces count, and beacons are sent
+                      while listening on loopback */
+} kith_uvnode_lan_opts;
+KITH_WUR int kith_uvnode_lan_start_opts(
+    kith_uvnode *u, const kith_uvnode_lan_opts *opts, char *err, size_t errcap);
+/* Interfaces of one family the group was joined on (or, with sending,
+ * that beacons go out on); 0 when that family's socket is not open. */
+size_t kith_uvnode_lan_interfaces(const kith_uvnode *u, bool v6, bool sending);
 /* The bound address as text ("127.0.0.1:7415"), "" when not listening. */
 const char *kith_uvnode_listen_addr(const kith_uvnode *u);
 

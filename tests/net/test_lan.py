@@ -8,10 +8,12 @@ each runs one kith. No node is given another's address for the LAN phase:
   2. A, B, C start again with --listen on a new port, so the addresses in the
      membership records are stale: A and B must find each other by beacons,
      and chat within seconds; C (in no room of theirs) connects to nobody.
-     /peers shows how each peer was found.
+     /peers shows how each peer was found. C listens on [::], A and B on one
+     IPv4 address each.
   3. A capture of the beacons (tcpdump in B's namespace) contains no public
      key, fingerprint, room id, room name or nickname, and two consecutive
-     beacons of one node share no tag.
+     beacons of one node share no tag; C's beacons go out over IPv4 and IPv6
+     (from its link-local address), A's and B's over IPv4 only.
   4. Knock: A opens bookclub with /lan knock (a room op B learns too); D (a
      stranger) sees it in /lan, knocks, A admits, D chats with A and B.
 
@@ -27,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -125,7 +128,8 @@ def wait_line(node, regex, timeout, since=0):
 
 
 def read_pcap(path):
-    """UDP payloads to port 7416 from an Ethernet pcap: [(src ip, bytes)]."""
+    """UDP payloads to port 7416 from an Ethernet pcap, IPv4 and IPv6:
+    [(src ip, bytes)]."""
     out = []
     with open(path, "rb") as f:
         data = f.read()
@@ -138,13 +142,19 @@ def read_pcap(path):
         _, _, incl, _ = struct.unpack(end + "IIII", data[off:off + 16])
         pkt = data[off + 16:off + 16 + incl]
         off += 16 + incl
-        if len(pkt) < 14 + 20 + 8 or pkt[12:14] != b"\x08\x00":
+        if len(pkt) >= 14 + 40 + 8 and pkt[12:14] == b"\x86\xdd":
+            if pkt[14 + 6] != 17:  # next header: UDP (no extension headers)
+                continue
+            src = socket.inet_ntop(socket.AF_INET6, pkt[22:38])
+            udp = pkt[14 + 40:]
+        elif len(pkt) >= 14 + 20 + 8 and pkt[12:14] == b"\x08\x00":
+            ihl = (pkt[14] & 0x0f) * 4
+            if pkt[14 + 9] != 17:
+                continue
+            src = ".".join(str(b) for b in pkt[26:30])
+            udp = pkt[14 + ihl:]
+        else:
             continue
-        ihl = (pkt[14] & 0x0f) * 4
-        if pkt[14 + 9] != 17:
-            continue
-        src = ".".join(str(b) for b in pkt[26:30])
-        udp = pkt[14 + ihl:]
         if struct.unpack(">H", udp[2:4])[0] != 7416:
             continue
         out.append((src, udp[8:]))
@@ -202,6 +212,8 @@ def body(t):
     time.sleep(1.0)  # tcpdump is listening before the first beacon
     for n in (a, b, c):
         n.set_port(PORT2)
+    # C listens on every address, IPv4 and IPv6: it beacons in both.
+    c.addr = "[::]:%d" % PORT2
     t0 = time.monotonic()
     for n in (a, b, c):
         n.start()
@@ -247,6 +259,14 @@ def body(t):
     t.require(len(pk) >= 4, "tcpdump captured beacons (%d from %d hosts)" % (len(pk), len(srcs)))
     t.check(a.ip in srcs and b.ip in srcs and c.ip in srcs, "every node beaconed",
             str(sorted(srcs)))
+    v6 = [src for src in srcs if ":" in src]
+    t.check(len(v6) == 1 and v6[0].startswith("fe80:"),
+            "C (on [::]) also beaconed over IPv6, from its link-local address; A and B "
+            "(on one IPv4 address) did not", str(sorted(srcs)))
+    c4 = {beacon_tags(p)[0] for p in srcs.get(c.ip, [])}
+    c6 = {beacon_tags(p)[0] for src in v6 for p in srcs[src]}
+    t.check(bool(c4 & c6), "C sent the same beacons over IPv4 and IPv6 (%d, %d)"
+            % (len(c4), len(c6)))
     secrets = {"fingerprint " + k: v.encode() for k, v in fprs.items()}
     for k, v in NICKS.items():
         secrets["nick " + v] = v.encode()

@@ -92,6 +92,13 @@ typedef struct side {
     char last_error[128];
     char last_text[64];
     char last_nick[32];
+    /* LAN: B polls for A's room in beacons, then knocks */
+    uv_timer_t poll;
+    bool poll_on;
+    bool knocked;
+    int knock_rc;
+    char heard_name[80];
+    char heard_addr[80];
 } side;
 
 static void on_deadline(uv_timer_t *t)
@@ -158,6 +165,8 @@ static void hook_shutdown(void *ud)
 {
     side *s = ud;
     uv_close((uv_handle_t *)&s->deadline, NULL);
+    if (s->poll_on)
+        uv_close((uv_handle_t *)&s->poll, NULL);
 }
 
 static void *run_side(void *arg)
@@ -168,8 +177,9 @@ static void *run_side(void *arg)
 }
 
 /* host: what the node announces with the bound port (A announces
- * "localhost:PORT" so that B's dial goes through getaddrinfo). */
-static void side_init(side *s, const char *nick, bool is_a, const char *host)
+ * "localhost:PORT" so that B's dial goes through getaddrinfo). lan_port:
+ * LAN discovery on loopback on that UDP port, 0 for none. */
+static void side_init_lan(side *s, const char *nick, bool is_a, const char *host, uint16_t lan_port)
 {
     memset(s, 0, sizeof *s);
     s->is_a = is_a;
@@ -183,7 +193,11 @@ static void side_init(side *s, const char *nick, bool is_a, const char *host)
     const char *bound = kith_uvnode_listen_addr(s->uv);
     char addr[64];
     snprintf(addr, sizeof addr, "%s:%lu", host, strtoul(strrchr(bound, ':') + 1, NULL, 10));
-    kith_node_config cfg = { .addr = addr, .nick = nick };
+    if (lan_port) {
+        kith_uvnode_lan_opts lo = { .port = lan_port, .loopback = true };
+        assert_int_equal(kith_uvnode_lan_start_opts(s->uv, &lo, err, sizeof err), 0);
+    }
+    kith_node_config cfg = { .addr = addr, .nick = nick, .lan = lan_port != 0 };
     assert_int_equal(kith_node_new(&s->env, s->store, &s->id, &cfg, &s->node), 0);
     kith_uvnode_set_node(s->uv, s->node);
     kith_uvnode_hooks hooks = { s, hook_event, hook_ready, hook_shutdown };
@@ -191,6 +205,11 @@ static void side_init(side *s, const char *nick, bool is_a, const char *host)
     uv_timer_init(kith_uvnode_loop(s->uv), &s->deadline);
     s->deadline.data = s;
     uv_timer_start(&s->deadline, on_deadline, 8000, 0);
+}
+
+static void side_init(side *s, const char *nick, bool is_a, const char *host)
+{
+    side_init_lan(s, nick, is_a, host, 0);
 }
 
 static void side_free(side *s)
@@ -281,6 +300,71 @@ static void test_join_unreachable(void **state)
     free(b);
 }
 
+/* B's loop: once a beacon of A named the room, knock on it (once). */
+static void on_poll(uv_timer_t *t)
+{
+    side *s = t->data;
+    if (s->knocked || kith_node_lan_count(s->node) == 0)
+        return;
+    kith_lan_room lr;
+    if (kith_node_lan_at(s->node, 0, &lr) != 0)
+        return;
+    snprintf(s->heard_name, sizeof s->heard_name, "%s", lr.name);
+    snprintf(s->heard_addr, sizeof s->heard_addr, "%s", lr.addr);
+    s->knocked = true;
+    s->knock_rc = kith_node_knock(s->node, lr.name);
+    kith_uvnode_kick(s->uv);
+}
+
+/* The LAN path through the real driver, on loopback: A's beacon leaves by
+ * UDP multicast, B's driver hears it and hands it to B's node (which lists
+ * the room A opened, at A's address), B knocks over TCP, A's node lets it
+ * in, and they chat. */
+static void test_lan_beacon_loopback(void **state)
+{
+    (void)state;
+    uint16_t port = (uint16_t)(30000 + randombytes_uniform(30000));
+    side *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    side_init_lan(a, "alice", true, "127.0.0.1", port);
+    side_init_lan(b, "bob", false, "127.0.0.1", port);
+    /* Loopback counts here (tests only), so both hear and send on it. */
+    assert_true(kith_uvnode_lan_interfaces(a->uv, false, false) >= 1);
+    assert_true(kith_uvnode_lan_interfaces(a->uv, false, true) >= 1);
+    char err[128];
+    kith_uvnode_lan_opts lo = { .port = port, .loopback = true };
+    assert_int_equal(kith_uvnode_lan_start_opts(a->uv, &lo, err, sizeof err), KITH_ESTATE);
+    assert_int_equal(kith_node_create_room(a->node, "lanroom", a->room), 0);
+    assert_int_equal(kith_node_lan_set(a->node, a->room, KITH_LAN_OPEN), 0);
+    uv_timer_init(kith_uvnode_loop(b->uv), &b->poll);
+    b->poll.data = b;
+    b->poll_on = true;
+    uv_timer_start(&b->poll, on_poll, 50, 50);
+
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, run_side, a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, run_side, b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+
+    assert_false(a->timed_out);
+    assert_false(b->timed_out);
+    assert_true(b->knocked);
+    assert_int_equal(b->knock_rc, 0);
+    assert_string_equal(b->heard_name, "lanroom");
+    assert_string_equal(b->heard_addr, kith_uvnode_listen_addr(a->uv));
+    assert_int_equal(b->rooms, 1);
+    assert_int_equal(a->got_msgs, 1);
+    assert_string_equal(a->last_text, "hello from b");
+    assert_int_equal(a->errors, 0);
+    assert_int_equal(b->errors, 0);
+    side_free(a);
+    side_free(b);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -297,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_two_nodes),
         cmocka_unit_test(test_stop_before_run),
         cmocka_unit_test(test_join_unreachable),
+        cmocka_unit_test(test_lan_beacon_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
