@@ -285,6 +285,8 @@ int kith_display_names(const kith_env *env, size_t count, const uint8_t (*ids)[K
         char base[KITH_NICK_MAX + 1];
         size_t bl = name_base(nick, base, sizeof base);
         e[i].forced = sl == 0 || bl != strnlen(nick, KITH_NICK_MAX + 1);
+        if (sl == 0) /* shown as "anon~..." or as nothing visible: judged as "anon" */
+            kith_nick_skeleton("anon", e[i].skel, sizeof e[i].skel);
         char fpr[KITH_FPR_STRLEN];
         kith_fingerprint(ids[i], fpr);
         size_t o = 0;
