@@ -192,7 +192,9 @@ class PtyKith:
         e = dict(os.environ)
         e.pop("NO_COLOR", None)
         e.pop("KITH_PASSPHRASE", None)
-        e.update({"TERM": "xterm", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"})
+        # EDITRC: a person's ~/.editrc (vi keys, say) must not change the test.
+        e.update({"TERM": "xterm", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+                  "EDITRC": os.path.join(tempfile.gettempdir(), "kith-test-no-editrc")})
         e.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
         e.update(env or {})
         self.raw = b""
