@@ -458,12 +458,55 @@ static void deliver_text(ircconn *cc, const char *tag, const char *from, const c
     } while (i < len);
 }
 
+static bool is_self_id(const kith_irc *irc, const uint8_t id[KITH_MEMBER_ID_LEN])
+{
+    char a[KITH_FPR_STRLEN], b[24];
+    kith_fingerprint(id, a);
+    kith_node_fingerprint(irc->node, b);
+    return strncmp(a, b, sizeof b) == 0;
+}
+
+/* The IRC nick of a member of a room, from its display name (ours is the
+ * IRC client's own). IRC shows fewer characters than kith (non-ASCII
+ * becomes '_'), so two members the node tells apart can map to one IRC
+ * nick, or a member to the IRC user's own: then the fingerprint's first
+ * digits follow a '|', as the node's suffixes do. */
+static void room_nick(const ircconn *cc, const uint8_t *room, const uint8_t id[KITH_MEMBER_ID_LEN],
+    const char *display, char *out, size_t cap)
+{
+    if (is_self_id(cc->irc, id)) {
+        snprintf(out, cap, "%s", cc->nick);
+        return;
+    }
+    size_t len = kith_irc_nick(display, out, cap);
+    if (len == 0 || memchr(out, '|', len))
+        return; /* already carries its own fingerprint */
+    kith_node *node = cc->irc->node;
+    bool clash = kith_irc_name_eq(out, len, cc->nick, strlen(cc->nick));
+    size_t n = room ? kith_node_member_count(node, room) : 0;
+    for (size_t i = 0; i < n && !clash; i++) {
+        kith_member_info mi;
+        char o[KITH_IRC_NICK_MAX + 16];
+        if (kith_node_member_at(node, room, i, &mi) != 0 || mi.self
+            || memcmp(mi.id, id, KITH_MEMBER_ID_LEN) == 0)
+            continue;
+        size_t ol = kith_irc_nick(mi.nick, o, sizeof o);
+        clash = kith_irc_name_eq(o, ol, out, len);
+    }
+    if (!clash)
+        return;
+    char fpr[KITH_FPR_STRLEN];
+    kith_fingerprint(id, fpr);
+    size_t keep = KITH_MIN(len, KITH_MIN((size_t)KITH_IRC_NICK_MAX, cap - 1) - 5);
+    snprintf(out + keep, cap - keep, "|%.4s", fpr);
+}
+
 static void ev_from(ircconn *cc, const kith_event *ev, char *out, size_t cap)
 {
     if (ev->self)
         snprintf(out, cap, "%s", cc->nick);
     else if (ev->nick && ev->nick[0])
-        kith_irc_nick(ev->nick, out, cap);
+        room_nick(cc, ev->has_room ? ev->room_id : NULL, ev->author, ev->nick, out, cap);
     else {
         char hex[9];
         kith_hex(hex, ev->author, 4);
@@ -604,10 +647,7 @@ static void send_names(ircconn *cc, const uint8_t id[KITH_ROOM_ID_LEN], const ch
         if (kith_node_member_at(irc->node, id, i, &mi) != 0)
             continue;
         char nk[KITH_IRC_NICK_MAX + 16];
-        if (mi.self)
-            snprintf(nk, sizeof nk, "%s", cc->nick);
-        else
-            kith_irc_nick(mi.nick, nk, sizeof nk);
+        room_nick(cc, id, mi.id, mi.nick, nk, sizeof nk);
         const char *pre = role_prefix(mi.role);
         if (o + strlen(nk) + 3 > 400) {
             numeric(cc, 353, "= %s :%s", chan, line);
@@ -843,10 +883,7 @@ static void cmd_who(ircconn *cc, const kith_irc_msg *m)
             if (kith_node_member_at(cc->irc->node, id, i, &mi) != 0)
                 continue;
             char nk[KITH_IRC_NICK_MAX + 16];
-            if (mi.self)
-                snprintf(nk, sizeof nk, "%s", cc->nick);
-            else
-                kith_irc_nick(mi.nick, nk, sizeof nk);
+            room_nick(cc, id, mi.id, mi.nick, nk, sizeof nk);
             char fpr[32];
             kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
             numeric(cc, 352, "%s %s " SERVER " " SERVER " %s %s%s :0 %s", chan, nk, nk,
@@ -857,24 +894,6 @@ static void cmd_who(ircconn *cc, const kith_irc_msg *m)
 }
 
 /* ---- membership: KICK, MODE o/v/b and TOPIC, both ways ---- */
-
-static bool is_self_id(const kith_irc *irc, const uint8_t id[KITH_MEMBER_ID_LEN])
-{
-    char a[KITH_FPR_STRLEN], b[24];
-    kith_fingerprint(id, a);
-    kith_node_fingerprint(irc->node, b);
-    return strncmp(a, b, sizeof b) == 0;
-}
-
-/* The IRC nick of a member, from its display name (ours is the client's). */
-static void member_nick(const ircconn *cc, const uint8_t id[KITH_MEMBER_ID_LEN],
-    const char *display, char *out, size_t cap)
-{
-    if (is_self_id(cc->irc, id))
-        snprintf(out, cap, "%s", cc->nick);
-    else
-        kith_irc_nick(display, out, cap);
-}
 
 /* A member by the nick an IRC client shows (or a mask "nick!*@*"); with
  * `former`, also someone no longer in the room (to unban). *role is the
@@ -892,7 +911,7 @@ static int find_irc_member(ircconn *cc, const uint8_t room[KITH_ROOM_ID_LEN], co
         char nk[KITH_IRC_NICK_MAX + 16];
         if (kith_node_member_at(node, room, i, &mi) != 0)
             continue;
-        member_nick(cc, mi.id, mi.nick, nk, sizeof nk);
+        room_nick(cc, room, mi.id, mi.nick, nk, sizeof nk);
         if (kith_irc_name_eq(nk, strlen(nk), nick, nl)) {
             memcpy(out, mi.id, KITH_MEMBER_ID_LEN);
             *role = mi.role;
@@ -1058,8 +1077,8 @@ static void member_change(ircconn *cc, const kith_event *ev)
 {
     char chan[KITH_IRC_CHAN_MAX + 16], by[KITH_IRC_NICK_MAX + 16], who[KITH_IRC_NICK_MAX + 16];
     room_channel(cc->irc, ev->room_id, chan, sizeof chan);
-    member_nick(cc, ev->author, ev->nick, by, sizeof by);
-    member_nick(cc, ev->subject, ev->subject_nick, who, sizeof who);
+    room_nick(cc, ev->room_id, ev->author, ev->nick, by, sizeof by);
+    room_nick(cc, ev->room_id, ev->subject, ev->subject_nick, who, sizeof who);
     bool me = is_self_id(cc->irc, ev->subject);
     switch (ev->op) {
     case KITH_MOP_BAN:
@@ -1336,7 +1355,7 @@ static void service_command(ircconn *cc, const char *text, size_t len)
             if (kith_node_member_at(irc->node, id, i, &mi) != 0)
                 continue;
             char nk[KITH_IRC_NICK_MAX + 16], fpr[32];
-            kith_irc_nick(mi.nick, nk, sizeof nk);
+            room_nick(cc, id, mi.id, mi.nick, nk, sizeof nk);
             kith_client_sanitize(fpr, sizeof fpr, mi.fingerprint, strnlen(mi.fingerprint, 24));
             svc(cc, "%s  %s%s", nk, fpr, mi.self ? "  (you)" : "");
         }
@@ -1560,18 +1579,19 @@ static void on_event(void *ud, const kith_event *ev)
             if (!ev->self && ev->has_room && is_joined(cc, ev->room_id, NULL)) {
                 char chan[KITH_IRC_CHAN_MAX + 16], nk[KITH_IRC_NICK_MAX + 16];
                 room_channel(irc, ev->room_id, chan, sizeof chan);
-                kith_irc_nick(ev->nick, nk, sizeof nk);
+                room_nick(cc, ev->room_id, ev->author, ev->nick, nk, sizeof nk);
                 conn_send(cc, ":%s!%s@" SERVER " JOIN %s", nk, nk, chan);
             }
             break;
         case KITH_EV_NICK:
             if (!ev->self && cc->njoined) {
                 char old[KITH_IRC_NICK_MAX + 16], nw[KITH_IRC_NICK_MAX + 16], t[256];
-                kith_irc_nick(ev->nick, old, sizeof old);
+                const uint8_t *room = ev->has_room ? ev->room_id : NULL;
+                room_nick(cc, room, ev->author, ev->nick, old, sizeof old);
                 size_t tl = KITH_MIN(ev->text_len, sizeof t - 1);
                 memcpy(t, ev->text ? ev->text : "", ev->text ? tl : 0);
                 t[ev->text ? tl : 0] = '\0';
-                kith_irc_nick(t, nw, sizeof nw);
+                room_nick(cc, room, ev->author, t, nw, sizeof nw);
                 if (strcmp(old, nw) != 0)
                     conn_send(cc, ":%s!%s@" SERVER " NICK :%s", old, old, nw);
             }

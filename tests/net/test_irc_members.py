@@ -4,9 +4,10 @@ scripted raw IRC client on A's gateway and kith line clients B and C.
   1. IRC alice makes a room (#lab) and lets bob and carol in (*kith invite).
   2. MODE #lab +o bob makes bob an admin (kith sees it); a topic bob sets in
      kith reaches IRC as TOPIC, one set with TOPIC reaches kith; TOPIC asks
-     get 332; carol's /nick is a NICK; NAMES shows @ for admins, + for
-     members.
-  3. MODE +b carla bans her in kith: IRC sees MODE +b and KICK, carol's node
+     get 332; carol's /nick is a NICK, and a rename to "Alice" (like the
+     IRC user's nick) carries its fingerprint (Alice|xxxx); NAMES shows @
+     for admins, + for members.
+  3. MODE +b Alice|xxxx bans her in kith: IRC sees MODE +b and KICK, carol's node
      says she was banned; MODE -b lifts it.
   4. bob's /deop alice reaches IRC as MODE -o+v; now alice lacks the role:
      KICK and MODE +o get 482 ERR_CHANOPRIVSNEEDED.
@@ -16,6 +17,7 @@ usage: python3 test_irc_members.py PATH/TO/kith
 """
 
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,19 +69,23 @@ def body(t):
     c.send("/nick carla")
     irc.expect(r"^:carol!\S+ NICK :carla$")
     t.check(True, "a kith rename reaches IRC as NICK")
+    c.send("/nick Alice")
+    carla = irc.expect(r"^:carla!\S+ NICK :(Alice\|[a-z2-7]{4})$").group(1)
+    t.check(True, "a rename to a name like the IRC user's shows with its fingerprint: " + carla)
     irc.send("NAMES #lab")
     names = set(irc.expect(r"^:kith 353 alice = #lab :(.*)$").group(1).split())
-    t.check(names == {"@alice", "@bob", "+carla"}, "NAMES: @ admins, + members", str(names))
+    t.check(names == {"@alice", "@bob", "+" + carla}, "NAMES: @ admins, + members", str(names))
 
     t.step("ban and unban with MODE b")
     mc = c.mark()
-    irc.send("MODE #lab +b carla")
-    irc.expect(r"^:alice!\S+ MODE #lab \+b carla!\*@\*$")
-    irc.expect(r"^:alice!\S+ KICK #lab carla :banned by alice$")
-    c.wait_for(r"^\* you were banned from lab by alice$", 30, since=mc)
+    irc.send("MODE #lab +b " + carla)
+    irc.expect(r"^:alice!\S+ MODE #lab \+b %s!\*@\*$" % re.escape(carla))
+    irc.expect(r"^:alice!\S+ KICK #lab %s :banned by alice$" % re.escape(carla))
+    # carol's own name now looks like alice's: her node shows alice~digits.
+    c.wait_for(r"^\* you were banned from lab by alice~[a-z2-7]{4}$", 30, since=mc)
     t.check(True, "MODE +b bans in kith; IRC sees MODE +b and KICK")
-    irc.send("MODE #lab -b carla")
-    irc.expect(r"^:alice!\S+ MODE #lab -b carla!\*@\*$")
+    irc.send("MODE #lab -b %s!*@*" % carla)
+    irc.expect(r"^:alice!\S+ MODE #lab -b %s!\*@\*$" % re.escape(carla))
     t.check(True, "MODE -b lifts the ban")
 
     t.step("without the role: 482")
