@@ -251,6 +251,25 @@ size_t kith_control_json_event(const kith_event *ev, char *out, size_t cap)
         jkey(&j, "author");
         jquote(&j, fpr, strnlen(fpr, sizeof fpr));
     }
+    if (ev->type == KITH_EV_MEMBER) {
+        static const char *ops[] = { "unknown", "unknown", "remove", "ban", "unban", "role",
+            "topic", "name", "unknown", "unknown", "unknown", "leave" };
+        static const char *roles[] = { "none", "observer", "member", "moderator", "admin" };
+        char fpr[KITH_FPR_STRLEN];
+        kith_fingerprint(ev->subject, fpr);
+        jkey(&j, "op");
+        jfmt(&j, "\"%s\"", ops[ev->op >= 0 && ev->op <= 11 ? ev->op : 0]);
+        jkey(&j, "subject");
+        jquote(&j, fpr, strnlen(fpr, sizeof fpr));
+        if (ev->subject_nick) {
+            jkey(&j, "subject_nick");
+            jquote(&j, ev->subject_nick, strnlen(ev->subject_nick, 4096));
+        }
+        if (ev->op == KITH_MOP_SET_ROLE) {
+            jkey(&j, "role");
+            jfmt(&j, "\"%s\"", roles[ev->role >= 0 && ev->role <= 4 ? ev->role : 0]);
+        }
+    }
     if (ev->type == KITH_EV_MESSAGE) {
         static const char *types[]
             = { "unknown", "text", "action", "nick", "edit", "delete", "reaction" };

@@ -375,6 +375,32 @@ static void test_json_edits(void **state)
     assert_non_null(strstr(out, "\"type\":\"delete\""));
 }
 
+static void test_json_member(void **state)
+{
+    (void)state;
+    char out[2048];
+    kith_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.type = KITH_EV_MEMBER;
+    ev.op = KITH_MOP_SET_ROLE;
+    ev.role = 4;
+    ev.nick = "alice";
+    memset(ev.author, 1, sizeof ev.author);
+    memset(ev.subject, 2, sizeof ev.subject);
+    ev.subject_nick = "bob\"~x";
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"event\":\"member\""));
+    assert_non_null(strstr(out, "\"op\":\"role\""));
+    assert_non_null(strstr(out, "\"role\":\"admin\""));
+    assert_non_null(strstr(out, "\"subject_nick\":\"bob\\\"~x\""));
+    ev.op = KITH_MOP_BAN;
+    assert_true(kith_control_json_event(&ev, out, sizeof out) > 0);
+    assert_non_null(strstr(out, "\"op\":\"ban\""));
+    assert_null(strstr(out, "\"role\""));
+    /* The line client prints the info line, not this twin. */
+    assert_int_equal(kith_client_format_event(&ev, false, out, sizeof out), 0);
+}
+
 static void test_parse_refs(void **state)
 {
     (void)state;
@@ -687,6 +713,7 @@ int main(void)
         cmocka_unit_test(test_format_edits),
         cmocka_unit_test(test_parse_refs),
         cmocka_unit_test(test_json_edits),
+        cmocka_unit_test(test_json_member),
         cmocka_unit_test(test_lines_basic),
         cmocka_unit_test(test_lines_too_long),
         cmocka_unit_test(test_settings_and_nick),
