@@ -9,6 +9,7 @@
 #include "client/client.h"
 #include "client/term.h"
 
+#include <signal.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -803,6 +804,8 @@ struct kith_client {
         uv_tty_t tty;
         uv_poll_t poll; /* IN_TERM: libedit reads */
     } in;
+    uv_signal_t cont; /* IN_TERM: SIGCONT after Ctrl-Z */
+    bool cont_open;
     char history_file[4096]; /* IN_TERM's input history; "" for none */
     uv_fs_t fsreq;
     bool fs_busy;
@@ -1936,6 +1939,10 @@ static void close_input(kith_client *c)
             uv_read_stop(&c->in.s);
         uv_close(&c->in.h, on_in_closed);
     }
+    if (c->cont_open) {
+        uv_close((uv_handle_t *)&c->cont, on_in_closed);
+        c->cont_open = false;
+    }
     if (c->in_kind == IN_TERM)
         kith_term_stop(); /* the terminal as it was, history saved */
     c->in_open = false;
@@ -2060,6 +2067,13 @@ static void on_term_poll(uv_poll_t *p, int status, int events)
     kith_term_read();
 }
 
+static void on_cont(uv_signal_t *s, int signum)
+{
+    (void)s;
+    (void)signum;
+    kith_term_continued();
+}
+
 /* 0 started, 1 not possible here (plain lines then), else an error. */
 static int start_term(kith_client *c, uv_loop_t *loop)
 {
@@ -2078,6 +2092,11 @@ static int start_term(kith_client *c, uv_loop_t *loop)
         KITH_LOGE(c->env, "stdin: %s", uv_strerror(rc));
         close_input(c);
         return KITH_EIO;
+    }
+    if (uv_signal_init(loop, &c->cont) == 0) {
+        c->cont_open = true;
+        if (uv_signal_start(&c->cont, on_cont, SIGCONT) != 0)
+            KITH_LOGW(c->env, "no SIGCONT handler: the terminal is not retaken after fg");
     }
     return 0;
 }

@@ -294,11 +294,14 @@ int kith_remote_stop(const char *path)
 
 /* Attached at a terminal, SIGINT, SIGTERM and SIGHUP end the session
  * through the loop, so the terminal is given back as it was. */
-static volatile sig_atomic_t attach_signal;
+static volatile sig_atomic_t attach_signal, attach_cont;
 
 static void on_attach_signal(int sig)
 {
-    attach_signal = sig;
+    if (sig == SIGCONT)
+        attach_cont = 1; /* back from Ctrl-Z: take the terminal again */
+    else
+        attach_signal = sig;
 }
 
 /* Attached at a terminal: libedit's finished lines go to the node. Tab
@@ -378,15 +381,15 @@ int kith_remote_attach(int fd, const char *history_path)
     at->in_open = true;
     kith_term_hooks hooks = { at, on_attach_line, seen_nick, NULL };
     bool term = kith_term_usable() && kith_term_start(&hooks, history_path) == 0;
-    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-    struct sigaction old[3];
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGCONT };
+    struct sigaction old[4];
     if (term) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_attach_signal; /* no SA_RESTART: poll returns */
         sigemptyset(&sa.sa_mask);
-        attach_signal = 0;
-        for (int i = 0; i < 3; i++)
+        attach_signal = attach_cont = 0;
+        for (int i = 0; i < 4; i++)
             sigaction(sigs[i], &sa, &old[i]);
     }
     /* Lines may also be waiting in the reader's buffer: print them first. */
@@ -421,11 +424,15 @@ int kith_remote_attach(int fd, const char *history_path)
         }
         if (attach_signal)
             break; /* caught while libedit had the key (Ctrl-C): detach */
+        if (attach_cont) {
+            attach_cont = 0;
+            kith_term_continued();
+        }
         struct pollfd p[2] = { { fd, POLLIN, 0 }, { 0, POLLIN, 0 } };
         int np = in_open ? 2 : 1;
         if (poll(p, (nfds_t)np, -1) < 0) {
             if (errno == EINTR && !attach_signal)
-                continue;
+                continue; /* SIGCONT is handled at the top */
             if (errno == EINTR)
                 break; /* detached: the node runs on */
             rc = KITH_EXIT_RUNTIME;
@@ -484,7 +491,7 @@ int kith_remote_attach(int fd, const char *history_path)
     }
     if (term) {
         kith_term_stop();
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             sigaction(sigs[i], &old[i], NULL);
     }
     free(at);

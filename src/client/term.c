@@ -628,6 +628,32 @@ void kith_term_read(void)
     }
 }
 
+void kith_term_continued(void)
+{
+    if (!T.el || T.in_line)
+        return;
+    const LineInfo *li = el_line(T.el);
+    size_t n = (size_t)(li->lastchar - li->buffer);
+    char *save = malloc(n + 1);
+    if (save) {
+        memcpy(save, li->buffer, n);
+        save[n] = '\0';
+    }
+    /* Off and on again: libedit takes the modes afresh and starts a new
+     * line (which empties the buffer: the input goes back in after). */
+    el_set(T.el, EL_UNBUFFERED, 0);
+    update_prompt();
+    el_set(T.el, EL_UNBUFFERED, 1);
+    if (save && n)
+        el_insertstr(T.el, save);
+    fputs("\r\033[J", stdout);
+    redraw();
+    if (save) {
+        sodium_memzero(save, n + 1);
+        free(save);
+    }
+}
+
 void kith_term_stop(void)
 {
     if (!T.el)

@@ -82,6 +82,10 @@ typedef struct kith_term_hooks {
 int kith_term_start(const kith_term_hooks *hooks, const char *history_path);
 /* stdin is readable: let libedit take what is there (may call hooks->line). */
 void kith_term_read(void);
+/* The process was stopped (Ctrl-Z) and continued: the shell has put the
+ * terminal back in its own modes meanwhile. Takes it again and redraws the
+ * prompt and the input (call on SIGCONT). */
+void kith_term_continued(void);
 /* Give the terminal back as it was and save the history. Safe to call
  * twice, and when kith_term_start was never called. */
 void kith_term_stop(void);

@@ -308,6 +308,28 @@ def cooked(t, k, who):
     t.check(not bad, "%s: no sanitizer reports on stderr" % who, "\n".join(k.err[-30:]))
 
 
+def stopped_and_continued(t, k, who):
+    """SIGSTOP, wait until stopped, cooked modes on the terminal as a shell
+    would set them for itself, SIGCONT; then the process must take the
+    terminal again (canonical mode off)."""
+    os.kill(k.proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open("/proc/%d/stat" % k.proc.pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                break
+        time.sleep(0.02)
+    attrs = termios.tcgetattr(k.slave)
+    attrs[3] |= termios.ICANON | termios.ECHO
+    termios.tcsetattr(k.slave, termios.TCSANOW, attrs)
+    os.kill(k.proc.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and k.tty_modes() & termios.ICANON:
+        time.sleep(0.02)
+    t.check(not k.tty_modes() & termios.ICANON,
+            "%s: after SIGCONT the terminal is in libedit's mode again" % who)
+
+
 def body(t):
     a = t.node("A", nick="alice").start()
     bhome = tempfile.mkdtemp(prefix="kith-ptyB-")
@@ -472,6 +494,14 @@ def body(t):
         c.wait_line(r"^%s (#lab )?<alice> unread 2$" % TIME, "C: /history output")
         c.type("typing")
         c.wait_cursor_line("lab> typing", "C: typed text shown")
+        # Ctrl-Z and fg, as a shell does it: stopped, the terminal put back
+        # in the shell's (cooked) modes, continued.
+        stopped_and_continued(t, c, "C")
+        c.type(" ali\t")
+        c.wait_cursor_line("lab> typing alice ",
+                           "C: after fg the input is intact and keys are libedit's again")
+        c.type("\x15typing")
+        c.wait_cursor_line("lab> typing", "C: Ctrl-U and typing again")
         c.type("\x03")  # Ctrl-C: SIGINT, a clean shut-down
         rc = c.finish()
         t.check(rc == 0, "C: Ctrl-C exits 0", "rc %s" % rc)
@@ -502,6 +532,9 @@ def body(t):
         c.wait_cursor_line("> alice: ", "attach: Tab completes a nick seen in a message")
         c.type("\x15half")
         c.wait_cursor_line("> half", "attach: typed text shown")
+        stopped_and_continued(t, c, "attach")
+        c.type("!")
+        c.wait_cursor_line("> half!", "attach: after fg the input is intact, keys work")
         c.type("\x15")
         c.wait_cursor_line("> ", "attach: Ctrl-U cleared the line")
         c.type("\x04")  # Ctrl-D on an empty line is /quit
