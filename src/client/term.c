@@ -379,8 +379,10 @@ static void put_lines(const char *text)
 void kith_term_print(const char *text)
 {
     bool above = T.el && !T.in_line;
-    if (above)
+    if (above) {
+        check_size(); /* a resize since the last key: redraw at the new width */
         erase_input();
+    }
     put_lines(text);
     if (above)
         redraw();
