@@ -291,6 +291,8 @@ void kith_node_free(kith_node *n)
         kith_free(n->env, n->q[i].blob);
     kith_free(n->env, n->q);
     kith_free(n->env, n->last_blob);
+    for (size_t i = 0; i < n->nout; i++)
+        kith_free(n->env, n->out[i].env);
     kith_free(n->env, n->out);
     kith_free(n->env, n->dials);
     node_lan_free(n);
@@ -317,14 +319,17 @@ int kith_node_flush(kith_node *n)
         return rc;
     }
     for (size_t i = 0; i < n->nout; i++) {
-        nroom *r = n->out[i].room;
+        outmsg *o = &n->out[i];
+        nroom *r = o->room;
         kith_event ev;
-        node_message_event(n, r, n->out[i].hist, &ev);
+        node_message_event(n, r, o->hist, &ev);
         ev.self = true;
         node_push_event(n, &ev, ev.text, ev.text_len);
         ev.type = KITH_EV_SENT;
         node_push_event(n, &ev, NULL, 0);
-        node_gossip_relay(n, r, n->out[i].hist, NULL);
+        node_gossip_relay(n, r, o->hist, o->env, o->env_len, NULL);
+        kith_free(n->env, o->env);
+        o->env = NULL;
     }
     n->nout = 0;
     node_gossip_flush(n);

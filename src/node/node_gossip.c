@@ -59,22 +59,24 @@ static bool link_serves(const kith_node *n, const nconn *c, const nroom *r)
     return c->established && !c->joining && !c->doomed && node_is_member(r, c->peer);
 }
 
-void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const nconn *from)
+void node_gossip_relay(
+    kith_node *n, nroom *r, size_t hist_idx, const uint8_t *env, size_t len, const nconn *from)
 {
     const hist *h = &r->hist[hist_idx];
+    const uint8_t *author = node_hist_author(r, h);
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
     bool encoded = false;
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
-        if (c == from || !link_serves(n, c, r) || memcmp(c->peer, h->author, KITH_ID_LEN) == 0)
+        if (c == from || !link_serves(n, c, r) || memcmp(c->peer, author, KITH_ID_LEN) == 0)
             continue;
         if (is_lazy(c, r)) {
             queue_ihave(n, c, r, h->id);
             continue;
         }
         if (!encoded) {
-            if (kith_frame_msg(&frame, h->env, h->env_len))
+            if (kith_frame_msg(&frame, env, len))
                 break;
             encoded = true;
         }
@@ -136,8 +138,9 @@ void node_gossip_want(
 /* WANT: send what we hold of the ids asked for. */
 static int on_want(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
 {
-    kith_buf frame;
+    kith_buf frame, env;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
+    kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
     int rc = 0;
     set_lazy(c, r, false);
     for (size_t i = 0; i < f->count && !rc; i++) {
@@ -146,14 +149,17 @@ static int on_want(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
         rc = kith_frame_id_at(f, i, id);
         if (rc || !kith_map_get(&r->seen, id, &v) || v == 0 || v > r->nhist)
             continue;
-        const hist *h = &r->hist[v - 1];
+        kith_buf_reset(&env);
+        if (node_hist_env(n, r, (size_t)(v - 1), &env) != 0)
+            continue;
         kith_buf_reset(&frame);
-        rc = kith_frame_msg_pulled(&frame, h->env, h->env_len);
+        rc = kith_frame_msg_pulled(&frame, env.data, env.len);
         if (!rc)
             rc = node_conn_send(n, c, &frame);
         n->stats.msgs_out += rc == 0;
     }
     kith_buf_free(&frame);
+    kith_buf_free(&env);
     return rc;
 }
 
@@ -187,14 +193,19 @@ int node_gossip_frame(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
 }
 
 /* Once per loop turn: the queued announcements go out, one IHAVE per room
- * and link (batched up to KITH_FRAME_MAX_IDS ids). */
+ * and link (batched up to KITH_FRAME_MAX_IDS ids), at most every
+ * NODE_IHAVE_INTERVAL_MS per link unless a full frame is waiting. */
 void node_gossip_flush(kith_node *n)
 {
     uint8_t(*ids)[KITH_HASH_LEN] = NULL;
+    uint64_t now = kith_mono_ms(n->env);
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
-        if (!c->nihave)
+        if (!c->nihave
+            || (c->nihave < KITH_FRAME_MAX_IDS && c->ihave_ms
+                && now - c->ihave_ms < NODE_IHAVE_INTERVAL_MS))
             continue;
+        c->ihave_ms = now;
         if (!ids) {
             ids = kith_malloc(n->env, KITH_FRAME_MAX_IDS * KITH_HASH_LEN);
             if (!ids)

@@ -32,6 +32,10 @@
 #define NODE_MAX_IHAVE 4096 /* ids queued per link */
 #define NODE_MAX_WANTED 4096 /* ids wanted per room */
 #define NODE_WANT_DELAY_MS 500 /* let the eager path deliver first */
+/* IHAVE ids queued for a link go out together at most this often (or when
+ * a frame's worth is queued): one frame header, session tag and room id for
+ * many ids instead of one per message. */
+#define NODE_IHAVE_INTERVAL_MS 250
 #define NODE_WANT_RETRY_MS 3000
 #define NODE_MAX_ORPHANS 64 /* reactions waiting for their target, per room */
 #define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
@@ -55,6 +59,10 @@ enum {
     REC_INVITE_REVOKED = 5, /* sealed: invite id (32) */
 };
 
+/* One delivered message. Its envelope stays in the room log (read back by
+ * position when a peer asks for it), so memory per message is this entry
+ * with its text, the seen-map entry and the author's id list, not the
+ * envelope. */
 typedef struct hist {
     uint8_t id[KITH_HASH_LEN];
     uint8_t author[KITH_ID_LEN];
@@ -63,7 +71,7 @@ typedef struct hist {
     uint64_t wall_ms;
     char *body;
     size_t body_len;
-    uint8_t *env;
+    uint64_t pos; /* position of its record in the room log */
     size_t env_len;
     /* Edits, deletes and reactions (node_room.c, proto/kith.md 6). */
     bool has_target;
@@ -92,6 +100,7 @@ typedef struct held {
     uint8_t *env;
     size_t len;
     uint64_t since_ms; /* when it was first held */
+    uint64_t pos; /* its log record when held at start-up (else unused) */
     size_t ndeps;
     uint8_t deps[KITH_MSG_MAX_DEPS][KITH_HASH_LEN];
 } held;
@@ -155,6 +164,7 @@ typedef struct nroom {
     /* Bulk catch-up (node_room.c): messages delivered while it runs carry
      * kith_event.catchup; progress goes out as info lines. */
     bool catchup;
+    bool cu_ready; /* just started or relinked: a big backlog may start one */
     uint64_t cu_done; /* delivered since it started */
     uint64_t cu_said_ms, cu_moved_ms; /* last progress line, last delivery */
     /* Reactions delivered before their target (indices into hist), kept
@@ -188,6 +198,7 @@ typedef struct nconn {
     size_t nlazy;
     struct ihave_q *ihave;
     size_t nihave, capihave;
+    uint64_t ihave_ms; /* when the last IHAVE batch went out */
     uint64_t budget_bytes, budget_frames;
     uint64_t last_gap_sync_ms;
 } nconn;
@@ -227,9 +238,12 @@ typedef struct qact {
     uint8_t *blob;
 } qact;
 
+/* Our own message, appended to the log, waiting for the flush. */
 typedef struct outmsg {
     nroom *room;
     size_t hist;
+    uint8_t *env; /* envelope (env_len) then body (body_len) */
+    size_t env_len, body_len;
 } outmsg;
 
 struct kith_node {
@@ -265,6 +279,7 @@ struct kith_node {
     kith_buf feed_out; /* handshake bytes produced during a feed */
     nconn *feeding;
     bool loading;
+    uint64_t load_pos; /* log position of the envelope being loaded */
     struct nconn *cur_from; /* the link whose frame is being handled */
     bool last_dup; /* the last envelope accepted was a duplicate */
     kith_node_stats stats;
@@ -299,6 +314,18 @@ KITH_WUR int node_room_add(kith_node *n, kith_room *room, nroom **out);
 void node_room_free(kith_node *n, nroom *r);
 KITH_WUR int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len);
 KITH_WUR int node_persist_op(kith_node *n, nroom *r, const uint8_t *op, size_t len);
+/* Parse and open (decrypt, verify) an envelope of room r; `known` skips
+ * the signature (an envelope from node_hist_env: verified before, id
+ * checked). */
+KITH_WUR int node_open_envelope(kith_node *n, const nroom *r, const uint8_t *env, size_t len,
+    bool known, kith_buf *plain, kith_inner *in);
+/* The envelope of history entry idx (from the log), appended to out. */
+KITH_WUR int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out);
+static inline const uint8_t *node_hist_author(const nroom *r, const hist *h)
+{
+    (void)r;
+    return h->author;
+}
 KITH_WUR int node_load(kith_node *n);
 /* Process an envelope for a room: dedup, open, order, deliver. from_conn is
  * NULL when it comes from our own log or our own send. 0 when accepted or a
@@ -347,7 +374,8 @@ KITH_WUR int node_addr_frame(kith_node *n, struct nconn *c, const kith_frame *f)
 
 /* node_gossip.c */
 /* A message just delivered: push it to eager links, announce it to lazy ones. */
-void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const struct nconn *from);
+void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const uint8_t *env, size_t len,
+    const struct nconn *from);
 /* A duplicate arrived on `from`: prune that link for the room. */
 void node_gossip_duplicate(kith_node *n, nroom *r, struct nconn *from);
 KITH_WUR int node_gossip_frame(kith_node *n, struct nconn *c, nroom *r, const kith_frame *f);

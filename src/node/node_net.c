@@ -138,6 +138,18 @@ void node_conn_free(kith_node *n, nconn *c)
     if (c->dial >= 0 && (size_t)c->dial < n->ndials && n->dials[c->dial].conn == c->id)
         n->dials[c->dial].conn = 0;
     node_gossip_conn_gone(n, c);
+    /* A room left without any link: what comes on the next one is a
+     * catch-up (node_catchup_sync), not live traffic. */
+    for (size_t r = 0; c->established && r < n->nrooms; r++) {
+        nroom *room = n->rooms[r];
+        if (!node_is_member(room, c->peer))
+            continue;
+        bool linked = false;
+        for (size_t i = 0; i < n->nconns && !linked; i++)
+            linked = n->conns[i]->established && node_is_member(room, n->conns[i]->peer);
+        if (!linked)
+            room->cu_ready = true;
+    }
     kith_session_free(c->s);
     sodium_memzero(&c->inv, sizeof c->inv);
     kith_free(n->env, c);
@@ -296,10 +308,12 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
         if (a->seq > have && kith_map_get(&r->seen, a->ids[have], &idx) && idx && idx - 1 < start)
             start = (size_t)(idx - 1);
     }
+    kith_buf env;
+    kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
     for (size_t i = start; !rc && i < r->nhist; i++) {
         const hist *h = &r->hist[i];
         uint64_t have = 0;
-        kith_map_get(&theirs, h->author, &have);
+        kith_map_get(&theirs, node_hist_author(r, h), &have);
         if (h->seq <= have)
             continue;
         /* Our own unsent messages go out after the flush, not here. */
@@ -312,13 +326,17 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             more = true;
             break;
         }
+        kith_buf_reset(&env);
+        if (node_hist_env(n, r, i, &env) != 0)
+            continue; /* logged; the peer asks again at the next sync */
         kith_buf_reset(&frame);
-        rc = kith_frame_msg_pulled(&frame, h->env, h->env_len);
+        rc = kith_frame_msg_pulled(&frame, env.data, env.len);
         if (!rc)
             rc = node_conn_send(n, c, &frame);
         n->stats.msgs_out += rc == 0;
         sent += h->env_len;
     }
+    kith_buf_free(&env);
     kith_buf_free(&frame);
     kith_map_free(&theirs);
     /* The peer holds what we lack (or it sent its SYNC to say "there is

@@ -82,6 +82,7 @@ int node_room_add(kith_node *n, kith_room *room, nroom **out)
     if (!r)
         return KITH_ENOMEM;
     r->room = room;
+    r->cu_ready = true;
     kith_map_init(&r->seen, n->env, NODE_MAX_SEEN);
     log_name(n, kith_room_id(room), r->log);
     node_refresh_tag(n, r);
@@ -95,10 +96,8 @@ void node_room_free(kith_node *n, nroom *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nhist; i++) {
+    for (size_t i = 0; i < r->nhist; i++)
         kith_free(n->env, r->hist[i].body);
-        kith_free(n->env, r->hist[i].env);
-    }
     kith_free(n->env, r->hist);
     for (size_t i = 0; i < r->nauthors; i++)
         kith_free(n->env, r->authors[i].ids);
@@ -124,7 +123,8 @@ void node_room_free(kith_node *n, nroom *r)
 
 /* ---- persistence ---- */
 
-int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len)
+static int persist_at(
+    kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len, uint64_t *pos)
 {
     if (n->loading)
         return 0;
@@ -138,15 +138,48 @@ int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t l
             rc = kith_local_seal(n->env, n->local_key, data, len, &rec);
     }
     if (!rc)
-        rc = kith_store_append(n->store, r->log, rec.data, rec.len);
+        rc = kith_store_append_at(n->store, r->log, rec.data, rec.len, pos);
     if (rc == KITH_ETOOBIG && rec.len <= KITH_STORE_MAX_RECORD) {
         /* The store's pending buffer is full: commit it early and retry. */
         rc = kith_store_sync(n->store);
         if (!rc)
-            rc = kith_store_append(n->store, r->log, rec.data, rec.len);
+            rc = kith_store_append_at(n->store, r->log, rec.data, rec.len, pos);
     }
     kith_buf_free(&rec);
     return rc;
+}
+
+int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t len)
+{
+    return persist_at(n, r, kind, data, len, NULL);
+}
+
+int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out)
+{
+    const hist *h = &r->hist[idx];
+    size_t at = out->len;
+    int rc = kith_store_get(n->store, r->log, h->pos, out);
+    if (!rc && (out->len - at != (size_t)h->env_len + 1 || out->data[at] != REC_ENVELOPE))
+        rc = KITH_EIO;
+    if (rc) {
+        out->len = at;
+        KITH_LOGW(n->env, "room %s: cannot read a message back from the log: %s",
+            kith_room_name(r->room), kith_strerror(rc));
+        return rc;
+    }
+    /* Drop the record's kind byte. */
+    memmove(out->data + at, out->data + at + 1, h->env_len);
+    out->len = at + h->env_len;
+    /* The very bytes we verified: their id says so (the log has only a
+     * checksum, and whoever can write it could swap a record). */
+    uint8_t id[KITH_HASH_LEN];
+    kith_msg_id(out->data + at, h->env_len, id);
+    if (sodium_memcmp(id, h->id, KITH_HASH_LEN) != 0) {
+        out->len = at;
+        KITH_LOGW(n->env, "room %s: a logged message changed on disk", kith_room_name(r->room));
+        return KITH_EIO;
+    }
+    return 0;
 }
 
 int node_persist_op(kith_node *n, nroom *r, const uint8_t *op, size_t len)
@@ -228,7 +261,7 @@ const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_
 }
 
 static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
-    const uint8_t *env, size_t env_len, size_t *idx)
+    uint64_t pos, size_t env_len, size_t *idx)
 {
     if (r->nhist == r->caphist) {
         size_t ncap = r->caphist ? r->caphist * 2 : 64;
@@ -241,12 +274,8 @@ static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], co
     hist *h = &r->hist[r->nhist];
     memset(h, 0, sizeof *h);
     h->body = kith_malloc(n->env, in->body_len + 1);
-    h->env = kith_malloc(n->env, env_len);
-    if (!h->body || !h->env) {
-        kith_free(n->env, h->body);
-        kith_free(n->env, h->env);
+    if (!h->body)
         return KITH_ENOMEM;
-    }
     memcpy(h->id, id, KITH_HASH_LEN);
     memcpy(h->author, in->author, KITH_ID_LEN);
     h->seq = in->seq;
@@ -256,7 +285,7 @@ static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], co
         memcpy(h->body, in->body, in->body_len);
     h->body[in->body_len] = '\0';
     h->body_len = in->body_len;
-    memcpy(h->env, env, env_len);
+    h->pos = pos;
     h->env_len = env_len;
     h->has_target = in->has_target;
     memcpy(h->target, in->target, KITH_HASH_LEN);
@@ -518,7 +547,13 @@ void node_catchup_sync(kith_node *n, nroom *r, const kith_frame *f)
         if (a && seq > a->target)
             a->target = seq;
     }
-    if (r->catchup || backlog(r) < NODE_CATCHUP_QUIET)
+    if (r->catchup || !r->cu_ready)
+        return;
+    /* Only a node back from an absence (just started, or its first link to
+     * the room after none) goes quiet: a live node that fell behind keeps
+     * showing every message. */
+    r->cu_ready = false;
+    if (backlog(r) < NODE_CATCHUP_QUIET)
         return;
     r->catchup = true;
     r->cu_done = 0;
@@ -567,10 +602,11 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
             (unsigned long long)in->seq);
         return KITH_EPROTO;
     }
-    int rc = persist ? node_persist(n, r, REC_ENVELOPE, env, len) : 0;
+    uint64_t pos = n->load_pos; /* already in the log when not persisted here */
+    int rc = persist ? persist_at(n, r, REC_ENVELOPE, env, len, &pos) : 0;
     size_t idx;
     if (!rc)
-        rc = hist_push(n, r, id, in, env, len, &idx);
+        rc = hist_push(n, r, id, in, pos, len, &idx);
     if (!rc)
         rc = author_record(n, a, id);
     if (!rc)
@@ -594,7 +630,7 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         catchup_step(n, r, a);
     if (persist && notify && !n->loading) {
         n->stats.delivered++;
-        node_gossip_relay(n, r, idx, n->cur_from);
+        node_gossip_relay(n, r, idx, env, len, n->cur_from);
     }
     return 0;
 }
@@ -643,6 +679,7 @@ static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const 
     h->env = copy;
     h->len = len;
     h->since_ms = kith_mono_ms(n->env);
+    h->pos = n->load_pos;
     h->ndeps = in->ndeps;
     memcpy(h->deps, in->deps, sizeof h->deps);
 }
@@ -656,8 +693,8 @@ static bool deps_missing(const nroom *r, size_t ndeps, const uint8_t (*deps)[KIT
     return false;
 }
 
-static int open_envelope(
-    kith_node *n, nroom *r, const uint8_t *env, size_t len, kith_buf *plain, kith_inner *in)
+int node_open_envelope(kith_node *n, const nroom *r, const uint8_t *env, size_t len, bool known,
+    kith_buf *plain, kith_inner *in)
 {
     kith_envelope e;
     int rc = kith_msg_parse_envelope(n->env, env, len, &e);
@@ -674,6 +711,8 @@ static int open_envelope(
     }
     if (!key)
         return KITH_ENOENT;
+    if (known)
+        return kith_msg_open_known(n->env, &e, kith_room_id(r->room), key, plain, in);
     return kith_msg_open(n->env, &e, kith_room_id(r->room), key, plain, in);
 }
 
@@ -691,7 +730,7 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     kith_buf plain;
     kith_buf_init(&plain, n->env, KITH_MSG_MAX_ENVELOPE);
     kith_inner in;
-    int rc = open_envelope(n, r, env, len, &plain, &in);
+    int rc = node_open_envelope(n, r, env, len, false, &plain, &in);
     if (rc) {
         kith_buf_free(&plain);
         return rc;
@@ -762,6 +801,7 @@ void node_release_held(kith_node *n, nroom *r)
             r->held[i] = r->held[--r->nheld];
             if (ready) {
                 bool delivered;
+                n->load_pos = copy.pos;
                 /* It verified once; a failure now just drops it. */
                 (void)!accept_one(
                     n, r, copy.env, copy.len, !n->loading, !n->loading, true, &delivered);
@@ -987,15 +1027,30 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
         n->out = o;
         n->capout = ncap;
     }
+    /* Kept until the flush shows and sends it (a few messages at most). */
+    uint8_t *copy = kith_malloc(n->env, env.len + len + 1);
+    if (!copy) {
+        kith_buf_free(&env);
+        return KITH_ENOMEM;
+    }
+    memcpy(copy, env.data, env.len);
+    if (len)
+        memcpy(copy + env.len, text, len);
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(env.data, env.len, id);
     rc = deliver(n, r, a, id, &in, env.data, env.len, true, false);
-    kith_buf_free(&env);
-    if (rc)
+    if (rc) {
+        kith_free(n->env, copy);
+        kith_buf_free(&env);
         return rc;
-    n->out[n->nout].room = r;
-    n->out[n->nout].hist = r->nhist - 1;
-    n->nout++;
+    }
+    outmsg *o = &n->out[n->nout++];
+    o->room = r;
+    o->hist = r->nhist - 1;
+    o->env = copy;
+    o->env_len = env.len;
+    o->body_len = len;
+    kith_buf_free(&env);
     *seq = in.seq;
     return 0;
 }
@@ -1571,7 +1626,8 @@ int node_apply_op(kith_node *n, nroom *r, const uint8_t *op, size_t len, bool pe
 typedef struct load_ctx {
     kith_node *n;
     kith_buf ops; /* sequence of (u32 len, bytes) */
-    kith_buf envs;
+    nroom *room; /* second pass: envelopes, replayed in place (not copied) */
+    size_t rejected;
     kith_buf invites; /* (secret16, expires8) records */
     kith_buf used; /* invite ids, one per use */
     kith_buf revoked; /* invite ids */
@@ -1596,7 +1652,7 @@ static int load_rec(void *ud, const uint8_t *rec, size_t len)
     }
     uint8_t kind = rec[0];
     if (kind == REC_ENVELOPE)
-        return append_item(&lc->envs, rec + 1, len - 1);
+        return 0; /* the second pass, once the room is built */
     uint8_t *plain = kith_malloc(n->env, len);
     if (!plain)
         return KITH_ENOMEM;
@@ -1633,6 +1689,17 @@ static int next_item(const kith_buf *b, size_t *off, const uint8_t **p, size_t *
     *len = l;
     *off += 4 + l;
     return 1;
+}
+
+static int load_env(void *ud, uint64_t pos, const uint8_t *rec, size_t len)
+{
+    load_ctx *lc = ud;
+    if (len < 2 || rec[0] != REC_ENVELOPE)
+        return 0;
+    lc->n->load_pos = pos;
+    if (node_accept_envelope(lc->n, lc->room, rec + 1, len - 1, false, false))
+        lc->rejected++;
+    return 0;
 }
 
 static int build_room(kith_node *n, load_ctx *lc, const char *name)
@@ -1695,15 +1762,15 @@ static int build_room(kith_node *n, load_ctx *lc, const char *name)
                 s->revoked = true;
         }
     }
-    off = 0;
-    size_t rejected = 0;
-    while (next_item(&lc->envs, &off, &p, &len)) {
-        if (node_accept_envelope(n, r, p, len, false, false))
-            rejected++;
-    }
-    if (rejected)
+    /* Envelopes are read straight from the log, each with its position, so
+     * start-up never holds the whole history in memory. */
+    lc->room = r;
+    rc = kith_store_read_at(n->store, name, load_env, lc);
+    if (rc)
+        KITH_LOGE(n->env, "could not read room log %s: %s", name, kith_strerror(rc));
+    if (lc->rejected)
         KITH_LOGW(n->env, "room %s: %zu logged messages could not be read", kith_room_name(room),
-            rejected);
+            lc->rejected);
     kith_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = KITH_EV_ROOM;
@@ -1720,7 +1787,6 @@ static int load_log(void *ud, const char *name)
     memset(&lc, 0, sizeof lc);
     lc.n = n;
     kith_buf_init(&lc.ops, n->env, SIZE_MAX / 2);
-    kith_buf_init(&lc.envs, n->env, SIZE_MAX / 2);
     kith_buf_init(&lc.invites, n->env, SIZE_MAX / 2);
     kith_buf_init(&lc.used, n->env, SIZE_MAX / 2);
     kith_buf_init(&lc.revoked, n->env, SIZE_MAX / 2);
@@ -1732,7 +1798,6 @@ static int load_log(void *ud, const char *name)
     if (lc.bad)
         KITH_LOGW(n->env, "room log %s: %d records could not be read", name, lc.bad);
     kith_buf_free(&lc.ops);
-    kith_buf_free(&lc.envs);
     kith_buf_free(&lc.invites);
     kith_buf_free(&lc.used);
     kith_buf_free(&lc.revoked);

@@ -319,6 +319,70 @@ static int file_read(kith_store *st, store_log *lg, kith_store_rec_cb cb, void *
     return scan(fs, lg, cb, ud);
 }
 
+static int file_end(kith_store *st, store_log *lg, uint64_t *end)
+{
+    file_store *fs = (file_store *)st;
+    if (!lg->verified) {
+        int rc = log_open(fs, lg, false, true);
+        if (rc == KITH_ENOENT) {
+            lg->end = 0; /* no file yet: the first sync creates it */
+            lg->verified = true;
+        } else if (rc) {
+            return rc;
+        }
+    }
+    *end = lg->end;
+    return 0;
+}
+
+static int pread_all(int fd, uint8_t *p, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t got = pread(fd, p, len, (off_t)off);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return KITH_EIO;
+        p += got;
+        len -= (size_t)got;
+        off += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* One record by position: a header and a body read, the checksum checked
+ * (a position that is not a record's start fails it too). */
+static int file_get(kith_store *st, store_log *lg, uint64_t pos, kith_buf *out)
+{
+    file_store *fs = (file_store *)st;
+    int rc = log_open(fs, lg, false, true);
+    if (rc)
+        return rc;
+    if (pos >= lg->end || lg->end - pos < KITH_STORE_REC_HEADER)
+        return KITH_ENOENT;
+    uint8_t hdr[KITH_STORE_REC_HEADER];
+    if (pread_all(lg->fd, hdr, sizeof hdr, pos) != 0)
+        return KITH_EIO;
+    size_t n = kith_get_be32(hdr);
+    if (n == 0 || n > KITH_STORE_MAX_RECORD || n > lg->end - pos - KITH_STORE_REC_HEADER)
+        return KITH_ENOENT;
+    size_t at = out->len;
+    rc = kith_buf_reserve(out, n);
+    if (rc)
+        return rc;
+    if (pread_all(lg->fd, out->data + at, n, pos + KITH_STORE_REC_HEADER) != 0)
+        return KITH_EIO;
+    uint8_t sum[8];
+    store_rec_checksum(out->data + at, n, sum);
+    if (memcmp(sum, hdr + 4, 8) != 0) {
+        KITH_LOGW(fs->base.env, "store: log %s: record at %llu fails its checksum", lg->name,
+            (unsigned long long)pos);
+        return KITH_EIO;
+    }
+    out->len = at + n;
+    return 0;
+}
+
 static int file_list(kith_store *st, kith_store_name_cb cb, void *ud)
 {
     file_store *fs = (file_store *)st;
@@ -440,6 +504,8 @@ static void file_destroy(kith_store *st)
 static const store_ops file_ops = {
     .sync = file_sync,
     .read = file_read,
+    .end = file_end,
+    .get = file_get,
     .list = file_list,
     .blob_put = file_blob_put,
     .blob_get = file_blob_get,

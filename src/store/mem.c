@@ -39,6 +39,30 @@ static int mem_read(kith_store *st, store_log *lg, kith_store_rec_cb cb, void *u
     return store_walk_encoded(lg->durable.data, lg->durable.len, cb, ud);
 }
 
+static int mem_end(kith_store *st, store_log *lg, uint64_t *end)
+{
+    (void)st;
+    *end = lg->durable.len;
+    return 0;
+}
+
+static int mem_get(kith_store *st, store_log *lg, uint64_t pos, kith_buf *out)
+{
+    (void)st;
+    const uint8_t *p = lg->durable.data;
+    size_t size = lg->durable.len;
+    if (pos >= size || size - pos < KITH_STORE_REC_HEADER)
+        return KITH_ENOENT;
+    size_t n = kith_get_be32(p + pos);
+    if (n == 0 || n > size - pos - KITH_STORE_REC_HEADER)
+        return KITH_ENOENT;
+    uint8_t sum[8];
+    store_rec_checksum(p + pos + KITH_STORE_REC_HEADER, n, sum);
+    if (memcmp(sum, p + pos + 4, 8) != 0)
+        return KITH_ENOENT; /* not the start of a record */
+    return kith_buf_append(out, p + pos + KITH_STORE_REC_HEADER, n);
+}
+
 static int mem_list(kith_store *st, kith_store_name_cb cb, void *ud)
 {
     for (store_log *lg = st->logs; lg; lg = lg->next) {
@@ -112,6 +136,8 @@ static void mem_destroy(kith_store *st)
 static const store_ops mem_ops = {
     .sync = mem_sync,
     .read = mem_read,
+    .end = mem_end,
+    .get = mem_get,
     .list = mem_list,
     .blob_put = mem_blob_put,
     .blob_get = mem_blob_get,

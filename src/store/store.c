@@ -114,6 +114,12 @@ void store_log_synced(kith_store *st, store_log *lg)
 
 int kith_store_append(kith_store *st, const char *log, const uint8_t *rec, size_t len)
 {
+    return kith_store_append_at(st, log, rec, len, NULL);
+}
+
+int kith_store_append_at(
+    kith_store *st, const char *log, const uint8_t *rec, size_t len, uint64_t *pos)
+{
     if (!st || !rec || !store_name_ok(log))
         return KITH_EINVAL;
     if (st->busy)
@@ -131,6 +137,13 @@ int kith_store_append(kith_store *st, const char *log, const uint8_t *rec, size_
     int rc = log_get(st, log, &lg);
     if (rc)
         return rc;
+    if (pos) {
+        uint64_t end;
+        rc = st->ops->end(st, lg, &end);
+        if (rc)
+            return rc;
+        *pos = end + lg->pending.len;
+    }
     rc = kith_buf_reserve(&lg->pending, enc);
     if (rc)
         return rc;
@@ -180,6 +193,59 @@ int kith_store_read(kith_store *st, const char *log, kith_store_rec_cb cb, void 
         rc = store_walk_encoded(lg->pending.data, lg->pending.len, cb, ud);
     st->busy--;
     return rc;
+}
+
+typedef struct pos_ctx {
+    kith_store_pos_cb cb;
+    void *ud;
+    uint64_t pos;
+} pos_ctx;
+
+/* Records are contiguous from offset 0 (durable ones up to the good end,
+ * then the pending ones), so a running sum is each record's position. */
+static int pos_step(void *ud, const uint8_t *rec, size_t len)
+{
+    pos_ctx *c = ud;
+    int rc = c->cb(c->ud, c->pos, rec, len);
+    c->pos += KITH_STORE_REC_HEADER + len;
+    return rc;
+}
+
+int kith_store_read_at(kith_store *st, const char *log, kith_store_pos_cb cb, void *ud)
+{
+    if (!cb)
+        return KITH_EINVAL;
+    pos_ctx c = { cb, ud, 0 };
+    return kith_store_read(st, log, pos_step, &c);
+}
+
+int kith_store_get(kith_store *st, const char *log, uint64_t pos, kith_buf *out)
+{
+    if (!st || !out || !store_name_ok(log))
+        return KITH_EINVAL;
+    if (st->busy)
+        return KITH_ESTATE;
+    store_log *lg;
+    int rc = log_get(st, log, &lg);
+    uint64_t end = 0;
+    if (!rc)
+        rc = st->ops->end(st, lg, &end);
+    if (rc)
+        return rc;
+    if (pos < end)
+        return st->ops->get(st, lg, pos, out);
+    /* A pending record: walk the pending buffer to be sure one starts at pos. */
+    uint64_t want = pos - end;
+    size_t off = 0;
+    while (lg->pending.len - off >= KITH_STORE_REC_HEADER) {
+        size_t n = kith_get_be32(lg->pending.data + off);
+        if (off == want)
+            return kith_buf_append(out, lg->pending.data + off + KITH_STORE_REC_HEADER, n);
+        if (off > want)
+            break;
+        off += KITH_STORE_REC_HEADER + n;
+    }
+    return KITH_ENOENT;
 }
 
 typedef struct list_ctx {

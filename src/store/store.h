@@ -45,11 +45,23 @@ KITH_WUR int kith_store_open_mem(const kith_env *env, kith_store **out);
 void kith_store_close(kith_store *st);
 
 KITH_WUR int kith_store_append(kith_store *st, const char *log, const uint8_t *rec, size_t len);
+/* The same, and *pos = the record's position in the log: the byte offset of
+ * its header, fixed from now on (pending records land exactly there when
+ * synced). kith_store_get reads it back. */
+KITH_WUR int kith_store_append_at(
+    kith_store *st, const char *log, const uint8_t *rec, size_t len, uint64_t *pos);
+/* The record at `pos` (from append_at or read_at), durable or pending,
+ * appended to out. KITH_ENOENT when no record starts there; KITH_EIO when
+ * the bytes on disk no longer match their checksum. */
+KITH_WUR int kith_store_get(kith_store *st, const char *log, uint64_t pos, kith_buf *out);
 /* Number of appended records not yet durable. */
 size_t kith_store_pending(const kith_store *st);
 KITH_WUR int kith_store_sync(kith_store *st);
 /* Replay a log's durable and pending records in order; cuts a torn tail. */
 KITH_WUR int kith_store_read(kith_store *st, const char *log, kith_store_rec_cb cb, void *ud);
+/* kith_store_read with each record's position. */
+typedef int (*kith_store_pos_cb)(void *ud, uint64_t pos, const uint8_t *rec, size_t len);
+KITH_WUR int kith_store_read_at(kith_store *st, const char *log, kith_store_pos_cb cb, void *ud);
 KITH_WUR int kith_store_list(kith_store *st, kith_store_name_cb cb, void *ud);
 
 KITH_WUR int kith_store_blob_put(kith_store *st, const char *name, const uint8_t *data, size_t len);

@@ -31,6 +31,12 @@ typedef struct store_ops {
     int (*sync)(kith_store *st);
     /* Replay the durable records of `lg` (pending ones are the front end's). */
     int (*read)(kith_store *st, store_log *lg, kith_store_rec_cb cb, void *ud);
+    /* The length of the durable records of `lg` (a file's tail is checked
+     * first if it was not yet this session): where pending records land. */
+    int (*end)(kith_store *st, store_log *lg, uint64_t *end);
+    /* Append the durable record at pos (< end) to out; KITH_ENOENT when no
+     * record starts there, KITH_EIO when its checksum fails. */
+    int (*get)(kith_store *st, store_log *lg, uint64_t pos, kith_buf *out);
     /* Report the logs that have a durable copy. */
     int (*list)(kith_store *st, kith_store_name_cb cb, void *ud);
     int (*blob_put)(kith_store *st, const char *name, const uint8_t *data, size_t len);

@@ -26,6 +26,7 @@ typedef struct uvconn {
     kith_uvnode *u;
     uint64_t id;
     size_t unsent; /* bytes in uv_write requests not yet completed */
+    kith_buf wbuf; /* frames of this drain, written as one at its end */
     bool open; /* connected (inbound: accepted) */
     struct uvconn *next;
 } uvconn;
@@ -194,6 +195,7 @@ static void conn_unlink(kith_uvnode *u, uvconn *c)
 static void on_conn_closed(uv_handle_t *h)
 {
     uvconn *c = h->data;
+    kith_buf_free(&c->wbuf);
     kith_free(c->u->env, c);
 }
 
@@ -222,6 +224,7 @@ static uvconn *conn_new(kith_uvnode *u, uint64_t id)
     c->tcp.data = c;
     c->u = u;
     c->id = id;
+    kith_buf_init(&c->wbuf, u->env, KITH_UVNODE_MAX_UNSENT);
     c->next = u->conns;
     u->conns = c;
     u->nconns++;
@@ -412,25 +415,27 @@ static void on_written(uv_write_t *req, int status)
     }
 }
 
-static void act_write(kith_uvnode *u, uint64_t id, const uint8_t *data, size_t len)
+/* Hand what a drain wrote to c to libuv as one write (one system call for
+ * all the frames of a loop turn, not one per frame). */
+static void write_out(kith_uvnode *u, uvconn *c)
 {
-    uvconn *c = conn_find(u, id);
-    if (!c || len == 0)
+    size_t len = c->wbuf.len;
+    if (!len)
         return;
-    if (len > KITH_UVNODE_MAX_UNSENT - c->unsent) {
-        KITH_LOGW(u->env, "conn %llu: peer is not reading (%zu bytes unsent): closing",
-            (unsigned long long)id, c->unsent);
-        conn_close(u, c, true);
-        return;
-    }
     uvwrite *w = kith_malloc(u->env, sizeof *w + len);
     if (!w) {
+        kith_buf_reset(&c->wbuf);
         conn_close(u, c, true);
         return;
     }
     w->c = c;
     w->len = len;
-    memcpy(w->data, data, len);
+    memcpy(w->data, c->wbuf.data, len);
+    /* Keep a small buffer for the next turn; give a big one back. */
+    if (c->wbuf.cap > (16u << 10))
+        kith_buf_free(&c->wbuf);
+    else
+        kith_buf_reset(&c->wbuf);
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
     int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     if (rc != 0) {
@@ -439,6 +444,29 @@ static void act_write(kith_uvnode *u, uint64_t id, const uint8_t *data, size_t l
         return;
     }
     c->unsent += len;
+}
+
+static void write_out_all(kith_uvnode *u)
+{
+    for (uvconn *c = u->conns, *next; c; c = next) {
+        next = c->next; /* write_out may close c */
+        write_out(u, c);
+    }
+}
+
+static void act_write(kith_uvnode *u, uint64_t id, const uint8_t *data, size_t len)
+{
+    uvconn *c = conn_find(u, id);
+    if (!c || len == 0)
+        return;
+    if (len > KITH_UVNODE_MAX_UNSENT - c->unsent - c->wbuf.len) {
+        KITH_LOGW(u->env, "conn %llu: peer is not reading (%zu bytes unsent): closing",
+            (unsigned long long)id, c->unsent + c->wbuf.len);
+        conn_close(u, c, true);
+        return;
+    }
+    if (kith_buf_append(&c->wbuf, data, len) != 0)
+        conn_close(u, c, true);
 }
 
 /* ---- LAN beacons ---- */
@@ -841,6 +869,9 @@ static void drain(kith_uvnode *u)
             break;
         case KITH_ACT_CLOSE: {
             uvconn *c = conn_find(u, a.conn);
+            if (c)
+                write_out(u, c); /* what the node sent before closing */
+            c = conn_find(u, a.conn);
             if (c) {
                 KITH_LOGD(u->env, "conn %llu: closed by node: %s", (unsigned long long)a.conn,
                     a.reason ? a.reason : "");
@@ -863,6 +894,7 @@ static void drain(kith_uvnode *u)
             KITH_LOGW(u->env, "unknown node action %d", a.type);
         }
     }
+    write_out_all(u);
     u->draining = false;
     if (u->stop_pending) {
         /* A hook asked to stop: do it now that the actions queued before

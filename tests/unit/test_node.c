@@ -880,16 +880,24 @@ static void test_reaction_before_target(void **state)
     const hist *m = &ra->hist[ra->nhist - 1];
     uint8_t mid[32];
     memcpy(mid, m->id, 32);
-    size_t mlen = m->env_len;
+    kith_buf mb;
+    kith_buf_init(&mb, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    assert_int_equal(node_hist_env(a, ra, ra->nhist - 1, &mb), 0);
+    size_t mlen = mb.len;
     uint8_t *menv = malloc(mlen);
-    memcpy(menv, m->env, mlen);
+    memcpy(menv, mb.data, mlen);
+    kith_buf_free(&mb);
     assert_int_equal(node_accept_envelope(c, node_room_by_id(c, room), menv, mlen, true, false), 0);
     about(w, 2, room, KITH_MSG_REACTION, mid, "+1", 0);
     nroom *rc = node_room_by_id(c, room);
     const hist *x = &rc->hist[rc->nhist - 1];
     assert_int_equal(x->type, KITH_MSG_REACTION);
     nroom *rb = node_room_by_id(b, room);
-    assert_int_equal(node_accept_envelope(b, rb, x->env, x->env_len, true, true), 0);
+    kith_buf xb;
+    kith_buf_init(&xb, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    assert_int_equal(node_hist_env(c, rc, rc->nhist - 1, &xb), 0);
+    assert_int_equal(node_accept_envelope(b, rb, xb.data, xb.len, true, true), 0);
+    kith_buf_free(&xb);
     assert_int_equal(rb->nheld, 1); /* waits for its dependency, the target */
     w->t.mono += 6000;
     node_release_held(b, rb);
