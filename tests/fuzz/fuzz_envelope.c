@@ -17,41 +17,9 @@
 #include "util/util.h"
 #include "wire/wire.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state = 1;
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        p[i] = (uint8_t)(z ^ (z >> 31));
-    }
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 /* The fixed room and epoch key every seed is sealed for. */
 static const uint8_t ROOM[KITH_HASH_LEN] = { 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -70,16 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     kith_envelope e;
-    if (kith_msg_parse_envelope(&ENV, data, size, &e) != 0)
+    if (kith_msg_parse_envelope(&fuzz_env, data, size, &e) != 0)
         return 0;
     if (e.version != KITH_MSG_VERSION || e.ct < data || e.ct + e.ct_len > data + size)
         abort(); /* the parser must only hand out what it checked */
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(data, size, id);
     kith_buf plain;
-    kith_buf_init(&plain, &ENV, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&plain, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
     kith_inner in;
-    if (kith_msg_open(&ENV, &e, ROOM, KEY, &plain, &in) == 0) {
+    if (kith_msg_open(&fuzz_env, &e, ROOM, KEY, &plain, &in) == 0) {
         if (in.body_len > KITH_MSG_MAX_BODY || in.ndeps > KITH_MSG_MAX_DEPS || in.seq == 0
             || in.epoch != e.epoch)
             abort();
@@ -103,9 +71,9 @@ static void put(const char *dir, const char *name, const uint8_t *p, size_t len)
     kith_envelope e;
     kith_buf plain;
     kith_inner in;
-    kith_buf_init(&plain, &ENV, KITH_MSG_MAX_ENVELOPE);
-    bool ok = kith_msg_parse_envelope(&ENV, p, len, &e) == 0
-        && kith_msg_open(&ENV, &e, ROOM, KEY, &plain, &in) == 0;
+    kith_buf_init(&plain, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
+    bool ok = kith_msg_parse_envelope(&fuzz_env, p, len, &e) == 0
+        && kith_msg_open(&fuzz_env, &e, ROOM, KEY, &plain, &in) == 0;
     kith_buf_free(&plain);
     if (ok != (strncmp(name, "valid", 5) == 0))
         abort();
@@ -127,11 +95,11 @@ static void seal(const kith_identity *id, uint64_t seq, uint64_t epoch, const ch
     for (size_t i = 0; i < ndeps; i++)
         memset(in.deps[i], (int)(0x60 + i), KITH_HASH_LEN);
     in.lamport = seq * 3;
-    in.wall_ms = 1767225600000ull + seq;
+    in.wall_ms = FUZZ_NOW_MS + seq;
     in.body = (const uint8_t *)body;
     in.body_len = strlen(body);
     kith_buf_reset(out);
-    if (kith_msg_seal(&ENV, id, &in, KEY, out) != 0)
+    if (kith_msg_seal(&fuzz_env, id, &in, KEY, out) != 0)
         abort();
 }
 
@@ -150,7 +118,7 @@ int main(int argc, char **argv)
     if (kith_identity_from_secrets(seed, dh, &bob) != 0)
         return 1;
     kith_buf b;
-    kith_buf_init(&b, &ENV, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&b, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
     seal(&alice, 1, 0, "hello", 0, &b);
     put(dir, "valid-first", b.data, b.len);
     seal(&alice, 2, 0, "second, with deps \xe2\x9c\x93", 4, &b);
@@ -185,14 +153,14 @@ int main(int argc, char **argv)
         in.body = (const uint8_t *)"forged";
         in.body_len = 6;
         kith_buf inner;
-        kith_buf_init(&inner, &ENV, KITH_MSG_MAX_ENVELOPE);
+        kith_buf_init(&inner, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
         uint8_t sig[KITH_SIG_LEN];
         if (kith_msg_encode_inner(&in, &inner) != 0
-            || kith_sign(&ENV, &bob, KITH_DOMAIN_MSG, inner.data, inner.len, sig) != 0
+            || kith_sign(&fuzz_env, &bob, KITH_DOMAIN_MSG, inner.data, inner.len, sig) != 0
             || kith_buf_append(&inner, sig, sizeof sig) != 0)
             abort();
         kith_buf_reset(&b);
-        if (kith_msg_seal_plain(&ENV, 0, KEY, inner.data, inner.len, &b) != 0)
+        if (kith_msg_seal_plain(&fuzz_env, 0, KEY, inner.data, inner.len, &b) != 0)
             abort();
         put(dir, "bad-forged-author", b.data, b.len);
         kith_buf_free(&inner);

@@ -18,41 +18,9 @@
 #include "session/session.h"
 #include "util/util.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state;
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        p[i] = (uint8_t)(z ^ (z >> 31));
-    }
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 static kith_identity ids[2];
 static int ready;
@@ -63,8 +31,8 @@ static void setup(void)
         return;
     if (sodium_init() < 0)
         abort();
-    rng_state = 42;
-    if (kith_identity_generate(&ENV, &ids[0]) || kith_identity_generate(&ENV, &ids[1]))
+    fuzz_rng_state = 42;
+    if (kith_identity_generate(&fuzz_env, &ids[0]) || kith_identity_generate(&fuzz_env, &ids[1]))
         abort();
     ready = 1;
 }
@@ -97,10 +65,10 @@ static kith_session *establish(kith_noise_cs *send)
     kith_buf in, out;
     uint8_t m[512], pl[512];
     size_t n, pn;
-    kith_buf_init(&in, &ENV, 4096);
-    kith_buf_init(&out, &ENV, 4096);
-    if (kith_session_new(&ENV, &ids[1], false, &s)
-        || kith_noise_new(&ENV, "Noise_XX_25519_ChaChaPoly_BLAKE2b", true, &hs)
+    kith_buf_init(&in, &fuzz_env, 4096);
+    kith_buf_init(&out, &fuzz_env, 4096);
+    if (kith_session_new(&fuzz_env, &ids[1], false, &s)
+        || kith_noise_new(&fuzz_env, "Noise_XX_25519_ChaChaPoly_BLAKE2b", true, &hs)
         || kith_noise_set_prologue(hs, (const uint8_t *)"kith/1", 6)
         || kith_noise_set_s(hs, ids[0].dh_sk)
         || kith_noise_write_message(hs, NULL, 0, m, sizeof m, &n))
@@ -130,7 +98,7 @@ static kith_session *establish(kith_noise_cs *send)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
-    rng_state = 7;
+    fuzz_rng_state = 7;
     delivered = 0;
     if (size < 2)
         return 0;
@@ -142,8 +110,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kith_noise_cs send;
     kith_session *s = establish(&send);
     kith_buf stream, out;
-    kith_buf_init(&stream, &ENV, (size_t)4 << 20);
-    kith_buf_init(&out, &ENV, 1 << 20);
+    kith_buf_init(&stream, &fuzz_env, (size_t)4 << 20);
+    kith_buf_init(&out, &fuzz_env, 1 << 20);
     if (!structured) {
         if (kith_buf_append(&stream, data, size))
             abort();

@@ -20,41 +20,9 @@
 #include "session/session.h"
 #include "util/util.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state;
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        p[i] = (uint8_t)(z ^ (z >> 31));
-    }
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 static kith_identity ids[2]; /* 0 initiator, 1 responder */
 static int ready;
@@ -65,8 +33,8 @@ static void setup(void)
         return;
     if (sodium_init() < 0)
         abort();
-    rng_state = 42;
-    if (kith_identity_generate(&ENV, &ids[0]) || kith_identity_generate(&ENV, &ids[1]))
+    fuzz_rng_state = 42;
+    if (kith_identity_generate(&fuzz_env, &ids[0]) || kith_identity_generate(&fuzz_env, &ids[1]))
         abort();
     ready = 1;
 }
@@ -101,7 +69,7 @@ static int feed(kith_session *s, const uint8_t *p, size_t n, size_t step, kith_b
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     setup();
-    rng_state = 7;
+    fuzz_rng_state = 7;
     if (size < 2)
         return 0;
     int mode = data[0] % 3;
@@ -112,14 +80,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     kith_session *s;
     kith_noise *hs = NULL;
     kith_buf in, out;
-    kith_buf_init(&in, &ENV, 1 << 20);
-    kith_buf_init(&out, &ENV, 1 << 20);
-    if (kith_session_new(&ENV, &ids[1], false, &s))
+    kith_buf_init(&in, &fuzz_env, 1 << 20);
+    kith_buf_init(&out, &fuzz_env, 1 << 20);
+    if (kith_session_new(&fuzz_env, &ids[1], false, &s))
         abort();
     uint8_t m[512], pl[512];
     size_t n, pn;
     if (mode >= 1) {
-        if (kith_noise_new(&ENV, "Noise_XX_25519_ChaChaPoly_BLAKE2b", true, &hs)
+        if (kith_noise_new(&fuzz_env, "Noise_XX_25519_ChaChaPoly_BLAKE2b", true, &hs)
             || kith_noise_set_prologue(hs, (const uint8_t *)"kith/1", 6)
             || kith_noise_set_s(hs, ids[0].dh_sk)
             || kith_noise_write_message(hs, NULL, 0, m, sizeof m, &n))

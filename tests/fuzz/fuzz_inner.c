@@ -17,33 +17,9 @@
 #include "util/util.h"
 #include "wire/wire.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0x5a, len); /* the decoder draws none; the generator's seals don't care */
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 static const uint8_t ROOM[KITH_HASH_LEN] = { 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -58,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ready = 1;
     }
     kith_inner in;
-    if (kith_msg_parse_inner(&ENV, data, size, ROOM, 0, &in) == 0) {
+    if (kith_msg_parse_inner(&fuzz_env, data, size, ROOM, 0, &in) == 0) {
         if (in.body_len > KITH_MSG_MAX_BODY || in.ndeps > KITH_MSG_MAX_DEPS || in.seq == 0
             || in.epoch != 0 || memcmp(in.room_id, ROOM, sizeof ROOM) != 0)
             abort();
@@ -101,16 +77,16 @@ static void seed(const char *dir, const char *name, const kith_identity *signer,
     const uint8_t *inner, size_t len)
 {
     kith_buf b;
-    kith_buf_init(&b, &ENV, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&b, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
     uint8_t sig[KITH_SIG_LEN];
     if (kith_buf_append(&b, inner, len) != 0
-        || kith_sign(&ENV, signer, KITH_DOMAIN_MSG, inner, len, sig) != 0
+        || kith_sign(&fuzz_env, signer, KITH_DOMAIN_MSG, inner, len, sig) != 0
         || kith_buf_append(&b, sig, sizeof sig) != 0)
         abort();
     put(dir, name, b.data, b.len);
     /* Valid seeds must pass, or the corpus leads nowhere. */
     kith_inner in;
-    bool ok = kith_msg_parse_inner(&ENV, b.data, b.len, ROOM, 0, &in) == 0;
+    bool ok = kith_msg_parse_inner(&fuzz_env, b.data, b.len, ROOM, 0, &in) == 0;
     if (ok != (strncmp(name, "valid", 5) == 0))
         abort();
     kith_buf_free(&b);
@@ -138,11 +114,11 @@ int main(int argc, char **argv)
     memcpy(in.author, alice.id_pk, KITH_ID_LEN);
     in.seq = 1;
     in.lamport = 1;
-    in.wall_ms = 1767225600000ull;
+    in.wall_ms = FUZZ_NOW_MS;
     in.body = (const uint8_t *)"hi";
     in.body_len = 2;
     kith_buf inner;
-    kith_buf_init(&inner, &ENV, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&inner, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
     if (kith_msg_encode_inner(&in, &inner) != 0)
         abort();
     seed(dir, "valid-first", &alice, inner.data, inner.len);
@@ -150,7 +126,7 @@ int main(int argc, char **argv)
     /* Same map with the version as 0xcc 0x01: not canonical. */
     {
         kith_buf nc;
-        kith_buf_init(&nc, &ENV, KITH_MSG_MAX_ENVELOPE);
+        kith_buf_init(&nc, &fuzz_env, KITH_MSG_MAX_ENVELOPE);
         static const uint8_t head[] = { 0x8c, 0x00, 0xcc, 0x01 };
         if (kith_buf_append(&nc, head, sizeof head) != 0
             || kith_buf_append(&nc, inner.data + 3, inner.len - 3) != 0)

@@ -13,33 +13,9 @@
 #include "room/room.h"
 #include "util/util.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0x5a, len);
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 static bool is_space(char c)
 {
@@ -53,12 +29,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(text, data, n);
     text[n] = '\0';
     kith_invite inv;
-    if (kith_invite_decode(&ENV, text, &inv) != 0)
+    if (kith_invite_decode(&fuzz_env, text, &inv) != 0)
         return 0;
     if (strnlen(inv.addr, sizeof inv.addr) > KITH_ADDR_MAX)
         abort();
     char again[KITH_INVITE_CODE_MAX];
-    if (kith_invite_encode(&ENV, &inv, again, sizeof again) != 0)
+    if (kith_invite_encode(&fuzz_env, &inv, again, sizeof again) != 0)
         abort();
     /* Trim the input as decode did, then compare. */
     const char *s = text;
@@ -102,20 +78,20 @@ int main(int argc, char **argv)
     snprintf(inv.addr, sizeof inv.addr, "203.0.113.9:7117");
     inv.expires_ms = 1767312000000ull;
     char code[KITH_INVITE_CODE_MAX], buf[KITH_INVITE_CODE_MAX + 16];
-    if (kith_invite_encode(&ENV, &inv, code, sizeof code) != 0)
+    if (kith_invite_encode(&fuzz_env, &inv, code, sizeof code) != 0)
         abort();
     put(dir, "valid", code);
     snprintf(buf, sizeof buf, "  %s\r\n", code);
     put(dir, "valid-whitespace", buf);
     inv.addr[0] = '\0';
     inv.expires_ms = 0;
-    if (kith_invite_encode(&ENV, &inv, code, sizeof code) != 0)
+    if (kith_invite_encode(&fuzz_env, &inv, code, sizeof code) != 0)
         abort();
     put(dir, "valid-no-addr", code);
     memset(inv.addr, 'h', KITH_ADDR_MAX);
     inv.addr[KITH_ADDR_MAX] = '\0';
     inv.expires_ms = UINT64_MAX;
-    if (kith_invite_encode(&ENV, &inv, code, sizeof code) != 0)
+    if (kith_invite_encode(&fuzz_env, &inv, code, sizeof code) != 0)
         abort();
     put(dir, "valid-longest", code);
     code[strlen(code) - 1] = '\0';

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "fuzzenv.h"
 
 #define PASS "fuzz passphrase"
 #define WRONG "fuzz passphrasf"
@@ -23,18 +24,6 @@
  * mutated header does not make each run take a tenth of a second. */
 #define FUZZ_MAX_OPS 2u
 #define FUZZ_MAX_MEM (64u * 1024u)
-
-static void *f_realloc(void *ctx, void *ptr, size_t size)
-{
-    (void)ctx;
-    return realloc(ptr, size);
-}
-
-static void f_free(void *ctx, void *ptr)
-{
-    (void)ctx;
-    free(ptr);
-}
 
 /* Deterministic randomness so runs (and the generated corpus) reproduce. */
 static void f_random(void *ctx, void *buf, size_t len)
@@ -62,8 +51,8 @@ static void env_init(kith_env *env, uint64_t *ctr)
     env->mono_ms = f_clock;
     env->wall_ms = f_clock;
     env->random = f_random;
-    env->realloc = f_realloc;
-    env->free = f_free;
+    env->realloc = fuzz_realloc;
+    env->free = fuzz_free;
     env->log = NULL;
 }
 
@@ -75,7 +64,7 @@ static void fix_sum(uint8_t *f, size_t len)
 static void check_loaded(
     const kith_env *env, const kith_identity *id, const uint8_t *data, size_t len)
 {
-    if (kith_cert_verify(id->id_pk, id->dh_pk, id->cert_sig) != 0)
+    if (kith_cert_verify(NULL, id->id_pk, id->dh_pk, id->cert_sig) != 0)
         abort();
     kith_identity again;
     if (kith_identity_from_secrets(id->id_sk, id->dh_sk, &again) != 0

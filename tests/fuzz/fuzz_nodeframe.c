@@ -2,26 +2,15 @@
  * accessors for JOIN_OK op lists and SYNC vectors, on arbitrary bytes. */
 #include <stdlib.h>
 
+#include "fuzzenv.h"
 #include "node/frame.h"
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static kith_wire_doc *doc;
-    kith_env env = { .realloc = f_realloc, .free = f_free };
+    kith_env env = fuzz_env;
     if (!doc)
         doc = malloc(sizeof *doc);
     kith_frame f;
@@ -44,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!doc2)
             doc2 = malloc(sizeof *doc2);
         kith_addr_rec rec;
-        if (kith_addr_verify(&env, f.data, f.len, f.cert, 1767225600000ull, doc2, &rec) == 0
+        if (kith_addr_verify(&env, f.data, f.len, f.cert, FUZZ_NOW_MS, doc2, &rec) == 0
             && (!rec.addr[0] || rec.expires_ms <= rec.issued_ms
                 || rec.expires_ms - rec.issued_ms > KITH_ADDR_TTL_MAX))
             abort();

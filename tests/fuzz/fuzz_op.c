@@ -18,41 +18,9 @@
 #include "room/room.h"
 #include "util/util.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t rng_state;
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    uint8_t *p = buf;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-        p[i] = (uint8_t)(z ^ (z >> 31));
-    }
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 static kith_identity alice, bob, carol;
 static kith_room *room;
@@ -69,11 +37,11 @@ static void make_identity(uint8_t tag, kith_identity *id)
 /* The fixed room: alice's genesis and her add op for bob. */
 static void build_room(void)
 {
-    rng_state = 1;
+    fuzz_rng_state = 1;
     kith_buf g, op;
-    kith_buf_init(&g, &ENV, KITH_OP_MAX);
-    kith_buf_init(&op, &ENV, KITH_OP_MAX);
-    if (kith_room_create(&ENV, &alice, "fuzz", "alice", "127.0.0.1:7000", &g, &room) != 0
+    kith_buf_init(&g, &fuzz_env, KITH_OP_MAX);
+    kith_buf_init(&op, &fuzz_env, KITH_OP_MAX);
+    if (kith_room_create(&fuzz_env, &alice, "fuzz", "alice", "127.0.0.1:7000", &g, &room) != 0
         || kith_room_add(room, bob.id_pk, bob.dh_pk, bob.cert_sig, "bob", "", NULL, &op) != 0)
         abort();
     kith_buf_free(&g);
@@ -129,7 +97,7 @@ int main(int argc, char **argv)
     kith_room *rb = NULL;
     size_t len;
     const uint8_t *genesis = kith_room_op_at(room, 0, &len);
-    if (kith_room_open(&ENV, &bob, genesis, len, &rb) != 0)
+    if (kith_room_open(&fuzz_env, &bob, genesis, len, &rb) != 0)
         abort();
     put(dir, "genesis", genesis, len);
     const uint8_t *add_bob = kith_room_op_at(room, 1, &len);
@@ -137,7 +105,7 @@ int main(int argc, char **argv)
     if (kith_room_apply(rb, add_bob, len) != 0)
         abort();
     kith_buf op;
-    kith_buf_init(&op, &ENV, KITH_OP_MAX);
+    kith_buf_init(&op, &fuzz_env, KITH_OP_MAX);
     uint8_t invite[KITH_HASH_LEN];
     memset(invite, 0x17, sizeof invite);
     if (kith_room_add(
@@ -164,7 +132,7 @@ int main(int argc, char **argv)
     for (int k = 0; k < 10; k++) {
         kith_room *ra = NULL;
         genesis = kith_room_op_at(room, 0, &len);
-        if (kith_room_open(&ENV, &alice, genesis, len, &ra) != 0)
+        if (kith_room_open(&fuzz_env, &alice, genesis, len, &ra) != 0)
             abort();
         add_bob = kith_room_op_at(room, 1, &len);
         if (kith_room_apply(ra, add_bob, len) != 0)

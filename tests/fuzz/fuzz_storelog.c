@@ -14,40 +14,8 @@
 
 #include <sodium.h>
 
+#include "fuzzenv.h"
 #include "store/store.h"
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static uint64_t f_clock(void *ctx)
-{
-    (void)ctx;
-    return 0;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0x5a, len);
-}
-
-static const kith_env fenv = {
-    .mono_ms = f_clock,
-    .wall_ms = f_clock,
-    .random = f_random,
-    .realloc = f_realloc,
-    .free = f_free,
-    .log = NULL,
-};
 
 static char g_dir[64];
 static char g_log[128];
@@ -145,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const uint8_t extra[] = "appended after the fuzz input";
 
     kith_store *st;
-    if (kith_store_open_file(&fenv, g_dir, &st) != 0)
+    if (kith_store_open_file(&fuzz_env, g_dir, &st) != 0)
         abort();
     seen s = { data, 0, 0, want_count, extra, sizeof extra };
     if (kith_store_read(st, "f", check_rec, &s) != 0 || s.count != want_count)
@@ -160,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     kith_store_close(st);
 
-    if (kith_store_open_file(&fenv, g_dir, &st) != 0)
+    if (kith_store_open_file(&fuzz_env, g_dir, &st) != 0)
         abort();
     s = (seen) { data, 0, 0, want_count, extra, sizeof extra };
     if (kith_store_read(st, "f", check_rec, &s) != 0 || s.count != want_count + 1)
