@@ -23,6 +23,14 @@ typedef struct kith_env {
     void (*free)(void *ctx, void *ptr);
     void (*log)(void *ctx, int level, const char *line); /* may be NULL */
     int log_level;
+    /* Optional (NULL for a real node): a memo of signatures already checked
+     * and found good, for many nodes in one process (the simulator), where
+     * every node checks the same signatures. The key is BLAKE2b-256 of the
+     * public key, the signed bytes (domain and message) and the signature,
+     * so a hit means exactly this check succeeded before; a failed check is
+     * never recorded. */
+    int (*sig_known)(void *ctx, const uint8_t key[32]); /* nonzero: known good */
+    void (*sig_good)(void *ctx, const uint8_t key[32]);
 } kith_env;
 
 /* The real environment: clock_gettime, libsodium's randombytes, libc malloc

@@ -49,7 +49,7 @@ int kith_identity_from_secrets(
         if (rc != 0)
             goto fail;
     }
-    if (kith_cert_verify(out->id_pk, out->dh_pk, out->cert_sig) != 0)
+    if (kith_cert_verify(NULL, out->id_pk, out->dh_pk, out->cert_sig) != 0)
         goto fail;
     return 0;
 fail:
@@ -76,17 +76,13 @@ void kith_identity_wipe(kith_identity *id)
         sodium_memzero(id, sizeof *id);
 }
 
-int kith_cert_verify(const uint8_t id_pk[KITH_ID_LEN], const uint8_t dh_pk[KITH_DH_LEN],
-    const uint8_t sig[KITH_SIG_LEN])
+int kith_cert_verify(const kith_env *env, const uint8_t id_pk[KITH_ID_LEN],
+    const uint8_t dh_pk[KITH_DH_LEN], const uint8_t sig[KITH_SIG_LEN])
 {
     if (!id_pk || !dh_pk || !sig)
         return KITH_ECRYPTO;
-    uint8_t m[sizeof KITH_DOMAIN_CERT - 1 + KITH_DH_LEN];
-    memcpy(m, KITH_DOMAIN_CERT, sizeof KITH_DOMAIN_CERT - 1);
-    memcpy(m + sizeof KITH_DOMAIN_CERT - 1, dh_pk, KITH_DH_LEN);
-    if (crypto_sign_verify_detached(sig, m, sizeof m, id_pk) != 0)
-        return KITH_ECRYPTO;
-    return 0;
+    /* The signed bytes are KITH_DOMAIN_CERT || dh_pk, as kith_verify makes them. */
+    return kith_verify(env, id_pk, KITH_DOMAIN_CERT, dh_pk, KITH_DH_LEN, sig) ? KITH_ECRYPTO : 0;
 }
 
 void kith_fingerprint(const uint8_t id_pk[KITH_ID_LEN], char out[KITH_FPR_STRLEN])
@@ -175,8 +171,23 @@ int kith_verify(const kith_env *env, const uint8_t pk[KITH_ID_LEN], const char *
     int rc = sign_input(env, domain, msg, len, stack, sizeof stack, &heap, &m, &mlen);
     if (rc)
         return rc;
-    if (crypto_sign_verify_detached(sig, m, mlen, pk) != 0)
+    uint8_t memo[KITH_HASH_LEN];
+    bool use_memo = env && env->sig_known && env->sig_good;
+    if (use_memo) {
+        crypto_generichash_state st;
+        crypto_generichash_init(&st, NULL, 0, sizeof memo);
+        crypto_generichash_update(&st, pk, KITH_ID_LEN);
+        crypto_generichash_update(&st, m, mlen);
+        crypto_generichash_update(&st, sig, KITH_SIG_LEN);
+        crypto_generichash_final(&st, memo, sizeof memo);
+    }
+    if (use_memo && env->sig_known(env->ctx, memo)) {
+        rc = 0;
+    } else if (crypto_sign_verify_detached(sig, m, mlen, pk) != 0) {
         rc = KITH_ECRYPTO;
+    } else if (use_memo) {
+        env->sig_good(env->ctx, memo);
+    }
     sign_input_done(env, m, mlen, heap);
     return rc;
 }

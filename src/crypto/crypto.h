@@ -52,9 +52,10 @@ KITH_WUR int kith_identity_load(
 /* True when the key file bytes are passphrase-sealed. */
 bool kith_identity_file_sealed(const uint8_t *data, size_t len);
 
-/* Verify that id_pk certified dh_pk. 0 or KITH_ECRYPTO. */
-KITH_WUR int kith_cert_verify(const uint8_t id_pk[KITH_ID_LEN], const uint8_t dh_pk[KITH_DH_LEN],
-    const uint8_t sig[KITH_SIG_LEN]);
+/* Verify that id_pk certified dh_pk. 0 or KITH_ECRYPTO. env may be NULL
+ * (it only lends kith_verify its signature memo). */
+KITH_WUR int kith_cert_verify(const kith_env *env, const uint8_t id_pk[KITH_ID_LEN],
+    const uint8_t dh_pk[KITH_DH_LEN], const uint8_t sig[KITH_SIG_LEN]);
 
 /* Readable fingerprint of a member id, NUL-terminated, KITH_FPR_STRLEN bytes. */
 void kith_fingerprint(const uint8_t id_pk[KITH_ID_LEN], char out[KITH_FPR_STRLEN]);

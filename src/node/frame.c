@@ -349,8 +349,8 @@ int kith_addr_encode(kith_buf *out, const kith_addr_rec *rec)
     return kith_wire_finish(&w);
 }
 
-int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,
-    const uint8_t sig[KITH_SIG_LEN], uint64_t now_ms, kith_wire_doc *doc, kith_addr_rec *out)
+int kith_addr_parse(const kith_env *env, const uint8_t *data, size_t len, uint64_t now_ms,
+    kith_wire_doc *doc, kith_addr_rec *out)
 {
     memset(out, 0, sizeof *out);
     int rc = kith_wire_parse(env, data, len, KITH_ADDR_REC_MAX, KITH_WIRE_CANONICAL, doc);
@@ -369,5 +369,14 @@ int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,
         return KITH_EPROTO;
     if (out->expires_ms <= now_ms || out->issued_ms > now_ms + 600000)
         return KITH_EEXPIRED;
+    return 0;
+}
+
+int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,
+    const uint8_t sig[KITH_SIG_LEN], uint64_t now_ms, kith_wire_doc *doc, kith_addr_rec *out)
+{
+    int rc = kith_addr_parse(env, data, len, now_ms, doc, out);
+    if (rc)
+        return rc;
     return kith_verify(env, out->member, KITH_DOMAIN_ADDR, data, len, sig);
 }

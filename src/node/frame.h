@@ -93,6 +93,10 @@ typedef struct kith_addr_rec {
     uint64_t issued_ms, expires_ms;
 } kith_addr_rec;
 KITH_WUR int kith_addr_encode(kith_buf *out, const kith_addr_rec *rec);
+/* Parse only, the signature unchecked: for dropping a record that is not
+ * newer than one held before paying for its signature. */
+KITH_WUR int kith_addr_parse(const kith_env *env, const uint8_t *data, size_t len, uint64_t now_ms,
+    kith_wire_doc *doc, kith_addr_rec *out);
 /* Parse and verify: canonical, signed by rec->member, not expired at now_ms,
  * lifetime at most KITH_ADDR_TTL_MAX, issued no more than 10 min ahead. */
 KITH_WUR int kith_addr_verify(const kith_env *env, const uint8_t *data, size_t len,

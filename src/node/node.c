@@ -295,6 +295,7 @@ void kith_node_free(kith_node *n)
         kith_free(n->env, n->out[i].env);
     kith_free(n->env, n->out);
     kith_free(n->env, n->dials);
+    kith_map_free(&n->dial_index);
     node_lan_free(n);
     kith_free(n->env, n->doc);
     kith_buf_free(&n->feed_out);

@@ -7,6 +7,11 @@
  * it, dials the new address, and passes it on over its other links of the
  * rooms the member is in, so a record crosses hops like a message. Records
  * about strangers are ignored: a room's member addresses stay in the room.
+ * Only news travels: a record is passed on when it changed the address we
+ * dial, and handed to a new link when it says something other than the
+ * address in the member's add op (which every member has from the log);
+ * our own record goes to each link. Otherwise every member's record would
+ * cross every link of the room, n records per new link.
  * An address that failed NODE_DEAD_AFTER_FAILS dials in a row is forgotten
  * until a newer record arrives. */
 #include <sodium.h>
@@ -63,8 +68,19 @@ static void send_rec(
     kith_buf_free(&frame);
 }
 
+/* The address a room's log gives for a member, or "". */
+static const char *logged_addr(const kith_node *n, const uint8_t member[KITH_ID_LEN])
+{
+    for (size_t i = 0; i < n->nrooms; i++) {
+        const kith_member *m = kith_room_member(n->rooms[i]->room, member);
+        if (m && m->addr[0])
+            return m->addr;
+    }
+    return "";
+}
+
 /* A new link: our own record, and those we hold about members this peer
- * shares a room with. */
+ * shares a room with whose address is not the one in the log. */
 void node_addr_send_all(kith_node *n, nconn *c)
 {
     node_addr_tick(n);
@@ -74,32 +90,21 @@ void node_addr_send_all(kith_node *n, nconn *c)
     for (size_t i = 0; i < n->ndials; i++) {
         const dial_st *d = &n->dials[i];
         if (d->rec_len && d->rec_expires > now && memcmp(d->member, c->peer, KITH_ID_LEN) != 0
+            && strcmp(d->addr, logged_addr(n, d->member)) != 0
             && shares_with(n, d->member, c->peer))
             send_rec(n, c, d->rec, d->rec_len, d->rec_sig);
     }
 }
 
-static dial_st *dial_of(kith_node *n, const uint8_t member[KITH_ID_LEN])
-{
-    for (size_t i = 0; i < n->ndials; i++) {
-        if (!n->dials[i].fixed && memcmp(n->dials[i].member, member, KITH_ID_LEN) == 0)
-            return &n->dials[i];
-    }
-    dial_st *d = kith_realloc(n->env, n->dials, (n->ndials + 1) * sizeof *d);
-    if (!d)
-        return NULL;
-    n->dials = d;
-    d = &n->dials[n->ndials++];
-    memset(d, 0, sizeof *d);
-    memcpy(d->member, member, KITH_ID_LEN);
-    d->next_ms = kith_mono_ms(n->env);
-    return d;
-}
-
+/* A record is dropped unverified when it is about ourselves or a stranger,
+ * or is not newer than the one held: every link hands over every record it
+ * holds, so most arrivals are copies, and a room of n members would
+ * otherwise pay n signature checks per new link. Only a record that will
+ * be kept and passed on is verified. */
 int node_addr_frame(kith_node *n, nconn *c, const kith_frame *f)
 {
     kith_addr_rec rec;
-    int rc = kith_addr_verify(n->env, f->data, f->len, f->cert, kith_wall_ms(n->env), n->doc, &rec);
+    int rc = kith_addr_parse(n->env, f->data, f->len, kith_wall_ms(n->env), n->doc, &rec);
     if (rc == KITH_EEXPIRED)
         return 0; /* stale, not malicious */
     if (rc)
@@ -111,8 +116,13 @@ int node_addr_frame(kith_node *n, nconn *c, const kith_frame *f)
         known = node_is_member(n->rooms[i], rec.member);
     if (!known)
         return 0;
-    dial_st *d = dial_of(n, rec.member);
-    if (!d || rec.issued_ms <= d->rec_issued)
+    const dial_st *have = node_dial_of(n, rec.member, false);
+    if (have && rec.issued_ms <= have->rec_issued)
+        return 0;
+    if ((rc = kith_verify(n->env, rec.member, KITH_DOMAIN_ADDR, f->data, f->len, f->cert)))
+        return rc;
+    dial_st *d = node_dial_of(n, rec.member, true);
+    if (!d)
         return 0;
     bool moved = strcmp(d->addr, rec.addr) != 0;
     memcpy(d->addr, rec.addr, sizeof d->addr);
@@ -126,8 +136,9 @@ int node_addr_frame(kith_node *n, nconn *c, const kith_frame *f)
         d->backoff_ms = 0;
         d->next_ms = kith_mono_ms(n->env);
     }
-    /* Pass it on to the member's other room-mates we are linked to. */
-    for (size_t i = n->nconns; i > 0; i--) {
+    /* Pass it on to the member's other room-mates we are linked to, when
+     * it is news: it changed where we reach the member. */
+    for (size_t i = n->nconns; moved && i > 0; i--) {
         nconn *o = n->conns[i - 1];
         if (o != c && o->established && !o->joining && memcmp(o->peer, rec.member, KITH_ID_LEN) != 0
             && shares_with(n, rec.member, o->peer))

@@ -188,6 +188,7 @@ typedef struct nconn {
     int dial; /* index into node->dials, or -1 */
     bool joining;
     bool join_link; /* a join went over it: kept over a duplicate (node_net.c keep_over) */
+    bool join_on_link; /* the join goes over a link that serves other rooms */
     kith_invite inv;
     uint8_t origin; /* how the peer was found: enum node_origin */
     bool knock; /* joining by a LAN knock on knock_name (no invite) */
@@ -264,7 +265,14 @@ struct kith_node {
     size_t nconns;
     uint64_t next_conn;
     dial_st *dials;
-    size_t ndials;
+    size_t ndials, capdials;
+    kith_map dial_index; /* member id -> index of its dial (not static peers) */
+    /* node_refresh_dials looks only at people a room's log named since its
+     * last look (rooms[i] had dial_room[i] and dial_seen[i] people then),
+     * and at all of them every NODE_DIAL_RESCAN_MS. */
+    const kith_room *dial_room[NODE_MAX_ROOMS];
+    size_t dial_seen[NODE_MAX_ROOMS];
+    uint64_t dial_rescan_ms;
 
     qact *q;
     size_t qhead, qlen, qcap;
@@ -389,6 +397,10 @@ void node_release_held(kith_node *n, nroom *r);
 
 /* node_net.c */
 void node_refresh_dials(kith_node *n);
+#define NODE_DIAL_RESCAN_MS 10000
+/* The dial for a member (not a static peer); with create, a new one when
+ * there is none (NULL when out of memory). */
+dial_st *node_dial_of(kith_node *n, const uint8_t member[KITH_ID_LEN], bool create);
 KITH_WUR int node_add_static_peer(kith_node *n, const char *addr);
 void node_broadcast(kith_node *n, nroom *r, const kith_buf *frame, const nconn *except);
 KITH_WUR int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame);

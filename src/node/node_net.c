@@ -155,11 +155,39 @@ void node_conn_free(kith_node *n, nconn *c)
     kith_free(n->env, c);
 }
 
-/* The connection is gone (closed by us or by the network). */
+/* Joiner: ask over an established link with the inviter, if there is one
+ * (it serves other rooms we share). True when asked. */
+static void send_join_req(kith_node *n, nconn *c);
+static bool join_over_link(kith_node *n, const kith_invite *inv)
+{
+    for (size_t i = 0; i < n->nconns; i++) {
+        nconn *o = n->conns[i];
+        if (o->established && !o->joining && !o->doomed
+            && memcmp(o->peer, inv->inviter, KITH_ID_LEN) == 0) {
+            o->joining = true;
+            o->join_on_link = true;
+            o->join_link = true;
+            o->inv = *inv;
+            o->started_ms = kith_mono_ms(n->env);
+            send_join_req(n, o);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The connection is gone (closed by us or by the network). A join it
+ * carried moves to another link with the inviter if one is up: a join
+ * connection can lose to a link the two nodes made meanwhile for another
+ * room they share, the inviter closing it as a duplicate. */
 static void conn_gone(kith_node *n, nconn *c, bool tell_driver, const char *reason)
 {
     if (tell_driver)
         node_push_close(n, c->id, reason);
+    if (c->joining && !c->join_on_link && join_over_link(n, &c->inv)) {
+        c->joining = false; /* moved to a link that came up meanwhile */
+        sodium_memzero(&c->inv, sizeof c->inv);
+    }
     if (c->joining) {
         node_event_error(n, NULL, KITH_EIO, "join failed: %s",
             c->established ? "the inviter closed the connection" : "could not reach the inviter");
@@ -525,6 +553,7 @@ static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
         return rc;
     }
     c->joining = false;
+    c->join_on_link = false;
     sodium_memzero(&c->inv, sizeof c->inv);
     kith_event ev;
     memset(&ev, 0, sizeof ev);
@@ -554,6 +583,13 @@ int kith_node_join(kith_node *n, const char *code)
     if (memcmp(inv.inviter, n->self->id_pk, KITH_ID_LEN) == 0) {
         sodium_memzero(&inv, sizeof inv);
         return KITH_EINVAL; /* our own invite */
+    }
+    /* Already linked with the inviter (through another room): ask over
+     * that link. A second connection would be closed by the inviter as a
+     * duplicate of the first before it could ask. */
+    if (join_over_link(n, &inv)) {
+        sodium_memzero(&inv, sizeof inv);
+        return 0;
     }
     nconn *c = conn_new(n, true);
     if (!c) {
@@ -591,10 +627,15 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
             return KITH_EPROTO;
         node_event_error(n, NULL, KITH_EPERM, "join failed: %s", f->reason);
         c->joining = false; /* reported: conn_gone must not report it again */
-        conn_fail(n, c, "join refused");
+        if (c->join_on_link) {
+            c->join_on_link = false; /* the link still serves its rooms */
+            sodium_memzero(&c->inv, sizeof c->inv);
+        } else {
+            conn_fail(n, c, "join refused");
+        }
         return 0;
     }
-    if (c->joining)
+    if (c->joining && !c->join_on_link)
         return 0; /* nothing else matters until the join is answered */
     if (f->type == KITH_FR_ADDR)
         return node_addr_frame(n, c, f);
@@ -697,6 +738,24 @@ static bool keep_over(const kith_node *n, const nconn *c, const nconn *o)
     return memcmp(initiator, other, KITH_ID_LEN) < 0;
 }
 
+/* Joiner: ask over c, whose session is with the inviter. The proof is
+ * bound to this session. */
+static void send_join_req(kith_node *n, nconn *c)
+{
+    uint8_t proof[KITH_HASH_LEN];
+    kith_invite_proof(
+        c->inv.secret, c->inv.room_id, n->self->id_pk, kith_session_binding(c->s), proof);
+    kith_buf frame;
+    kith_buf_init(&frame, n->env, 1024);
+    int rc
+        = kith_frame_join_req(&frame, c->inv.room_id, proof, n->self->cert_sig, n->nick, n->addr);
+    if (!rc)
+        rc = node_conn_send(n, c, &frame);
+    kith_buf_free(&frame);
+    if (rc)
+        conn_fail(n, c, "could not send");
+}
+
 static void on_established(kith_node *n, nconn *c)
 {
     c->established = true;
@@ -721,18 +780,7 @@ static void on_established(kith_node *n, nconn *c)
     }
     if (c->joining) {
         /* check_responder made sure the peer is the inviter */
-        uint8_t proof[KITH_HASH_LEN];
-        kith_invite_proof(
-            c->inv.secret, c->inv.room_id, n->self->id_pk, kith_session_binding(c->s), proof);
-        kith_buf frame;
-        kith_buf_init(&frame, n->env, 1024);
-        int rc = kith_frame_join_req(
-            &frame, c->inv.room_id, proof, n->self->cert_sig, n->nick, n->addr);
-        if (!rc)
-            rc = node_conn_send(n, c, &frame);
-        kith_buf_free(&frame);
-        if (rc)
-            conn_fail(n, c, "could not send");
+        send_join_req(n, c);
         return;
     }
     bool shared = false;
@@ -872,14 +920,21 @@ static size_t room_links(const kith_node *n, const nroom *r)
 }
 
 /* Dial a member only while one of its rooms has fewer links than the
- * node's degree: a room of hundreds gets a few links per node, not a mesh. */
-static bool wanted_link(const kith_node *n, const dial_st *d)
+ * node's degree: a room of hundreds gets a few links per node, not a mesh.
+ * links[i] is room_links of rooms[i], counted once per timer. */
+static bool wanted_link(const kith_node *n, const dial_st *d, const size_t *links)
 {
     for (size_t i = 0; i < n->nrooms; i++) {
-        if (node_is_member(n->rooms[i], d->member) && room_links(n, n->rooms[i]) < n->degree)
+        if (links[i] < n->degree && node_is_member(n->rooms[i], d->member))
             return true;
     }
     return false;
+}
+
+static void count_dial(const kith_node *n, const dial_st *d, size_t *links)
+{
+    for (size_t i = 0; i < n->nrooms; i++)
+        links[i] += node_is_member(n->rooms[i], d->member);
 }
 
 /* A static peer is up while a connection made for it exists, or while we
@@ -897,15 +952,28 @@ static bool fixed_up(const kith_node *n, const dial_st *d)
     return false;
 }
 
+/* Room for one more dial (doubling: a big room adds hundreds). */
+static dial_st *grow_dials(kith_node *n)
+{
+    if (n->ndials < n->capdials)
+        return n->dials;
+    size_t cap = n->capdials ? n->capdials * 2 : 8;
+    dial_st *d = kith_realloc(n->env, n->dials, cap * sizeof *d);
+    if (!d)
+        return NULL;
+    n->dials = d;
+    n->capdials = cap;
+    return d;
+}
+
 int node_add_static_peer(kith_node *n, const char *addr)
 {
     size_t len = addr ? strlen(addr) : 0;
     if (!len || len > KITH_ADDR_MAX)
         return KITH_EINVAL;
-    dial_st *d = kith_realloc(n->env, n->dials, (n->ndials + 1) * sizeof *d);
+    dial_st *d = grow_dials(n);
     if (!d)
         return KITH_ENOMEM;
-    n->dials = d;
     d = &n->dials[n->ndials++];
     memset(d, 0, sizeof *d);
     d->fixed = true;
@@ -914,33 +982,57 @@ int node_add_static_peer(kith_node *n, const char *addr)
     return 0;
 }
 
+dial_st *node_dial_of(kith_node *n, const uint8_t member[KITH_ID_LEN], bool create)
+{
+    uint64_t at;
+    if (!n->dial_index.env)
+        kith_map_init(&n->dial_index, n->env, (size_t)NODE_MAX_ROOMS * KITH_ROOM_MAX_MEMBERS);
+    if (kith_map_get(&n->dial_index, member, &at) && at < n->ndials)
+        return &n->dials[at];
+    if (!create)
+        return NULL;
+    dial_st *d = grow_dials(n);
+    if (!d)
+        return NULL;
+    if (kith_map_put(&n->dial_index, member, n->ndials))
+        return NULL;
+    d = &n->dials[n->ndials++];
+    memset(d, 0, sizeof *d);
+    memcpy(d->member, member, KITH_ID_LEN);
+    d->next_ms = kith_mono_ms(n->env);
+    return d;
+}
+
+/* A dial for every member with an address hint. Called after each op, so
+ * it looks only at the people the log named since the last call (a room
+ * of n members would otherwise cost n lookups per op), and at everyone
+ * now and then, for a person who became a member again or got an address
+ * later than first named. */
 void node_refresh_dials(kith_node *n)
 {
+    uint64_t now = kith_mono_ms(n->env);
+    bool all = !n->dial_rescan_ms || now - n->dial_rescan_ms >= NODE_DIAL_RESCAN_MS;
+    if (all)
+        n->dial_rescan_ms = now ? now : 1;
     for (size_t r = 0; r < n->nrooms; r++) {
         kith_room *room = n->rooms[r]->room;
-        for (size_t i = 0; i < kith_room_member_count(room); i++) {
-            const kith_member *m = kith_room_member_at(room, i);
-            if (!m->addr[0] || memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0)
+        size_t from = !all && n->dial_room[r] == room ? n->dial_seen[r] : 0;
+        size_t count = kith_room_person_count(room);
+        n->dial_room[r] = room;
+        n->dial_seen[r] = count;
+        for (size_t i = from; i < count; i++) {
+            const kith_member *m = kith_room_person_at(room, i);
+            if (!m->role || !m->addr[0] || memcmp(m->id, n->self->id_pk, KITH_ID_LEN) == 0
+                || node_dial_of(n, m->id, false))
                 continue;
-            dial_st *d = NULL;
-            for (size_t k = 0; k < n->ndials && !d; k++) {
-                if (memcmp(n->dials[k].member, m->id, KITH_ID_LEN) == 0)
-                    d = &n->dials[k];
-            }
-            if (d)
-                continue;
-            d = kith_realloc(n->env, n->dials, (n->ndials + 1) * sizeof *d);
+            dial_st *d = node_dial_of(n, m->id, true);
             if (!d)
                 return;
-            n->dials = d;
-            d = &n->dials[n->ndials++];
-            memset(d, 0, sizeof *d);
-            memcpy(d->member, m->id, KITH_ID_LEN);
             memcpy(d->addr, m->addr, sizeof d->addr);
             /* The member with the larger id waits a little before dialing,
              * so two nodes rarely dial each other at the same moment. */
             bool wait = memcmp(n->self->id_pk, m->id, KITH_ID_LEN) > 0;
-            d->next_ms = kith_mono_ms(n->env) + (wait ? 2000 : 0);
+            d->next_ms = now + (wait ? 2000 : 0);
         }
     }
 }
@@ -972,6 +1064,13 @@ void kith_node_timer(kith_node *n)
             }
         }
     }
+    node_refresh_dials(n);
+    size_t links[NODE_MAX_ROOMS];
+    bool short_of_links = false;
+    for (size_t r = 0; r < n->nrooms; r++) {
+        links[r] = room_links(n, n->rooms[r]);
+        short_of_links |= links[r] < n->degree;
+    }
     size_t start = 0;
     if (n->ndials) {
         uint32_t rnd;
@@ -984,8 +1083,11 @@ void kith_node_timer(kith_node *n)
         if (d->conn || now < d->next_ms || (!d->fixed && d->fails >= NODE_DEAD_AFTER_FAILS))
             continue; /* a dead address waits for a newer record */
         if (d->fixed ? fixed_up(n, d)
-                     : (n->no_dial || node_peer_online(n, d->member) || !wanted_link(n, d)))
+                     : (n->no_dial || !short_of_links || !wanted_link(n, d, links)
+                         || node_peer_online(n, d->member)))
             continue;
+        if (!d->fixed)
+            count_dial(n, d, links);
         nconn *c = conn_new(n, true);
         if (!c)
             break;

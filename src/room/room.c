@@ -499,7 +499,7 @@ static int verify_op(const kith_env *env, const op_view *v)
     if (kith_verify(env, v->author, KITH_DOMAIN_OP, v->body, v->body_len, v->sig) != 0)
         return KITH_ECRYPTO;
     if (kind_keys[v->kind] & B(OK_SUBJECT_CERT)
-        && kith_cert_verify(v->subject, v->subject_dh, v->subject_cert) != 0)
+        && kith_cert_verify(env, v->subject, v->subject_dh, v->subject_cert) != 0)
         return KITH_ECRYPTO;
     return 0;
 }
@@ -1481,7 +1481,7 @@ int kith_room_add(kith_room *room, const uint8_t member_id[KITH_ID_LEN],
         return KITH_EPERM;
     if (kith_room_member(room, member_id))
         return KITH_EEXIST;
-    if (kith_cert_verify(member_id, member_dh, member_cert) != 0)
+    if (kith_cert_verify(room->env, member_id, member_dh, member_cert) != 0)
         return KITH_ECRYPTO;
     if ((rc = user_text(nick, KITH_NICK_MAX, true, &a.nick_len))
         || (rc = user_addr(addr, &a.addr_len)))

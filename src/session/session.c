@@ -162,7 +162,7 @@ static int cert_check(kith_session *s, const uint8_t *p, size_t len)
     kith_free(s->env, doc);
     if (rc)
         return rc == KITH_ENOMEM ? rc : KITH_EPROTO;
-    rc = kith_cert_verify(id, rs, sig);
+    rc = kith_cert_verify(s->env, id, rs, sig);
     if (rc)
         return KITH_ECRYPTO;
     memcpy(s->peer_id, id, sizeof id);

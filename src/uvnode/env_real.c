@@ -58,4 +58,6 @@ void kith_env_init_real(kith_env *env)
     env->free = real_free;
     env->log = real_log;
     env->log_level = KITH_LOG_WARN;
+    env->sig_known = NULL;
+    env->sig_good = NULL;
 }

@@ -68,7 +68,7 @@ static void test_generate(void **state)
     uint8_t pk[32];
     assert_int_equal(crypto_scalarmult_base(pk, a.dh_sk), 0);
     assert_memory_equal(pk, a.dh_pk, 32);
-    assert_int_equal(kith_cert_verify(a.id_pk, a.dh_pk, a.cert_sig), 0);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, a.dh_pk, a.cert_sig), 0);
 
     /* the two secrets are independent draws from the env */
     uint8_t seed[32];
@@ -105,22 +105,22 @@ static void test_cert(void **state)
     kith_identity a, b;
     gen(4, &a);
     gen(5, &b);
-    assert_int_equal(kith_cert_verify(a.id_pk, a.dh_pk, a.cert_sig), 0);
-    assert_int_equal(kith_cert_verify(a.id_pk, b.dh_pk, a.cert_sig), KITH_ECRYPTO);
-    assert_int_equal(kith_cert_verify(b.id_pk, a.dh_pk, a.cert_sig), KITH_ECRYPTO);
-    assert_int_equal(kith_cert_verify(a.id_pk, a.dh_pk, b.cert_sig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, a.dh_pk, a.cert_sig), 0);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, b.dh_pk, a.cert_sig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, b.id_pk, a.dh_pk, a.cert_sig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, a.dh_pk, b.cert_sig), KITH_ECRYPTO);
     uint8_t sig[64];
     memcpy(sig, a.cert_sig, 64);
     sig[10] ^= 1;
-    assert_int_equal(kith_cert_verify(a.id_pk, a.dh_pk, sig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, a.dh_pk, sig), KITH_ECRYPTO);
     uint8_t dh[32];
     memcpy(dh, a.dh_pk, 32);
     dh[31] ^= 0x40;
-    assert_int_equal(kith_cert_verify(a.id_pk, dh, a.cert_sig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, dh, a.cert_sig), KITH_ECRYPTO);
     /* a message signature over the same bytes is not a certificate */
     uint8_t msig[64];
     assert_int_equal(kith_sign(NULL, &a, KITH_DOMAIN_MSG, a.dh_pk, 32, msig), 0);
-    assert_int_equal(kith_cert_verify(a.id_pk, a.dh_pk, msig), KITH_ECRYPTO);
+    assert_int_equal(kith_cert_verify(NULL, a.id_pk, a.dh_pk, msig), KITH_ECRYPTO);
 }
 
 static void test_sign_verify(void **state)

@@ -5,6 +5,7 @@
  * Every run prints its seed and scenario; a failure prints the command that
  * reproduces it exactly. Exit status 0 when every run kept the invariants. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,107 @@ static int sc_big(sim *s, uint64_t seed, char *err, size_t errlen)
     return settle_and_check(s, 60000, err, errlen);
 }
 
+/* A thousand members in one room: set-up in waves, then one message from
+ * every tenth member, spread over ten seconds. */
+static int sc_huge(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    int n = sim_count(s);
+    if (sim_make_room(s, n, g_room))
+        return snprintf(err, errlen, "room set-up failed"), 1;
+    sim_run(s, 10000);
+    for (int r = 0; r < 10; r++) {
+        for (int i = r; i < n; i += 100)
+            burst(s, (int)(((uint64_t)i + seed) % (uint64_t)n), 1, "huge");
+        sim_run(s, 1000);
+    }
+    return settle_and_check(s, 60000, err, errlen);
+}
+
+static uint64_t mix(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Many small rooms over the same nodes: one room per three nodes, each of
+ * 3 to 12 members drawn from shuffled passes over all nodes, so every node
+ * is in two rooms or more. Everyone talks in all their rooms while links
+ * break now and then; every room must converge on its own. */
+#define ROOMS_MAX 400
+static int sc_rooms(sim *s, uint64_t seed, char *err, size_t errlen)
+{
+    int n = sim_count(s), nrooms = n / 3 < 2 ? 2 : n / 3;
+    if (nrooms > ROOMS_MAX)
+        nrooms = ROOMS_MAX;
+    uint64_t rng = seed ^ 0x726f6f6d73ull;
+    int *pool = malloc((size_t)n * sizeof *pool);
+    int *members = malloc((size_t)nrooms * 12 * sizeof *members);
+    sim_room_plan *plan = calloc((size_t)nrooms, sizeof *plan);
+    uint8_t(*ids)[KITH_ROOM_ID_LEN] = calloc((size_t)nrooms, sizeof *ids);
+    int bad = 1, used = n, at = 0;
+    if (!pool || !members || !plan || !ids) {
+        snprintf(err, errlen, "out of memory");
+        goto done;
+    }
+    for (int k = 0; k < nrooms; k++) {
+        int size = 3 + (int)(mix(&rng) % 10);
+        if (size > n)
+            size = n;
+        int *m = &members[at], count = 0;
+        while (count < size) {
+            if (used == n) { /* a new shuffled pass over every node */
+                for (int i = 0; i < n; i++)
+                    pool[i] = i;
+                for (int i = n - 1; i > 0; i--) {
+                    int j = (int)(mix(&rng) % (uint64_t)(i + 1)), t = pool[i];
+                    pool[i] = pool[j];
+                    pool[j] = t;
+                }
+                used = 0;
+            }
+            int cand = pool[used++];
+            bool dup = false;
+            for (int j = 0; j < count; j++)
+                dup |= m[j] == cand;
+            if (!dup)
+                m[count++] = cand;
+        }
+        plan[k].members = m;
+        plan[k].count = count;
+        at += count;
+    }
+    if (sim_rooms(s, plan, nrooms, 4, ids)) {
+        snprintf(err, errlen, "room set-up failed");
+        goto done;
+    }
+    sim_run(s, 5000);
+    sim_set_reset(s, 20); /* 2% of chunks break their link */
+    for (int r = 0; r < 3; r++) {
+        for (int k = 0; k < nrooms; k++) {
+            for (int j = 0; j < plan[k].count; j++) {
+                char text[64];
+                snprintf(text, sizeof text, "rooms-%d-%d-%d", k, plan[k].members[j], r);
+                if (sim_send(s, plan[k].members[j], ids[k], text) != 0) {
+                    snprintf(err, errlen, "node %d could not send", plan[k].members[j]);
+                    goto done;
+                }
+            }
+        }
+        sim_run(s, 2000);
+    }
+    sim_set_reset(s, 0);
+    sim_run(s, 60000);
+    bad = sim_check_all(s, err, errlen);
+done:
+    free(pool);
+    free(members);
+    free(plan);
+    free(ids);
+    return bad;
+}
+
 /* Steady chat after a warm-up: reports redundant copies per delivery at
  * steady state (the gossip target is about 1). */
 static int sc_steady(sim *s, uint64_t seed, char *err, size_t errlen)
@@ -177,6 +279,8 @@ static const scenario scenarios[] = {
     { "crash", "16 members; a quarter crash mid-traffic and restart", 16, sc_crash },
     { "week", "6 members; one is away for a simulated week", 6, sc_week },
     { "big", "a room of 256 members", 256, sc_big },
+    { "huge", "a room of 1000 members", 1000, sc_huge },
+    { "rooms", "300 nodes in 100 rooms of 3-12 members, each node in several", 300, sc_rooms },
 };
 
 static void usage(FILE *f)
@@ -266,14 +370,16 @@ int main(int argc, char **argv)
         sim_totals t;
         sim_totals_get(s, &t);
         double copies = t.delivered ? (double)t.msgs_in / (double)t.delivered : 0;
+        char digest[17];
+        sim_digest(s, digest);
         printf("%s seed=%llu nodes=%d sent=%llu delivered=%llu copies/delivery=%.2f "
-               "virtual=%llus %s\n",
+               "virtual=%llus digest=%s %s\n",
             sc->name, seed, cfg.nodes, (unsigned long long)t.sent, (unsigned long long)t.delivered,
-            copies, (unsigned long long)(sim_now(s) / 1000), bad ? "FAIL" : "ok");
+            copies, (unsigned long long)(sim_now(s) / 1000), digest, bad ? "FAIL" : "ok");
         if (bad) {
             char extra[32] = "";
-            if (nodes)
-                snprintf(extra, sizeof extra, " --nodes %d", nodes);
+            if (cfg.nodes != sc->nodes) /* --nodes, or capped by KITH_SIM_QUICK */
+                snprintf(extra, sizeof extra, " --nodes %d", cfg.nodes);
             printf("  %d violation(s); first: %s\n  reproduce: tools/sim/run --scenario %s "
                    "--seed %llu%s\n",
                 bad, err, sc->name, seed, extra);

@@ -44,17 +44,36 @@ void sim_crash(sim *s, int i);
 void sim_stop(sim *s, int i); /* clean: flush first */
 int sim_restart(sim *s, int i);
 
-/* Node 0 creates a room; nodes 1..members-1 join it one after another by
- * invite, over the simulated network. 0 when all joined. */
+/* Node 0 creates a room; nodes 1..members-1 join it by invite over the
+ * simulated network (in waves, as sim_rooms). 0 when all joined. */
 int sim_make_room(sim *s, int members, uint8_t room[KITH_ROOM_ID_LEN]);
+
+/* Rooms of given nodes: members[0] creates each; the others join by
+ * invites from random members already in, up to `batch` at a time per
+ * room, every room filling side by side. The room ids go to ids. */
+typedef struct sim_room_plan {
+    const int *members;
+    int count;
+} sim_room_plan;
+int sim_rooms(
+    sim *s, const sim_room_plan *plan, int nplan, int batch, uint8_t (*ids)[KITH_ROOM_ID_LEN]);
 /* Send a text message from node i; it counts as sent once shown as sent. */
 int sim_send(sim *s, int i, const uint8_t room[KITH_ROOM_ID_LEN], const char *text);
 
-/* Invariants over live nodes: every live member holds every message that
+/* Invariants over a room's live members: each holds every message that
  * any member was shown as sent (convergence); no message was delivered
- * twice to a client; per author, delivery followed sequence order. Returns
- * the number of violations and describes the first in err. */
+ * twice to a client; per author, delivery followed sequence order (causal
+ * order); every text a client was shown is exactly what its author sent
+ * under that sequence number (nothing altered or made up was accepted).
+ * Returns the number of violations and describes the first in err. */
 int sim_check(sim *s, const uint8_t room[KITH_ROOM_ID_LEN], char *err, size_t errlen);
+/* sim_check over every room made by sim_make_room or sim_rooms. */
+int sim_check_all(sim *s, char *err, size_t errlen);
+
+/* Digest of the run so far: every event handled (time, kind, node or
+ * link, and the bytes a link carried), as 16 hex digits. Equal for equal
+ * seeds and scenarios; tools/sim prints it so a rerun can be compared. */
+void sim_digest(const sim *s, char out[17]);
 
 typedef struct sim_totals {
     uint64_t sent, delivered, msgs_in, dups_in, bytes;
