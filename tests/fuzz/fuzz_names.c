@@ -13,33 +13,9 @@
 #include "room/room.h"
 #include "util/util.h"
 
+#include "fuzzenv.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static uint64_t f_ms(void *ctx)
-{
-    (void)ctx;
-    return 1767225600000ull;
-}
-
-static void f_random(void *ctx, void *buf, size_t len)
-{
-    (void)ctx;
-    memset(buf, 0x5a, len);
-}
-
-static void *f_realloc(void *ctx, void *p, size_t n)
-{
-    (void)ctx;
-    return realloc(p, n);
-}
-
-static void f_free(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static const kith_env ENV = { NULL, f_ms, f_ms, f_random, f_realloc, f_free, NULL, 0 };
 
 #define PEOPLE 8
 
@@ -67,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (kith_nick_skeleton(nicks[k], skel, sizeof skel) != strlen(skel))
             abort();
     char out[PEOPLE][KITH_DISPLAY_MAX + 1];
-    if (kith_display_names(&ENV, count, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, out) != 0)
+    if (kith_display_names(&fuzz_env, count, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, out) != 0)
         abort();
     for (size_t k = 0; k < count; k++) {
         if (strnlen(out[k], KITH_DISPLAY_MAX + 1) > KITH_DISPLAY_MAX)
