@@ -43,8 +43,10 @@ typedef struct lan_if {
     char name[IF_NAMESIZE];
     unsigned index;
     char v4[16]; /* its first IPv4 address, the IPv4 multicast interface */
+    bool present; /* up, in the latest scan */
     bool has_v4, has_v6;
-    bool send4, send6;
+    bool send4, send6; /* we can be dialed through it in that family */
+    bool joined4, joined6; /* the group is joined there */
 } lan_if;
 
 typedef struct uvresolve {
@@ -72,6 +74,16 @@ struct kith_uvnode {
     struct sockaddr_in6 group6;
     lan_if lan_ifs[KITH_UVNODE_LAN_MAX_IFS];
     size_t nlan_ifs;
+    /* Interfaces are looked at again now and then (a laptop joins the
+     * meetup's Wi-Fi after kith started). */
+    uv_timer_t lan_timer;
+    bool lan_timer_on;
+    bool lan_loopback;
+    struct lan_reach {
+        bool any4, any6; /* listening on 0.0.0.0, or on [::] (both, when dual-stack) */
+        bool one; /* listening on one address: beacon on its interface only */
+        struct sockaddr_storage addr;
+    } lan_reach;
     uint8_t ubuf[2048];
     kith_uvnode_hooks hooks;
     kith_uvnode_hooks extra[KITH_UVNODE_MAX_HOOKS]; /* control socket, IRC gateway */
@@ -516,14 +528,14 @@ static void act_beacon(kith_uvnode *u, const uint8_t *data, size_t len)
         const lan_if *f = &u->lan_ifs[i];
         int rc = 0;
         /* A beacon that can't go out now is dropped: another follows soon. */
-        if (f->send4 && u->udp4_on) {
+        if (f->send4 && f->joined4) {
             rc = uv_udp_set_multicast_interface(&u->udp4, f->v4);
             if (rc == 0)
                 rc = uv_udp_try_send(&u->udp4, &b, 1, (const struct sockaddr *)&u->group4);
             if (rc < 0)
                 KITH_LOGD(u->env, "beacon on %s (IPv4): %s", f->name, uv_strerror(rc));
         }
-        if (f->send6 && u->udp6_on) {
+        if (f->send6 && f->joined6) {
             struct sockaddr_in6 to = u->group6;
             to.sin6_scope_id = f->index;
             rc = uv_udp_try_send(&u->udp6, &b, 1, (const struct sockaddr *)&to);
@@ -545,28 +557,33 @@ static bool is_loopback(const struct sockaddr_storage *ss)
 
 static lan_if *lan_if_named(kith_uvnode *u, const char *name)
 {
-    for (size_t i = 0; i < u->nlan_ifs; i++) {
-        if (strcmp(u->lan_ifs[i].name, name) == 0)
-            return &u->lan_ifs[i];
-    }
-    if (u->nlan_ifs >= KITH_UVNODE_LAN_MAX_IFS || strlen(name) >= sizeof u->lan_ifs[0].name)
+    if (strlen(name) >= sizeof u->lan_ifs[0].name)
         return NULL;
     unsigned index = if_nametoindex(name);
     if (!index)
         return NULL;
-    lan_if *f = &u->lan_ifs[u->nlan_ifs++];
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        if (strcmp(u->lan_ifs[i].name, name) == 0) {
+            u->lan_ifs[i].index = index; /* a device that came back may have a new one */
+            return &u->lan_ifs[i];
+        }
+    }
+    lan_if *f = NULL;
+    for (size_t i = 0; i < u->nlan_ifs && !f; i++) {
+        if (!u->lan_ifs[i].present && !u->lan_ifs[i].joined4 && !u->lan_ifs[i].joined6)
+            f = &u->lan_ifs[i]; /* gone: its slot is free */
+    }
+    if (!f && u->nlan_ifs < KITH_UVNODE_LAN_MAX_IFS)
+        f = &u->lan_ifs[u->nlan_ifs++];
+    if (!f)
+        return NULL;
     memset(f, 0, sizeof *f);
     snprintf(f->name, sizeof f->name, "%s", name);
     f->index = index;
     return f;
 }
 
-/* Where we can be dialed decides where we beacon. */
-typedef struct lan_reach {
-    bool any4, any6; /* listening on 0.0.0.0, or on [::] (both, when dual-stack) */
-    bool one; /* listening on one address: beacon on its interface only */
-    struct sockaddr_storage addr;
-} lan_reach;
+typedef struct lan_reach lan_reach;
 
 static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
 {
@@ -581,21 +598,27 @@ static bool same_ip(const struct sockaddr *a, const struct sockaddr_storage *b)
 }
 
 /* The interfaces to beacon on and hear from: every one that is up with an
- * address, loopback only when asked (tests). */
-static void lan_scan(kith_uvnode *u, const lan_reach *reach, bool loopback)
+ * address (libuv lists only those), loopback only when asked (tests). An
+ * interface that went away is left (the kernel dropped its memberships). */
+static void lan_scan(kith_uvnode *u)
 {
+    const lan_reach *reach = &u->lan_reach;
     uv_interface_address_t *ifs = NULL;
     int count = 0;
-    u->nlan_ifs = 0;
     if (uv_interface_addresses(&ifs, &count) != 0)
         return;
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        lan_if *f = &u->lan_ifs[i];
+        f->present = f->has_v4 = f->has_v6 = f->send4 = f->send6 = false;
+    }
     for (int i = 0; i < count; i++) {
         const uv_interface_address_t *a = &ifs[i];
-        if (a->is_internal && !loopback)
+        if (a->is_internal && !u->lan_loopback)
             continue;
         lan_if *f = lan_if_named(u, a->name);
         if (!f)
             continue;
+        f->present = true;
         const struct sockaddr *sa = (const struct sockaddr *)&a->address;
         bool mine = reach->one && same_ip(sa, &reach->addr);
         if (sa->sa_family == AF_INET) {
@@ -613,13 +636,46 @@ static void lan_scan(kith_uvnode *u, const lan_reach *reach, bool loopback)
         }
     }
     uv_free_interface_addresses(ifs, count);
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        lan_if *f = &u->lan_ifs[i];
+        if (!f->present)
+            f->joined4 = f->joined6 = false; /* to join again if it comes back */
+    }
 }
 
-/* One UDP socket of one family: bound to the beacon port on every address
- * (SO_REUSEADDR, so several nodes on one host all hear), the group joined on
- * each interface that has that family. Returns how many joins worked. */
-static size_t lan_open(
-    kith_uvnode *u, uv_udp_t *h, bool v6, uint16_t port, const char **fail, int *fail_rc)
+/* Join the group on every interface that has the family and hasn't yet.
+ * Returns true when any join was new. */
+static bool lan_join(kith_uvnode *u)
+{
+    bool news = false;
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        lan_if *f = &u->lan_ifs[i];
+        for (int v6 = 0; v6 < 2; v6++) {
+            bool *joined = v6 ? &f->joined6 : &f->joined4;
+            if (!(v6 ? u->udp6_on && f->has_v6 : u->udp4_on && f->has_v4) || *joined)
+                continue;
+            char where[IF_NAMESIZE + 4];
+            snprintf(where, sizeof where, "::%%%s", f->name);
+            int rc = uv_udp_set_membership(v6 ? &u->udp6 : &u->udp4,
+                v6 ? "ff02::6b69:7468" : "239.255.74.16", v6 ? where : f->v4, UV_JOIN_GROUP);
+            if (rc == 0 || rc == UV_EADDRINUSE) { /* in use: still joined from before */
+                *joined = true;
+                news = true;
+            } else {
+                /* Not heard there, so not sent there either (joined stays
+                 * false); tried again at the next scan. */
+                KITH_LOGD(u->env, "LAN: cannot join the beacon group on %s (%s): %s", f->name,
+                    v6 ? "IPv6" : "IPv4", uv_strerror(rc));
+            }
+        }
+    }
+    return news;
+}
+
+/* One UDP socket of one family, bound to the beacon port on every address
+ * (SO_REUSEADDR, so several nodes on one host all hear); lan_join joins the
+ * group on interfaces. */
+static int lan_open(kith_uvnode *u, uv_udp_t *h, bool v6, uint16_t port, const char **fail)
 {
     struct sockaddr_storage any;
     memset(&any, 0, sizeof any);
@@ -630,39 +686,13 @@ static size_t lan_open(
     int rc = uv_udp_init_ex(&u->loop, h, v6 ? AF_INET6 : AF_INET);
     if (rc != 0) {
         *fail = "open a UDP socket";
-        *fail_rc = rc;
-        return 0;
+        return rc;
     }
     h->data = u;
-    size_t joined = 0;
     rc = uv_udp_bind(
         h, (const struct sockaddr *)&any, UV_UDP_REUSEADDR | (v6 ? UV_UDP_IPV6ONLY : 0));
     if (rc != 0)
         *fail = "bind the beacon port";
-    for (size_t i = 0; rc == 0 && i < u->nlan_ifs; i++) {
-        lan_if *f = &u->lan_ifs[i];
-        if (v6 ? !f->has_v6 : !f->has_v4)
-            continue;
-        char where[IF_NAMESIZE + 4];
-        snprintf(where, sizeof where, "::%%%s", f->name);
-        int jrc = uv_udp_set_membership(
-            h, v6 ? "ff02::6b69:7468" : "239.255.74.16", v6 ? where : f->v4, UV_JOIN_GROUP);
-        if (jrc == 0) {
-            joined++;
-        } else {
-            KITH_LOGD(u->env, "LAN: cannot join the beacon group on %s (%s): %s", f->name,
-                v6 ? "IPv6" : "IPv4", uv_strerror(jrc));
-            /* Not heard there, so not sent there either. */
-            if (v6)
-                f->send6 = false;
-            else
-                f->send4 = false;
-        }
-    }
-    if (rc == 0 && !joined) {
-        *fail = "join the beacon group on any interface";
-        rc = UV_ENODEV;
-    }
     /* Link-local only: a beacon never leaves the network it was sent on. */
     if (rc == 0 && (rc = uv_udp_set_multicast_ttl(h, 1)) != 0)
         *fail = "set the multicast hop limit";
@@ -671,12 +701,62 @@ static size_t lan_open(
         *fail = "set multicast loop";
     if (rc == 0 && (rc = uv_udp_recv_start(h, on_udp_alloc, on_udp_recv)) != 0)
         *fail = "receive";
-    if (rc != 0) {
-        *fail_rc = rc;
+    if (rc != 0)
         uv_close((uv_handle_t *)h, NULL);
-        return 0;
+    return rc;
+}
+
+/* Which interfaces hear and send, for the log. */
+static void lan_log(kith_uvnode *u)
+{
+    char hears[256] = "", sends[256] = "";
+    size_t nh = 0, ns = 0;
+    for (size_t i = 0; i < u->nlan_ifs; i++) {
+        const lan_if *f = &u->lan_ifs[i];
+        bool h4 = f->present && f->joined4, h6 = f->present && f->joined6;
+        bool s4 = h4 && f->send4, s6 = h6 && f->send6;
+        if (h4 || h6) {
+            int w = snprintf(hears + nh, sizeof hears - nh, "%s%s (%s)", nh ? ", " : "", f->name,
+                h4 && h6 ? "IPv4, IPv6"
+                    : h4 ? "IPv4"
+                         : "IPv6");
+            nh = w > 0 ? KITH_MIN(nh + (size_t)w, sizeof hears - 1) : nh;
+        }
+        if (s4 || s6) {
+            int w = snprintf(sends + ns, sizeof sends - ns, "%s%s (%s)", ns ? ", " : "", f->name,
+                s4 && s6 ? "IPv4, IPv6"
+                    : s4 ? "IPv4"
+                         : "IPv6");
+            ns = w > 0 ? KITH_MIN(ns + (size_t)w, sizeof sends - 1) : ns;
+        }
     }
-    return joined;
+    KITH_LOGI(u->env, "LAN: hearing beacons on %s; sending on %s", nh ? hears : "no interface",
+        ns ? sends : "none");
+}
+
+#define LAN_RESCAN_MS 10000
+
+static void on_lan_timer(uv_timer_t *t)
+{
+    kith_uvnode *u = t->data;
+    if (u->stopping)
+        return;
+    bool before[KITH_UVNODE_LAN_MAX_IFS];
+    size_t nbefore = u->nlan_ifs;
+    for (size_t i = 0; i < nbefore; i++)
+        before[i] = u->lan_ifs[i].present;
+    lan_scan(u);
+    bool changed = lan_join(u) || u->nlan_ifs != nbefore;
+    for (size_t i = 0; i < nbefore && !changed; i++)
+        changed = before[i] != u->lan_ifs[i].present;
+    if (changed)
+        lan_log(u);
+}
+
+void kith_uvnode_lan_rescan(kith_uvnode *u)
+{
+    if (u->lan_timer_on)
+        on_lan_timer(&u->lan_timer);
 }
 
 /* Is the TCP listener on [::] also reachable over IPv4 (not IPV6_V6ONLY)? */
@@ -714,61 +794,48 @@ int kith_uvnode_lan_start_opts(
         return KITH_ESTATE;
     }
     uint16_t uport = opts && opts->port ? opts->port : KITH_UVNODE_LAN_PORT;
-    bool loopback = opts && opts->loopback;
-    lan_reach reach;
-    memset(&reach, 0, sizeof reach);
+    u->lan_loopback = opts && opts->loopback;
+    lan_reach *reach = &u->lan_reach;
+    memset(reach, 0, sizeof *reach);
     const struct sockaddr_in *l4 = (const struct sockaddr_in *)&listen;
     const struct sockaddr_in6 *l6 = (const struct sockaddr_in6 *)&listen;
-    if (is_loopback(&listen) && !loopback) {
+    if (is_loopback(&listen) && !u->lan_loopback) {
         /* Heard, but nothing sent: nobody else could connect to us. */
         KITH_LOGI(u->env, "listening on loopback: LAN beacons are heard but none are sent");
     } else if (listen.ss_family == AF_INET && l4->sin_addr.s_addr == htonl(INADDR_ANY)) {
-        reach.any4 = true;
+        reach->any4 = true;
     } else if (listen.ss_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&l6->sin6_addr)) {
-        reach.any6 = true;
-        reach.any4 = listener_dual_stack(u);
+        reach->any6 = true;
+        reach->any4 = listener_dual_stack(u);
     } else {
-        reach.one = true;
-        reach.addr = listen;
+        reach->one = true;
+        reach->addr = listen;
     }
-    lan_scan(u, &reach, loopback);
+    u->nlan_ifs = 0;
     memset(&u->group4, 0, sizeof u->group4);
     memset(&u->group6, 0, sizeof u->group6);
     uv_ip4_addr("239.255.74.16", uport, &u->group4);
     uv_ip6_addr("ff02::6b69:7468", uport, &u->group6);
-    const char *fail4 = "find an interface", *fail6 = "find an interface";
-    int rc4 = UV_ENODEV, rc6 = UV_ENODEV;
-    size_t n4 = 0, n6 = 0;
-    bool want4 = false, want6 = false;
-    for (size_t i = 0; i < u->nlan_ifs; i++) {
-        want4 |= u->lan_ifs[i].has_v4;
-        want6 |= u->lan_ifs[i].has_v6;
-    }
-    if (want4 && (n4 = lan_open(u, &u->udp4, false, uport, &fail4, &rc4)) > 0)
-        u->udp4_on = true;
-    if (want6 && (n6 = lan_open(u, &u->udp6, true, uport, &fail6, &rc6)) > 0)
-        u->udp6_on = true;
+    const char *fail4 = "", *fail6 = "";
+    int rc4 = lan_open(u, &u->udp4, false, uport, &fail4);
+    int rc6 = lan_open(u, &u->udp6, true, uport, &fail6);
+    u->udp4_on = rc4 == 0;
+    u->udp6_on = rc6 == 0;
     if (!u->udp4_on && !u->udp6_on) {
-        snprintf(err, errcap, "LAN discovery is off: cannot %s: %s", want4 ? fail4 : fail6,
-            uv_strerror(want4 ? rc4 : rc6));
+        snprintf(err, errcap, "LAN discovery is off: cannot %s: %s", fail4, uv_strerror(rc4));
         return KITH_EIO;
     }
-    char sends[256] = "";
-    size_t used = 0;
-    for (size_t i = 0; i < u->nlan_ifs && used + 1 < sizeof sends; i++) {
-        const lan_if *f = &u->lan_ifs[i];
-        bool s4 = f->send4 && u->udp4_on, s6 = f->send6 && u->udp6_on;
-        if (!s4 && !s6)
-            continue;
-        int w = snprintf(sends + used, sizeof sends - used, "%s%s (%s)", used ? ", " : "", f->name,
-            s4 && s6 ? "IPv4, IPv6"
-                : s4 ? "IPv4"
-                     : "IPv6");
-        if (w > 0)
-            used = KITH_MIN(used + (size_t)w, sizeof sends - 1);
-    }
-    KITH_LOGI(u->env, "LAN: hearing beacons on %zu IPv4 and %zu IPv6 interfaces; sending on %s", n4,
-        n6, used ? sends : "none");
+    lan_scan(u);
+    if (!lan_join(u))
+        KITH_LOGW(u->env,
+            "LAN: no network interface to hear beacons on yet: looking again "
+            "every %d s",
+            LAN_RESCAN_MS / 1000);
+    uv_timer_init(&u->loop, &u->lan_timer);
+    u->lan_timer.data = u;
+    u->lan_timer_on = true;
+    uv_timer_start(&u->lan_timer, on_lan_timer, LAN_RESCAN_MS, LAN_RESCAN_MS);
+    lan_log(u);
     return 0;
 }
 
@@ -777,12 +844,8 @@ size_t kith_uvnode_lan_interfaces(const kith_uvnode *u, bool v6, bool sending)
     size_t count = 0;
     for (size_t i = 0; i < u->nlan_ifs; i++) {
         const lan_if *f = &u->lan_ifs[i];
-        if (v6 ? !u->udp6_on : !u->udp4_on)
-            continue;
-        if (sending)
-            count += v6 ? f->send6 : f->send4;
-        else
-            count += v6 ? f->has_v6 : f->has_v4;
+        bool joined = f->present && (v6 ? f->joined6 : f->joined4);
+        count += joined && (!sending || (v6 ? f->send6 : f->send4));
     }
     return count;
 }
@@ -1075,6 +1138,8 @@ void kith_uvnode_stop(kith_uvnode *u)
         close_if_open((uv_handle_t *)&u->udp4);
     if (u->udp6_on)
         close_if_open((uv_handle_t *)&u->udp6);
+    if (u->lan_timer_on)
+        close_if_open((uv_handle_t *)&u->lan_timer);
     close_if_open((uv_handle_t *)&u->timer);
     close_if_open((uv_handle_t *)&u->prepare);
     close_if_open((uv_handle_t *)&u->sigint);

@@ -73,7 +73,8 @@ KITH_WUR int kith_uvnode_listen(kith_uvnode *u, const char *hostport, char *err,
  * on one address, only the interface that has it (IPv6 only if it is
  * link-local: beacons leave from the link-local address). When listening
  * on loopback, beacons are heard but none are sent (nobody else could
- * connect to us). Interfaces are looked at once, here. Call after
+ * connect to us). Interfaces are looked at again every 10 s, so one that
+ * comes up later (or comes back) is joined then. Call after
  * kith_uvnode_listen. On failure err says why (once) and the driver goes on
  * without LAN. */
 KITH_WUR int kith_uvnode_lan_start(kith_uvnode *u, char *err, size_t errcap);
@@ -90,6 +91,8 @@ KITH_WUR int kith_uvnode_lan_start_opts(
 /* Interfaces of one family the group was joined on (or, with sending,
  * that beacons go out on); 0 when that family's socket is not open. */
 size_t kith_uvnode_lan_interfaces(const kith_uvnode *u, bool v6, bool sending);
+/* Look at the interfaces now rather than at the next 10 s tick (tests). */
+void kith_uvnode_lan_rescan(kith_uvnode *u);
 /* The bound address as text ("127.0.0.1:7415"), "" when not listening. */
 const char *kith_uvnode_listen_addr(const kith_uvnode *u);
 

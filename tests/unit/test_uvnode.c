@@ -332,6 +332,12 @@ static void test_lan_beacon_loopback(void **state)
     /* Loopback counts here (tests only), so both hear and send on it. */
     assert_true(kith_uvnode_lan_interfaces(a->uv, false, false) >= 1);
     assert_true(kith_uvnode_lan_interfaces(a->uv, false, true) >= 1);
+    /* Looking again changes nothing when the interfaces didn't. */
+    size_t heard = kith_uvnode_lan_interfaces(a->uv, false, false);
+    size_t sent = kith_uvnode_lan_interfaces(a->uv, false, true);
+    kith_uvnode_lan_rescan(a->uv);
+    assert_int_equal(kith_uvnode_lan_interfaces(a->uv, false, false), heard);
+    assert_int_equal(kith_uvnode_lan_interfaces(a->uv, false, true), sent);
     char err[128];
     kith_uvnode_lan_opts lo = { .port = port, .loopback = true };
     assert_int_equal(kith_uvnode_lan_start_opts(a->uv, &lo, err, sizeof err), KITH_ESTATE);
