@@ -38,7 +38,6 @@ void node_refresh_tag(kith_node *n, nroom *r)
     bool had = r->has_tag;
     memcpy(old_tag, r->tag, sizeof old_tag);
     r->has_tag = key != NULL;
-    r->names_dirty = true; /* an op was applied: the member set may have changed */
     if (key) {
         kith_msg_room_tag(key, epoch, r->tag);
         r->tag_epoch = epoch;
@@ -252,7 +251,11 @@ static void rebuild_names(const kith_node *n, nroom *r)
 
 const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN])
 {
-    if (r->names_dirty || !r->ndn)
+    /* Names change with a nick message (names_dirty) or a new person in
+     * the log (an add); the log never forgets anyone. */
+    size_t people
+        = kith_room_person_count(r->room) + (kith_room_person(r->room, n->self->id_pk) == NULL);
+    if (r->names_dirty || r->ndn != people)
         rebuild_names(n, r);
     for (size_t i = 0; i < r->ndn; i++)
         if (memcmp(r->dn_id[i], id, KITH_ID_LEN) == 0)

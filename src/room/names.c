@@ -178,7 +178,7 @@ static uint32_t fold(uint32_t cp)
         cp = (uint32_t)latin1[cp - 0xc0];
     else if (cp >= 0x100 && cp <= 0x17f)
         cp = (uint32_t)latin_ext_a[cp - 0x100];
-    for (size_t i = 0; i < sizeof lookalike / sizeof lookalike[0]; i++)
+    for (size_t i = 0; cp >= 0x370 && i < sizeof lookalike / sizeof lookalike[0]; i++)
         if (lookalike[i].cp == cp)
             cp = (uint32_t)lookalike[i].ch;
     if (cp == '0')
