@@ -14,6 +14,9 @@
 #include "uvnode/uvnode.h"
 
 #include <net/if.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -56,6 +59,7 @@ typedef struct uvresolve {
 } uvresolve;
 
 struct kith_uvnode {
+    uint64_t trimmed_ms; /* last malloc_trim (loop time) */
     const kith_env *env;
     kith_node *node;
     uv_loop_t loop;
@@ -426,6 +430,8 @@ static void on_written(uv_write_t *req, int status)
         drain(u);
     }
 }
+
+#define KITH_UVNODE_TRIM_MS 10000
 
 /* Hand what a drain wrote to c to libuv as one write (one system call for
  * all the frames of a loop turn, not one per frame). */
@@ -860,6 +866,16 @@ static void on_timer(uv_timer_t *t)
     kith_node_timer(u->node);
     u->dirty = true;
     drain(u);
+#ifdef __GLIBC__
+    /* A burst (or a catch-up) leaves freed memory in the heap that glibc
+     * keeps: give it back now and then, so an idle node's RSS is what it
+     * holds, not what it once held. Cheap on a small heap. */
+    uint64_t now = uv_now(&u->loop);
+    if (now - u->trimmed_ms >= KITH_UVNODE_TRIM_MS) {
+        u->trimmed_ms = now;
+        malloc_trim(0);
+    }
+#endif
 }
 
 static char *dup_text(const kith_env *env, const char *s, size_t len)

@@ -398,6 +398,18 @@ def run_idle(nodes, seconds):
     return res
 
 
+def held_count(node, room):
+    """Messages of the bench a node holds as far as its output tells: the
+    lines it printed plus those its "* caught up ROOM: N messages" lines
+    account for (a node that reconnects to a room with a backlog of 200 or
+    more reports it that way instead of printing it)."""
+    done_n = 0
+    for m in node.matches(CAUGHT_UP_RE, gen=node.generation):
+        if m.group(1) == room:
+            done_n += int(m.group(2).replace(",", ""))
+    return node.c_prints + done_n
+
+
 def run_catchup(binary, members, count, payload, timeout):
     """A fresh room of `members`; the last one quits, the others exchange
     `count` messages, it restarts and is timed until it holds them all."""
@@ -421,7 +433,8 @@ def run_catchup(binary, members, count, payload, timeout):
             for j in range(0, len(lines), chunk):
                 n.send_many(lines[j:j + chunk])
         batches = None
-        ok = wait_until(lambda: all(n.c_prints >= count for n in others), timeout, 0.2)
+        ok = wait_until(lambda: all(held_count(n, "catchup") >= count for n in others),
+                        timeout, 0.2)
         exch_secs = time.monotonic() - t0
         if not ok:
             raise kithnet.Failure("catch-up: the online members did not exchange %d messages "
@@ -449,7 +462,7 @@ def run_catchup(binary, members, count, payload, timeout):
             for m in away.matches(CAUGHT_UP_RE, gen=away.generation):
                 if m.group(1) == "catchup":
                     done_n += int(m.group(2).replace(",", ""))
-            if away.c_prints + done_n >= count:
+            if away.c_prints + done_n >= count or held_count(away, "catchup") >= count:
                 got[0], got[1] = count, time.monotonic()
                 return True
             return False
