@@ -917,6 +917,34 @@ static void test_reaction_before_target(void **state)
     world_free(w);
 }
 
+/* A member linked with the inviter through one room joins a second room
+ * over that link: no second connection (the inviter would close it as a
+ * duplicate of the first), and both rooms work over the one link. */
+static void test_second_room_over_link(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t r1[32], r2[32];
+    make_room(w, r1, 0, 1);
+    assert_int_equal(kith_node_create_room(w->n[0].node, "second", r2), 0);
+    settle(w);
+    int links = w->nlinks;
+    char code[KITH_INVITE_CODE_MAX];
+    assert_int_equal(kith_node_invite(w->n[0].node, r2, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(w->n[1].node, code), 0);
+    settle(w);
+    assert_int_equal(w->nlinks, links);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 2);
+    assert_int_equal(kith_node_member_count(w->n[1].node, r2), 2);
+    send_text(w, 0, r2, "in the second room");
+    send_text(w, 1, r1, "still in the first");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "in the second room"), 1);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "still in the first"), 1);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -930,6 +958,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_second_room_over_link, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_reaction_before_target, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
