@@ -56,7 +56,9 @@ TARGETS = {
 }
 
 
-CAUGHT_UP_RE = re.compile(r"^\* caught up (\S+): ([\d,]+) messages")
+# "* caught up ROOM: N messages", or "* catch-up paused at ROOM: N/TOTAL"
+# (the N delivered so far were not printed either).
+CAUGHT_UP_RE = re.compile(r"^\* (?:caught up|catch-up paused at) (\S+): ([\d,]+)[ /]")
 
 
 def body_text(kind, idx, size):
