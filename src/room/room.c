@@ -179,6 +179,11 @@ struct kith_room {
     kith_map member_index; /* member id -> index into members */
     uint32_t *cur; /* indexes of current members */
     size_t ncur, capcur;
+    /* The state the whole log defines (the last full or incremental
+     * replay), so that an op appended at the end of the total order, or one
+     * whose past is the whole log, costs O(members) and not a replay. */
+    mstate st;
+    size_t nheads; /* ops with head set */
 
     key_rec *keys; /* epoch keys self holds */
     size_t nkeys, capkeys;
@@ -566,6 +571,22 @@ static int state_alloc(const kith_env *env, size_t n, mstate *s)
     return 0;
 }
 
+/* s (allocated for at least src->n members, zeroed) takes src's state. */
+static void state_copy(mstate *s, const mstate *src)
+{
+    size_t n = src->n;
+    memcpy(s->role, src->role, n);
+    memcpy(s->banned, src->banned, n);
+    memcpy(s->holder, src->holder, n);
+    memcpy(s->since, src->since, n * sizeof *s->since);
+    memcpy(s->shown, src->shown, n * sizeof *s->shown);
+    s->key_op = src->key_op;
+    s->epoch = src->epoch;
+    s->name_op = src->name_op;
+    s->topic_op = src->topic_op;
+    s->lan_op = src->lan_op;
+}
+
 static uint8_t role_of(const mstate *s, uint32_t m)
 {
     return m == NONE || m >= s->n ? 0 : s->role[m];
@@ -716,6 +737,21 @@ static void replay(kith_room *r, const uint8_t *filter, mstate *s, bool mark)
     }
 }
 
+/* Do the parents name every head, so that their causal past is the whole
+ * log? Parents may repeat; each head is counted once. */
+static bool past_is_all(const kith_room *r, const uint32_t *parents, size_t np)
+{
+    size_t heads = 0;
+    for (size_t i = 0; i < np; i++) {
+        bool again = false;
+        for (size_t j = 0; j < i; j++)
+            again = again || parents[j] == parents[i];
+        if (!again && r->ops[parents[i]].head)
+            heads++;
+    }
+    return r->st.role && heads == r->nheads;
+}
+
 /* The state an op's parents define: the replay of its causal past. */
 static int past_state(kith_room *r, const uint32_t *parents, size_t np, size_t nmembers, mstate *s)
 {
@@ -724,6 +760,10 @@ static int past_state(kith_room *r, const uint32_t *parents, size_t np, size_t n
     int rc = KITH_ENOMEM;
     if (!seen || !stack || (rc = state_alloc(r->env, nmembers, s)))
         goto done;
+    if (past_is_all(r, parents, np) && r->st.n <= nmembers) {
+        state_copy(s, &r->st); /* the same fold as replay(r, all, s) */
+        goto done;
+    }
     size_t top = 0;
     for (size_t i = 0; i < np; i++) {
         uint32_t p = parents[i];
@@ -749,10 +789,9 @@ done:
     return rc;
 }
 
-/* After a new op: replay everything and publish the result. */
+/* After a new op: publish s, the state of the whole log, and keep it. */
 static void refresh(kith_room *r, mstate *s)
 {
-    replay(r, NULL, s, true);
     r->ncur = 0;
     r->needs_rekey = false;
     for (uint32_t i = 0; i < r->nmembers; i++) {
@@ -779,6 +818,9 @@ static void refresh(kith_room *r, mstate *s)
         const op_rec *t = &r->ops[s->topic_op];
         copy_str(r->topic, sizeof r->topic, t->text, strlen(t->text));
     }
+    state_free(r->env, &r->st);
+    r->st = *s;
+    memset(s, 0, sizeof *s);
 }
 
 /* ---- Applying ---- */
@@ -866,8 +908,12 @@ static int commit_op(kith_room *r, const op_view *v, op_rec *o, const uint8_t *d
     o->text = text;
     o->head = true;
     r->ops[oidx] = *o;
-    for (size_t i = 0; i < o->nparents; i++)
+    r->nheads++;
+    for (size_t i = 0; i < o->nparents; i++) {
+        if (r->ops[o->parents[i]].head)
+            r->nheads--;
         r->ops[o->parents[i]].head = false;
+    }
     /* Insert into the total order. */
     size_t pos = oidx;
     while (pos > 0 && order_before(o, &r->ops[r->order[pos - 1]]))
@@ -884,8 +930,17 @@ static int commit_op(kith_room *r, const op_view *v, op_rec *o, const uint8_t *d
         if (memcmp(v->seal_to[i], me, KITH_ID_LEN) == 0)
             take_key(r, v->seals[i], v->epoch, (uint32_t)oidx);
     s.n = r->nmembers;
+    if (pos == oidx && r->st.role && r->st.n <= s.n) {
+        /* Last in the total order: the replay so far is r->st; one step. */
+        state_copy(&s, &r->st);
+        bool ok_op = o->kind == KITH_OP_GENESIS || allowed(r, &s, &r->ops[oidx]);
+        if (ok_op)
+            effect(&s, &r->ops[oidx], (uint32_t)oidx, (uint32_t)pos);
+        r->ops[oidx].effective = ok_op;
+    } else {
+        replay(r, NULL, &s, true);
+    }
     refresh(r, &s);
-    state_free(r->env, &s);
     return 0;
 fail:
     kith_free(r->env, copy);
@@ -1097,6 +1152,7 @@ void kith_room_free(kith_room *room)
     kith_free(env, room->order);
     kith_free(env, room->members);
     kith_free(env, room->cur);
+    state_free(env, &room->st);
     if (room->keys) {
         sodium_memzero(room->keys, room->capkeys * sizeof *room->keys);
         kith_free(env, room->keys);
