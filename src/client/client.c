@@ -24,6 +24,9 @@
 #include "util/util.h"
 #include "uvnode/uvnode.h"
 
+/* The plural "s" for a count shown to people. */
+#define PL(n) ((n) == 1 ? "" : "s")
+
 /* ---- UTF-8 ---- */
 
 size_t kith_client_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
@@ -1161,8 +1164,9 @@ static void cmd_rooms(kith_client *c)
         char unread[48] = "";
         if (!cur && u && u->n)
             snprintf(unread, sizeof unread, ", %zu unread", u->n);
-        printf_line(c, "* %s  %zu members, %zu online, %zu messages%s%s", name, ri.members,
-            ri.online, ri.messages, unread, cur ? "  (current)" : "");
+        printf_line(c, "* %s  %zu member%s, %zu online, %zu message%s%s%s", name, ri.members,
+            PL(ri.members), ri.online, ri.messages, PL(ri.messages), unread,
+            cur ? "  (current)" : "");
     }
 }
 
@@ -1835,7 +1839,8 @@ static void on_room_event(kith_client *c, const kith_event *ev)
         memset(&ri, 0, sizeof ri);
     room_label(c, ev->room_id, name, sizeof name);
     if (ev->history && !c->started) {
-        printf_line(c, "* room %s: %zu members, %zu messages", name, ri.members, ri.messages);
+        printf_line(c, "* room %s: %zu member%s, %zu message%s", name, ri.members, PL(ri.members),
+            ri.messages, PL(ri.messages));
         c->startup_rooms++;
         if (!c->has_room) {
             memcpy(c->room, ev->room_id, KITH_ROOM_ID_LEN);
@@ -1847,7 +1852,7 @@ static void on_room_event(kith_client *c, const kith_event *ev)
         c->has_created = false; /* "* created room" was printed already */
         return;
     }
-    printf_line(c, "* joined room %s (%zu members)", name, ri.members);
+    printf_line(c, "* joined room %s (%zu member%s)", name, ri.members, PL(ri.members));
     set_room(c, ev->room_id);
 }
 
@@ -1909,8 +1914,9 @@ static void on_ready(void *ud)
             if (kith_node_room_at(c->node, i, &ri) != 0)
                 continue;
             char name[256];
-            printf_line(c, "* room %s: %zu members, %zu messages",
-                room_label(c, ri.id, name, sizeof name), ri.members, ri.messages);
+            printf_line(c, "* room %s: %zu member%s, %zu message%s",
+                room_label(c, ri.id, name, sizeof name), ri.members, PL(ri.members), ri.messages,
+                PL(ri.messages));
             if (!c->has_room) {
                 memcpy(c->room, ri.id, KITH_ROOM_ID_LEN);
                 c->has_room = true;
