@@ -1275,18 +1275,25 @@ void node_tell_removed(kith_node *n, nconn *c, nroom *r)
     node_send_sync(n, c, r);
 }
 
-void node_maybe_rekey(kith_node *n, nroom *r, bool anyone)
+/* Sign a rekey op for the room and publish it. */
+static int rekey_now(kith_node *n, nroom *r)
 {
-    if (n->loading || !kith_room_needs_rekey(r->room) || !(anyone || we_rekey(n, r)))
-        return;
     kith_buf op;
     kith_buf_init(&op, n->env, KITH_OP_MAX);
     int rc = kith_room_rekey(r->room, &op);
     if (!rc)
         rc = node_publish_op(n, r, &op);
-    else
-        KITH_LOGW(n->env, "could not rekey %s: %s", kith_room_name(r->room), kith_strerror(rc));
     kith_buf_free(&op);
+    return rc;
+}
+
+void node_maybe_rekey(kith_node *n, nroom *r, bool anyone)
+{
+    if (n->loading || !kith_room_needs_rekey(r->room) || !(anyone || we_rekey(n, r)))
+        return;
+    int rc = rekey_now(n, r);
+    if (rc)
+        KITH_LOGW(n->env, "could not rekey %s: %s", kith_room_name(r->room), kith_strerror(rc));
 }
 
 void node_safety_string(const nroom *r, char out[32])
@@ -1536,12 +1543,7 @@ static void scheduled_rekey(kith_node *n, nroom *r)
         due += every / 8 + (uint64_t)(me->id[0] % 31) * (every / 256 + 1);
     if (now < since || now - since < due || now < r->sched_retry_wall)
         return;
-    kith_buf op;
-    kith_buf_init(&op, n->env, KITH_OP_MAX);
-    int rc = kith_room_rekey(r->room, &op);
-    if (!rc)
-        rc = node_publish_op(n, r, &op);
-    kith_buf_free(&op);
+    int rc = rekey_now(n, r);
     if (rc) {
         r->sched_retry_wall = now + 3600 * 1000; /* e.g. too many members to seal to */
         KITH_LOGW(
