@@ -496,7 +496,7 @@ static void fill_info(const kith_node *n, const nroom *r, kith_room_info *out)
             out->online++;
     }
     for (size_t i = 0; i < r->nhist; i++)
-        out->messages += node_hist_visible(&r->hist[i]);
+        out->messages += node_hist_visible(node_hist_at(r, i));
     out->topic = kith_room_topic(r->room);
     out->member = node_is_member(r, n->self->id_pk);
     node_safety_string(r, out->safety);
@@ -581,8 +581,8 @@ int kith_node_member_at(
 static void history_reactions(kith_node *n, nroom *r, size_t i, kith_history_cb cb, void *ud)
 {
     size_t idx[HIST_REACTIONS_MAX], k = 0;
-    for (size_t at = r->hist[i].react; at; at = r->hist[at - 1].react) {
-        const hist *x = &r->hist[at - 1];
+    for (size_t at = node_hist_at(r, i)->react; at; at = node_hist_at(r, at - 1)->react) {
+        const hist *x = node_hist_at(r, at - 1);
         if (x->deleted)
             continue;
         if (k == HIST_REACTIONS_MAX) {
@@ -601,9 +601,9 @@ static void history_reactions(kith_node *n, nroom *r, size_t i, kith_history_cb 
     for (size_t a = 0; a < k; a++) {
         if (done[a])
             continue;
-        const hist *ha = &r->hist[idx[a]];
+        const hist *ha = node_hist_at(r, idx[a]);
         for (size_t b = a; b < k; b++) {
-            const hist *hb = &r->hist[idx[b]];
+            const hist *hb = node_hist_at(r, idx[b]);
             if (done[b] || hb->body_len != ha->body_len
                 || memcmp(hb->body, ha->body, ha->body_len) != 0)
                 continue;
@@ -611,10 +611,10 @@ static void history_reactions(kith_node *n, nroom *r, size_t i, kith_history_cb 
             /* One per reactor: the same emoji twice from one member counts once. */
             bool dup = false;
             for (size_t c = a; c < b && !dup; c++) {
-                const hist *hc = &r->hist[idx[c]];
+                const hist *hc = node_hist_at(r, idx[c]);
                 dup = c != b && hc->body_len == hb->body_len
                     && memcmp(hc->body, hb->body, hb->body_len) == 0
-                    && memcmp(hc->author, hb->author, KITH_ID_LEN) == 0;
+                    && memcmp(node_hist_author(r, hc), node_hist_author(r, hb), KITH_ID_LEN) == 0;
             }
             if (dup)
                 continue;
@@ -636,10 +636,10 @@ int kith_node_history(
     size_t start = r->nhist, shown = 0;
     while (start > 0 && shown < max) {
         start--;
-        shown += node_hist_visible(&r->hist[start]);
+        shown += node_hist_visible(node_hist_at(r, start));
     }
     for (size_t i = start; i < r->nhist; i++) {
-        const hist *h = &r->hist[i];
+        const hist *h = node_hist_at(r, i);
         if (!node_hist_visible(h))
             continue;
         kith_event ev;

@@ -62,7 +62,7 @@ static bool link_serves(const kith_node *n, const nconn *c, const nroom *r)
 void node_gossip_relay(
     kith_node *n, nroom *r, size_t hist_idx, const uint8_t *env, size_t len, const nconn *from)
 {
-    const hist *h = &r->hist[hist_idx];
+    const hist *h = node_hist_at(r, hist_idx);
     const uint8_t *author = node_hist_author(r, h);
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);

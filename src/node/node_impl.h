@@ -61,28 +61,36 @@ enum {
 
 /* One delivered message. Its envelope stays in the room log (read back by
  * position when a peer asks for it), so memory per message is this entry
- * with its text, the seen-map entry and the author's id list, not the
- * envelope. */
+ * (96 bytes) with its text, the seen-map entry and the author's id list, not
+ * the envelope. Entries live in fixed blocks of NODE_HIST_BLOCK (node_hist_at):
+ * the history grows without copying what it holds. */
 typedef struct hist {
     uint8_t id[KITH_HASH_LEN];
-    uint8_t author[KITH_ID_LEN];
     uint64_t seq;
-    uint32_t type;
     uint64_t wall_ms;
-    char *body;
-    size_t body_len;
     uint64_t pos; /* position of its record in the room log */
-    size_t env_len;
+    /* The text; for an edit, delete or reaction the target's id comes
+     * first in the same allocation (node_hist_target). */
+    char *body;
+    uint32_t body_len; /* <= KITH_MSG_MAX_BODY */
+    uint32_t env_len; /* <= KITH_MSG_MAX_ENVELOPE */
+    uint32_t author; /* index into the room's authors (node_hist_author) */
+    uint32_t type;
     /* Edits, deletes and reactions (node_room.c, proto/kith.md 6). */
+    uint32_t edit; /* text/action: 1 + index of the latest effective edit; 0 none */
+    uint32_t
+        react; /* text/action: 1 + index of the latest reaction to it; reaction: the one before */
     bool has_target;
-    uint8_t target[KITH_HASH_LEN];
     bool effective; /* edit/delete/reaction: it applied (its author could) */
     bool deleted; /* text/action/reaction: deleted by its author (body wiped) */
     bool linked; /* reaction: in its target's list */
-    size_t edit; /* text/action: 1 + index of the latest effective edit; 0 none */
-    size_t
-        react; /* text/action: 1 + index of the latest reaction to it; reaction: the one before */
 } hist;
+#define NODE_HIST_BLOCK 1024 /* entries per block of history */
+/* The id an edit, delete or reaction targets (only when has_target). */
+static inline const uint8_t *node_hist_target(const hist *h)
+{
+    return (const uint8_t *)h->body - KITH_HASH_LEN;
+}
 
 typedef struct author_st {
     uint8_t id[KITH_ID_LEN];
@@ -136,8 +144,8 @@ typedef struct nroom {
     bool has_tag; /* tag of the current key */
     uint8_t (*tags)[KITH_ROOM_TAG_LEN]; /* tags of every key held, as kith_room_key_at */
     size_t ntags;
-    hist *hist;
-    size_t nhist, caphist;
+    hist **hblk; /* blocks of NODE_HIST_BLOCK entries (node_hist_at) */
+    size_t nhist, nhblk;
     kith_map seen;
     author_st *authors;
     size_t nauthors;
@@ -329,10 +337,13 @@ KITH_WUR int node_open_envelope(kith_node *n, const nroom *r, const uint8_t *env
     bool known, kith_buf *plain, kith_inner *in);
 /* The envelope of history entry idx (from the log), appended to out. */
 KITH_WUR int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out);
+static inline hist *node_hist_at(const nroom *r, size_t i)
+{
+    return &r->hblk[i / NODE_HIST_BLOCK][i % NODE_HIST_BLOCK];
+}
 static inline const uint8_t *node_hist_author(const nroom *r, const hist *h)
 {
-    (void)r;
-    return h->author;
+    return r->authors[h->author].id;
 }
 KITH_WUR int node_load(kith_node *n);
 /* Process an envelope for a room: dedup, open, order, deliver. from_conn is

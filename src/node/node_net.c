@@ -339,7 +339,7 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     kith_buf env;
     kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
     for (size_t i = start; !rc && i < r->nhist; i++) {
-        const hist *h = &r->hist[i];
+        const hist *h = node_hist_at(r, i);
         uint64_t have = 0;
         kith_map_get(&theirs, node_hist_author(r, h), &have);
         if (h->seq <= have)

@@ -95,9 +95,13 @@ void node_room_free(kith_node *n, nroom *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nhist; i++)
-        kith_free(n->env, r->hist[i].body);
-    kith_free(n->env, r->hist);
+    for (size_t i = 0; i < r->nhist; i++) {
+        hist *h = node_hist_at(r, i);
+        kith_free(n->env, h->body - (h->has_target ? KITH_HASH_LEN : 0));
+    }
+    for (size_t b = 0; b < r->nhblk; b++)
+        kith_free(n->env, r->hblk[b]);
+    kith_free(n->env, r->hblk);
     for (size_t i = 0; i < r->nauthors; i++)
         kith_free(n->env, r->authors[i].ids);
     kith_free(n->env, r->authors);
@@ -155,7 +159,7 @@ int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t l
 
 int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out)
 {
-    const hist *h = &r->hist[idx];
+    const hist *h = node_hist_at(r, idx);
     size_t at = out->len;
     int rc = kith_store_get(n->store, r->log, h->pos, out);
     if (!rc && (out->len - at != (size_t)h->env_len + 1 || out->data[at] != REC_ENVELOPE))
@@ -264,34 +268,40 @@ const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_
 }
 
 static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
-    uint64_t pos, size_t env_len, size_t *idx)
+    size_t author, uint64_t pos, size_t env_len, size_t *idx)
 {
-    if (r->nhist == r->caphist) {
-        size_t ncap = r->caphist ? r->caphist * 2 : 64;
-        hist *h = kith_realloc(n->env, r->hist, ncap * sizeof *h);
-        if (!h)
+    if (r->nhist == r->nhblk * NODE_HIST_BLOCK) {
+        /* A new block; only the small table of blocks is ever copied. */
+        hist **t = kith_realloc(n->env, r->hblk, (r->nhblk + 1) * sizeof *t);
+        if (!t)
             return KITH_ENOMEM;
-        r->hist = h;
-        r->caphist = ncap;
+        r->hblk = t;
+        t[r->nhblk] = kith_malloc(n->env, NODE_HIST_BLOCK * sizeof(hist));
+        if (!t[r->nhblk])
+            return KITH_ENOMEM;
+        r->nhblk++;
     }
-    hist *h = &r->hist[r->nhist];
-    memset(h, 0, sizeof *h);
-    h->body = kith_malloc(n->env, in->body_len + 1);
-    if (!h->body)
+    size_t pre = in->has_target ? KITH_HASH_LEN : 0;
+    char *mem = kith_malloc(n->env, pre + in->body_len + 1);
+    if (!mem)
         return KITH_ENOMEM;
+    hist *h = node_hist_at(r, r->nhist);
+    memset(h, 0, sizeof *h);
     memcpy(h->id, id, KITH_HASH_LEN);
-    memcpy(h->author, in->author, KITH_ID_LEN);
+    h->author = (uint32_t)author;
     h->seq = in->seq;
     h->type = in->type;
     h->wall_ms = in->wall_ms;
+    if (pre)
+        memcpy(mem, in->target, KITH_HASH_LEN);
+    h->body = mem + pre;
     if (in->body_len)
         memcpy(h->body, in->body, in->body_len);
     h->body[in->body_len] = '\0';
-    h->body_len = in->body_len;
+    h->body_len = (uint32_t)in->body_len;
     h->pos = pos;
-    h->env_len = env_len;
+    h->env_len = (uint32_t)env_len;
     h->has_target = in->has_target;
-    memcpy(h->target, in->target, KITH_HASH_LEN);
     *idx = r->nhist++;
     return 0;
 }
@@ -323,19 +333,19 @@ static const hist *hist_by_id(const nroom *r, const uint8_t id[KITH_HASH_LEN], s
         return NULL;
     if (idx)
         *idx = (size_t)(v - 1);
-    return &r->hist[v - 1];
+    return node_hist_at(r, v - 1);
 }
 
 void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
 {
-    const hist *h = &r->hist[i];
+    const hist *h = node_hist_at(r, i);
     memset(ev, 0, sizeof *ev);
     ev->type = KITH_EV_MESSAGE;
     node_room_event(n, ev, r);
-    memcpy(ev->author, h->author, KITH_ID_LEN);
+    memcpy(ev->author, node_hist_author(r, h), KITH_ID_LEN);
     memcpy(ev->id, h->id, KITH_HASH_LEN);
-    ev->self = memcmp(h->author, n->self->id_pk, KITH_ID_LEN) == 0;
-    ev->nick = node_display(n, r, h->author);
+    ev->self = memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) == 0;
+    ev->nick = node_display(n, r, node_hist_author(r, h));
     ev->msg_type = h->type;
     ev->wall_ms = h->wall_ms;
     ev->seq = h->seq;
@@ -343,7 +353,7 @@ void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
     ev->text_len = h->body_len;
     ev->deleted = h->deleted;
     if (node_hist_visible(h) && h->edit && !h->deleted) {
-        const hist *e = &r->hist[h->edit - 1];
+        const hist *e = node_hist_at(r, h->edit - 1);
         ev->text = e->body;
         ev->text_len = e->body_len;
         ev->edited = true;
@@ -351,9 +361,9 @@ void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
     if (!h->has_target)
         return;
     ev->has_target = true;
-    memcpy(ev->target, h->target, KITH_HASH_LEN);
+    memcpy(ev->target, node_hist_target(h), KITH_HASH_LEN);
     size_t ti;
-    const hist *t = hist_by_id(r, h->target, &ti);
+    const hist *t = hist_by_id(r, node_hist_target(h), &ti);
     if (!t)
         return;
     ev->target_type = t->type;
@@ -361,24 +371,24 @@ void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
         /* Taking back a reaction: say which, and to what. */
         ev->text = t->body;
         ev->text_len = t->body_len;
-        if (!t->has_target || !(t = hist_by_id(r, t->target, &ti)))
+        if (!t->has_target || !(t = hist_by_id(r, node_hist_target(t), &ti)))
             return;
     }
     if (!node_hist_visible(t))
         return;
-    ev->ctx_nick = node_display(n, r, t->author);
+    ev->ctx_nick = node_display(n, r, node_hist_author(r, t));
     /* A deleted target's text is gone: ctx is "". */
-    ev->ctx = t->deleted ? "" : t->edit ? r->hist[t->edit - 1].body : t->body;
+    ev->ctx = t->deleted ? "" : t->edit ? node_hist_at(r, t->edit - 1)->body : t->body;
 }
 
 static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nick)
 {
-    const hist *h = &r->hist[i];
+    const hist *h = node_hist_at(r, i);
     kith_event ev;
     if (h->type == KITH_MSG_NICK) {
         memset(&ev, 0, sizeof ev);
         node_room_event(n, &ev, r);
-        memcpy(ev.author, h->author, KITH_ID_LEN);
+        memcpy(ev.author, node_hist_author(r, h), KITH_ID_LEN);
         ev.wall_ms = h->wall_ms;
         ev.seq = h->seq;
         ev.msg_type = h->type;
@@ -386,7 +396,7 @@ static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nic
         ev.nick = old_nick;
         ev.catchup = r->catchup;
         /* The new name as it will be shown (with a suffix if it is taken). */
-        const char *text = node_display(n, r, h->author);
+        const char *text = node_display(n, r, node_hist_author(r, h));
         node_push_event(n, &ev, text, strlen(text));
         return;
     }
@@ -407,9 +417,9 @@ static void wipe_body(hist *h)
 
 static void link_reaction(nroom *r, size_t target, size_t i)
 {
-    r->hist[i].react = r->hist[target].react;
-    r->hist[target].react = i + 1;
-    r->hist[i].linked = true;
+    node_hist_at(r, i)->react = node_hist_at(r, target)->react;
+    node_hist_at(r, target)->react = (uint32_t)(i + 1);
+    node_hist_at(r, i)->linked = true;
 }
 
 /* Apply history entry i (just delivered) to the view: the rules of
@@ -418,13 +428,13 @@ static void link_reaction(nroom *r, size_t target, size_t i)
  * every member ends with the same view. */
 static void apply_view(kith_node *n, nroom *r, size_t i)
 {
-    hist *h = &r->hist[i];
+    hist *h = node_hist_at(r, i);
     if (node_hist_visible(h)) {
         /* Reactions that came before this message (another author's chain
          * may run ahead of the target's). */
         for (size_t k = 0; k < r->norphans;) {
-            hist *x = &r->hist[r->orphans[k]];
-            if (memcmp(x->target, h->id, KITH_HASH_LEN) == 0) {
+            hist *x = node_hist_at(r, r->orphans[k]);
+            if (memcmp(node_hist_target(x), h->id, KITH_HASH_LEN) == 0) {
                 link_reaction(r, i, r->orphans[k]);
                 r->orphans[k] = r->orphans[--r->norphans];
             } else {
@@ -435,10 +445,10 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
     if (!h->has_target || !kith_msg_type_targets(h->type))
         return;
     size_t ti;
-    const hist *tc = hist_by_id(r, h->target, &ti);
-    hist *t = tc ? &r->hist[ti] : NULL;
+    const hist *tc = hist_by_id(r, node_hist_target(h), &ti);
+    hist *t = tc ? node_hist_at(r, ti) : NULL;
     char fpr[KITH_FPR_STRLEN];
-    kith_fingerprint(h->author, fpr);
+    kith_fingerprint(node_hist_author(r, h), fpr);
     if (h->type == KITH_MSG_REACTION) {
         h->effective = true;
         if (!t) {
@@ -464,7 +474,7 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
         KITH_LOGW(n->env, "%s by %s of a message we don't hold: ignored", what, fpr);
         return;
     }
-    if (memcmp(t->author, h->author, KITH_ID_LEN) != 0) {
+    if (memcmp(node_hist_author(r, t), node_hist_author(r, h), KITH_ID_LEN) != 0) {
         KITH_LOGW(n->env, "%s by %s of someone else's message: ignored", what, fpr);
         return;
     }
@@ -477,7 +487,7 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
     }
     h->effective = true;
     if (h->type == KITH_MSG_EDIT) {
-        t->edit = i + 1;
+        t->edit = (uint32_t)(i + 1);
         return;
     }
     /* Delete: the text goes from memory (the envelope stays: the author's
@@ -487,9 +497,9 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
         return;
     wipe_body(t);
     for (size_t k = ti + 1; k < r->nhist; k++) {
-        hist *x = &r->hist[k];
+        hist *x = node_hist_at(r, k);
         if (x->type == KITH_MSG_EDIT && x->effective && x->has_target
-            && memcmp(x->target, t->id, KITH_HASH_LEN) == 0)
+            && memcmp(node_hist_target(x), t->id, KITH_HASH_LEN) == 0)
             wipe_body(x);
     }
 }
@@ -609,7 +619,7 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
     int rc = persist ? persist_at(n, r, REC_ENVELOPE, env, len, &pos) : 0;
     size_t idx;
     if (!rc)
-        rc = hist_push(n, r, id, in, pos, len, &idx);
+        rc = hist_push(n, r, id, in, (size_t)(a - r->authors), pos, len, &idx);
     if (!rc)
         rc = author_record(n, a, id);
     if (!rc)
@@ -849,9 +859,10 @@ int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32
 static size_t own_reaction(
     const kith_node *n, const nroom *r, size_t ti, const char *text, size_t len, size_t after)
 {
-    for (size_t at = r->hist[ti].react; at; at = r->hist[at - 1].react) {
-        const hist *x = &r->hist[at - 1];
-        if (at - 1 >= after || x->deleted || memcmp(x->author, n->self->id_pk, KITH_ID_LEN) != 0)
+    for (size_t at = node_hist_at(r, ti)->react; at; at = node_hist_at(r, at - 1)->react) {
+        const hist *x = node_hist_at(r, at - 1);
+        if (at - 1 >= after || x->deleted
+            || memcmp(node_hist_author(r, x), n->self->id_pk, KITH_ID_LEN) != 0)
             continue;
         if (!text || (x->body_len == len && memcmp(x->body, text, len) == 0))
             return at - 1;
@@ -871,7 +882,7 @@ int kith_node_send_about(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], 
     const hist *t = hist_by_id(r, target, &ti);
     if (!t)
         return KITH_ENOENT;
-    bool mine = memcmp(t->author, n->self->id_pk, KITH_ID_LEN) == 0;
+    bool mine = memcmp(node_hist_author(r, t), n->self->id_pk, KITH_ID_LEN) == 0;
     if (msg_type == KITH_MSG_DELETE && t->type == KITH_MSG_REACTION) {
         if (!mine)
             return KITH_EPERM;
@@ -903,9 +914,9 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
     if (!target) {
         /* Our latest reaction still in force (with that text). */
         for (size_t i = r->nhist; i > 0; i--) {
-            const hist *x = &r->hist[i - 1];
+            const hist *x = node_hist_at(r, i - 1);
             if (x->type != KITH_MSG_REACTION || x->deleted || !x->effective
-                || memcmp(x->author, n->self->id_pk, KITH_ID_LEN) != 0
+                || memcmp(node_hist_author(r, x), n->self->id_pk, KITH_ID_LEN) != 0
                 || (text && (x->body_len != len || memcmp(x->body, text, len) != 0)))
                 continue;
             uint8_t id[KITH_HASH_LEN];
@@ -927,7 +938,7 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
         if (k == SIZE_MAX)
             break;
         uint8_t id[KITH_HASH_LEN];
-        memcpy(id, r->hist[k].id, KITH_HASH_LEN);
+        memcpy(id, node_hist_at(r, k)->id, KITH_HASH_LEN);
         uint64_t seq;
         int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
         if (rc)
@@ -949,10 +960,10 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
         return KITH_EINVAL;
     size_t found = SIZE_MAX, seen = 0;
     for (size_t i = r->nhist; i > 0; i--) {
-        const hist *h = &r->hist[i - 1];
+        const hist *h = node_hist_at(r, i - 1);
         if (!node_hist_visible(h) || h->deleted)
             continue;
-        if (mine && memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0)
+        if (mine && memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) != 0)
             continue;
         if (id_hex) {
             char hex[2 * KITH_HASH_LEN + 1];
@@ -969,7 +980,7 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
     }
     if (found == SIZE_MAX)
         return KITH_ENOENT;
-    memcpy(id, r->hist[found].id, KITH_HASH_LEN);
+    memcpy(id, node_hist_at(r, found)->id, KITH_HASH_LEN);
     return 0;
 }
 
@@ -1004,8 +1015,8 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
         memcpy(in.deps[in.ndeps++], target, KITH_HASH_LEN);
     }
     for (size_t i = r->nhist; i > 0 && in.ndeps < 2; i--) {
-        const hist *h = &r->hist[i - 1];
-        if (memcmp(h->author, n->self->id_pk, KITH_ID_LEN) != 0
+        const hist *h = node_hist_at(r, i - 1);
+        if (memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) != 0
             && !(target && memcmp(h->id, target, KITH_HASH_LEN) == 0))
             memcpy(in.deps[in.ndeps++], h->id, KITH_HASH_LEN);
     }

@@ -877,7 +877,7 @@ static void test_reaction_before_target(void **state)
     /* a's message, not flushed (so not sent): c gets it by hand, b not. */
     send_text(w, 0, room, "late target");
     nroom *ra = node_room_by_id(a, room);
-    const hist *m = &ra->hist[ra->nhist - 1];
+    const hist *m = node_hist_at(ra, ra->nhist - 1);
     uint8_t mid[32];
     memcpy(mid, m->id, 32);
     kith_buf mb;
@@ -890,7 +890,7 @@ static void test_reaction_before_target(void **state)
     assert_int_equal(node_accept_envelope(c, node_room_by_id(c, room), menv, mlen, true, false), 0);
     about(w, 2, room, KITH_MSG_REACTION, mid, "+1", 0);
     nroom *rc = node_room_by_id(c, room);
-    const hist *x = &rc->hist[rc->nhist - 1];
+    const hist *x = node_hist_at(rc, rc->nhist - 1);
     assert_int_equal(x->type, KITH_MSG_REACTION);
     nroom *rb = node_room_by_id(b, room);
     kith_buf xb;
