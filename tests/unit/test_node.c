@@ -917,6 +917,62 @@ static void test_reaction_before_target(void **state)
     world_free(w);
 }
 
+/* More messages than one block of history entries: edits, reactions and
+ * deletes reach across blocks, and survive a restart (replayed from the
+ * log). */
+static void test_history_blocks(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 1);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
+    size_t total = NODE_HIST_BLOCK + 10;
+    for (size_t k = 0; k < total; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "line %zu", k);
+        send_text(w, 0, room, text);
+        if (k % 64 == 63)
+            settle(w);
+    }
+    settle(w);
+    uint8_t first[32], last[32];
+    assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, total, true, first), 0);
+    assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 1, true, last), 0);
+    about(w, 0, room, KITH_MSG_EDIT, first, "first, edited", 0);
+    about(w, 0, room, KITH_MSG_REACTION, first, "+1", 0);
+    about(w, 0, room, KITH_MSG_DELETE, last, NULL, 0);
+    settle(w);
+    for (int round = 0; round < 2; round++) {
+        nroom *r = node_room_by_id(w->n[0].node, room);
+        assert_non_null(r);
+        size_t after = total + 3; /* the lines and the three above */
+        assert_true(
+            r->nhist >= after && r->nhblk == (r->nhist + NODE_HIST_BLOCK - 1) / NODE_HIST_BLOCK);
+        const hist *f = NULL, *l = NULL;
+        for (size_t i = 0; i < r->nhist; i++) {
+            const hist *h = node_hist_at(r, i);
+            f = memcmp(h->id, first, 32) == 0 ? h : f;
+            l = memcmp(h->id, last, 32) == 0 ? h : l;
+        }
+        assert_non_null(f);
+        assert_non_null(l);
+        assert_true(f->edit > NODE_HIST_BLOCK && f->react > NODE_HIST_BLOCK);
+        assert_string_equal(node_hist_at(r, f->edit - 1)->body, "first, edited");
+        assert_memory_equal(node_hist_target(node_hist_at(r, f->edit - 1)), first, 32);
+        assert_memory_equal(node_hist_author(r, f), w->n[0].id.id_pk, KITH_ID_LEN);
+        assert_true(l->deleted && l->body_len == 0);
+        kith_buf env;
+        kith_buf_init(&env, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+        assert_int_equal(node_hist_env(w->n[0].node, r, r->nhist - 1, &env), 0);
+        kith_buf_free(&env);
+        node_stop(w, 0);
+        node_start(w, 0);
+        settle(w);
+    }
+    world_free(w);
+}
+
 /* A member linked with the inviter through one room joins a second room
  * over that link: no second connection (the inviter would close it as a
  * duplicate of the first), and both rooms work over the one link. */
@@ -951,6 +1007,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_invite_join_chat, setup, NULL),
         cmocka_unit_test_setup_teardown(test_restart_keeps_room_and_history, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_bulk_catchup, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_history_blocks, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_sent_only_after_flush, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
