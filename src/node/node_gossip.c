@@ -72,7 +72,7 @@ void node_gossip_relay(
         if (c == from || !link_serves(n, c, r) || memcmp(c->peer, author, KITH_ID_LEN) == 0)
             continue;
         if (is_lazy(c, r)) {
-            queue_ihave(n, c, r, h->id);
+            queue_ihave(n, c, r, node_hist_id(r, h));
             continue;
         }
         if (!encoded) {

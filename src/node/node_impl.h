@@ -61,11 +61,10 @@ enum {
 
 /* One delivered message. Its envelope stays in the room log (read back by
  * position when a peer asks for it), so memory per message is this entry
- * (96 bytes) with its text, the seen-map entry and the author's id list, not
- * the envelope. Entries live in fixed blocks of NODE_HIST_BLOCK (node_hist_at):
- * the history grows without copying what it holds. */
+ * (64 bytes; its id is the author's id list's, node_hist_id) with its text,
+ * the seen-map entry and the author's id list, not the envelope. Entries live in fixed blocks of
+ * NODE_HIST_BLOCK (node_hist_at): the history grows without copying what it holds. */
 typedef struct hist {
-    uint8_t id[KITH_HASH_LEN];
     uint64_t seq;
     uint64_t wall_ms;
     uint64_t pos; /* position of its record in the room log */
@@ -86,6 +85,7 @@ typedef struct hist {
     bool linked; /* reaction: in its target's list */
 } hist;
 #define NODE_HIST_BLOCK 1024 /* entries per block of history */
+_Static_assert(sizeof(hist) <= 64, "a history entry is kept small: one per message held");
 /* The id an edit, delete or reaction targets (only when has_target). */
 static inline const uint8_t *node_hist_target(const hist *h)
 {
@@ -344,6 +344,11 @@ static inline hist *node_hist_at(const nroom *r, size_t i)
 static inline const uint8_t *node_hist_author(const nroom *r, const hist *h)
 {
     return r->authors[h->author].id;
+}
+/* Its id: the author's list holds the id of every sequence delivered. */
+static inline const uint8_t *node_hist_id(const nroom *r, const hist *h)
+{
+    return r->authors[h->author].ids[h->seq - 1];
 }
 KITH_WUR int node_load(kith_node *n);
 /* Process an envelope for a room: dedup, open, order, deliver. from_conn is

@@ -177,7 +177,7 @@ int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out)
      * checksum, and whoever can write it could swap a record). */
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(out->data + at, h->env_len, id);
-    if (sodium_memcmp(id, h->id, KITH_HASH_LEN) != 0) {
+    if (sodium_memcmp(id, node_hist_id(r, h), KITH_HASH_LEN) != 0) {
         out->len = at;
         KITH_LOGW(n->env, "room %s: a logged message changed on disk", kith_room_name(r->room));
         return KITH_EIO;
@@ -267,8 +267,8 @@ const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_
     return node_nick_of(n, r, id);
 }
 
-static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const kith_inner *in,
-    size_t author, uint64_t pos, size_t env_len, size_t *idx)
+static int hist_push(kith_node *n, nroom *r, const kith_inner *in, size_t author, uint64_t pos,
+    size_t env_len, size_t *idx)
 {
     if (r->nhist == r->nhblk * NODE_HIST_BLOCK) {
         /* A new block; only the small table of blocks is ever copied. */
@@ -287,7 +287,6 @@ static int hist_push(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], co
         return KITH_ENOMEM;
     hist *h = node_hist_at(r, r->nhist);
     memset(h, 0, sizeof *h);
-    memcpy(h->id, id, KITH_HASH_LEN);
     h->author = (uint32_t)author;
     h->seq = in->seq;
     h->type = in->type;
@@ -343,7 +342,7 @@ void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
     ev->type = KITH_EV_MESSAGE;
     node_room_event(n, ev, r);
     memcpy(ev->author, node_hist_author(r, h), KITH_ID_LEN);
-    memcpy(ev->id, h->id, KITH_HASH_LEN);
+    memcpy(ev->id, node_hist_id(r, h), KITH_HASH_LEN);
     ev->self = memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) == 0;
     ev->nick = node_display(n, r, node_hist_author(r, h));
     ev->msg_type = h->type;
@@ -434,7 +433,7 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
          * may run ahead of the target's). */
         for (size_t k = 0; k < r->norphans;) {
             hist *x = node_hist_at(r, r->orphans[k]);
-            if (memcmp(node_hist_target(x), h->id, KITH_HASH_LEN) == 0) {
+            if (memcmp(node_hist_target(x), node_hist_id(r, h), KITH_HASH_LEN) == 0) {
                 link_reaction(r, i, r->orphans[k]);
                 r->orphans[k] = r->orphans[--r->norphans];
             } else {
@@ -499,7 +498,7 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
     for (size_t k = ti + 1; k < r->nhist; k++) {
         hist *x = node_hist_at(r, k);
         if (x->type == KITH_MSG_EDIT && x->effective && x->has_target
-            && memcmp(node_hist_target(x), t->id, KITH_HASH_LEN) == 0)
+            && memcmp(node_hist_target(x), node_hist_id(r, t), KITH_HASH_LEN) == 0)
             wipe_body(x);
     }
 }
@@ -618,10 +617,14 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
     uint64_t pos = n->load_pos; /* already in the log when not persisted here */
     int rc = persist ? persist_at(n, r, REC_ENVELOPE, env, len, &pos) : 0;
     size_t idx;
-    if (!rc)
-        rc = hist_push(n, r, id, in, (size_t)(a - r->authors), pos, len, &idx);
+    /* The id first: the history entry reads it from the author's list. */
     if (!rc)
         rc = author_record(n, a, id);
+    if (!rc) {
+        rc = hist_push(n, r, in, (size_t)(a - r->authors), pos, len, &idx);
+        if (rc)
+            a->seq--;
+    }
     if (!rc)
         rc = kith_map_put(&r->seen, id, (uint64_t)idx + 1);
     if (rc)
@@ -920,7 +923,7 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
                 || (text && (x->body_len != len || memcmp(x->body, text, len) != 0)))
                 continue;
             uint8_t id[KITH_HASH_LEN];
-            memcpy(id, x->id, KITH_HASH_LEN);
+            memcpy(id, node_hist_id(r, x), KITH_HASH_LEN);
             uint64_t seq;
             int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
             return rc ? rc : 1;
@@ -938,7 +941,7 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
         if (k == SIZE_MAX)
             break;
         uint8_t id[KITH_HASH_LEN];
-        memcpy(id, node_hist_at(r, k)->id, KITH_HASH_LEN);
+        memcpy(id, node_hist_id(r, node_hist_at(r, k)), KITH_HASH_LEN);
         uint64_t seq;
         int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
         if (rc)
@@ -967,7 +970,7 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
             continue;
         if (id_hex) {
             char hex[2 * KITH_HASH_LEN + 1];
-            kith_hex(hex, h->id, KITH_HASH_LEN);
+            kith_hex(hex, node_hist_id(r, h), KITH_HASH_LEN);
             if (strncasecmp(hex, id_hex, hl) != 0)
                 continue;
             if (found != SIZE_MAX)
@@ -980,7 +983,7 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
     }
     if (found == SIZE_MAX)
         return KITH_ENOENT;
-    memcpy(id, node_hist_at(r, found)->id, KITH_HASH_LEN);
+    memcpy(id, node_hist_id(r, node_hist_at(r, found)), KITH_HASH_LEN);
     return 0;
 }
 
@@ -1017,8 +1020,8 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
     for (size_t i = r->nhist; i > 0 && in.ndeps < 2; i--) {
         const hist *h = node_hist_at(r, i - 1);
         if (memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) != 0
-            && !(target && memcmp(h->id, target, KITH_HASH_LEN) == 0))
-            memcpy(in.deps[in.ndeps++], h->id, KITH_HASH_LEN);
+            && !(target && memcmp(node_hist_id(r, h), target, KITH_HASH_LEN) == 0))
+            memcpy(in.deps[in.ndeps++], node_hist_id(r, h), KITH_HASH_LEN);
     }
     in.lamport = r->lamport + 1;
     in.wall_ms = kith_wall_ms(n->env);

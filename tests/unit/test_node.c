@@ -879,7 +879,7 @@ static void test_reaction_before_target(void **state)
     nroom *ra = node_room_by_id(a, room);
     const hist *m = node_hist_at(ra, ra->nhist - 1);
     uint8_t mid[32];
-    memcpy(mid, m->id, 32);
+    memcpy(mid, node_hist_id(ra, m), 32);
     kith_buf mb;
     kith_buf_init(&mb, &w->t.env, KITH_MSG_MAX_ENVELOPE);
     assert_int_equal(node_hist_env(a, ra, ra->nhist - 1, &mb), 0);
@@ -952,8 +952,8 @@ static void test_history_blocks(void **state)
         const hist *f = NULL, *l = NULL;
         for (size_t i = 0; i < r->nhist; i++) {
             const hist *h = node_hist_at(r, i);
-            f = memcmp(h->id, first, 32) == 0 ? h : f;
-            l = memcmp(h->id, last, 32) == 0 ? h : l;
+            f = memcmp(node_hist_id(r, h), first, 32) == 0 ? h : f;
+            l = memcmp(node_hist_id(r, h), last, 32) == 0 ? h : l;
         }
         assert_non_null(f);
         assert_non_null(l);
