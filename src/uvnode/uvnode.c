@@ -1059,6 +1059,14 @@ uv_loop_t *kith_uvnode_loop(kith_uvnode *u)
     return &u->loop;
 }
 
+size_t kith_uvnode_backlog(const kith_uvnode *u)
+{
+    size_t most = 0;
+    for (const uvconn *c = u->conns; c; c = c->next)
+        most = KITH_MAX(most, c->unsent + c->wbuf.len);
+    return most;
+}
+
 const char *kith_uvnode_listen_addr(const kith_uvnode *u)
 {
     return u->listen_addr;

@@ -23,6 +23,14 @@ typedef struct kith_uvnode kith_uvnode;
 /* Per-connection cap on bytes handed to the kernel but not yet written: a
  * peer that stops reading can't make us buffer without bound. */
 #define KITH_UVNODE_MAX_UNSENT (8u << 20)
+/* Flow control for local input (docs/decisions.md "Backpressure on local
+ * input"): a source of new messages (the line client's stdin) pauses while
+ * some link has more than KITH_UVNODE_BACKLOG_HIGH bytes waiting and resumes
+ * below KITH_UVNODE_BACKLOG_LOW, so a fast local sender is slowed to what
+ * its peers read instead of reaching KITH_UVNODE_MAX_UNSENT, which closes
+ * the link as a peer that is not reading. */
+#define KITH_UVNODE_BACKLOG_HIGH (KITH_UVNODE_MAX_UNSENT / 4)
+#define KITH_UVNODE_BACKLOG_LOW (KITH_UVNODE_MAX_UNSENT / 16)
 /* Cap on open connections (inbound and outbound): an fd-exhaustion guard. */
 #define KITH_UVNODE_MAX_CONNS 512
 /* "host:port" and "[v6]:port" as text; enough for any DNS name. */
@@ -94,6 +102,10 @@ size_t kith_uvnode_lan_interfaces(const kith_uvnode *u, bool v6, bool sending);
 /* Look at the interfaces now rather than at the next 10 s tick (tests). */
 void kith_uvnode_lan_rescan(kith_uvnode *u);
 /* The bound address as text ("127.0.0.1:7415"), "" when not listening. */
+/* The most bytes waiting to be written to any one connection (handed to
+ * libuv and not yet written, plus this loop turn's frames): 0 when every
+ * link is keeping up. */
+size_t kith_uvnode_backlog(const kith_uvnode *u);
 const char *kith_uvnode_listen_addr(const kith_uvnode *u);
 
 /* Run until kith_uvnode_stop (or a signal) finished. Returns 0, or 1 when the
