@@ -205,8 +205,7 @@ size_t kith_nick_skeleton(const char *nick, char *out, size_t cap);
  * other) when another name has the same skeleton, when the name had a '~',
  * or when nothing of it is visible. */
 KITH_WUR int kith_display_names(const kith_env *env, size_t count,
-    const uint8_t (*ids)[KITH_ID_LEN], const char *const *nicks,
-    char (*out)[KITH_DISPLAY_MAX + 1]);
+    const uint8_t (*ids)[KITH_ID_LEN], const char *const *nicks, char (*out)[KITH_DISPLAY_MAX + 1]);
 
 typedef struct kith_invite {
     uint8_t room_id[KITH_HASH_LEN];
