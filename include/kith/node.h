@@ -317,6 +317,12 @@ typedef struct kith_node_stats {
     uint64_t ihave_out, want_out, prune_out;
     uint64_t held; /* messages currently held for a gap or a dependency */
     uint64_t bytes_out, bytes_in; /* on the wire, all connections */
+    /* Of bytes_out, what frames of each kind took on the wire (session
+     * overhead included); handshakes and the rest are bytes_out minus
+     * their sum. ihave_ids_out counts the ids announced. */
+    uint64_t wire_msg_out, wire_ihave_out, wire_want_out, wire_prune_out;
+    uint64_t wire_sync_out, wire_op_out, wire_addr_out;
+    uint64_t ihave_ids_out;
 } kith_node_stats;
 void kith_node_stats_get(const kith_node *node, kith_node_stats *out);
 

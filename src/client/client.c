@@ -1771,12 +1771,18 @@ int kith_client_line(kith_client *c, const char *line, size_t len)
         kith_node_stats_get(c->node, &st);
         printf_line(c,
             "* stats msgs_in=%llu dups_in=%llu delivered=%llu msgs_out=%llu bytes_in=%llu"
-            " bytes_out=%llu held=%llu ihave_out=%llu want_out=%llu prune_out=%llu",
+            " bytes_out=%llu held=%llu ihave_out=%llu want_out=%llu prune_out=%llu"
+            " ihave_ids_out=%llu wire_msg_out=%llu wire_ihave_out=%llu wire_want_out=%llu"
+            " wire_prune_out=%llu wire_sync_out=%llu wire_op_out=%llu wire_addr_out=%llu",
             (unsigned long long)st.msgs_in, (unsigned long long)st.dups_in,
             (unsigned long long)st.delivered, (unsigned long long)st.msgs_out,
             (unsigned long long)st.bytes_in, (unsigned long long)st.bytes_out,
             (unsigned long long)st.held, (unsigned long long)st.ihave_out,
-            (unsigned long long)st.want_out, (unsigned long long)st.prune_out);
+            (unsigned long long)st.want_out, (unsigned long long)st.prune_out,
+            (unsigned long long)st.ihave_ids_out, (unsigned long long)st.wire_msg_out,
+            (unsigned long long)st.wire_ihave_out, (unsigned long long)st.wire_want_out,
+            (unsigned long long)st.wire_prune_out, (unsigned long long)st.wire_sync_out,
+            (unsigned long long)st.wire_op_out, (unsigned long long)st.wire_addr_out);
         break;
     }
     case KITH_CMD_HELP:

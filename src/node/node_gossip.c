@@ -96,9 +96,10 @@ static void send_ids(kith_node *n, nconn *c, uint32_t type, const nroom *r,
     if (kith_frame_ids(&frame, type, kith_room_id(r->room), ids, count) == 0
         && node_conn_send(n, c, &frame) != 0)
         KITH_LOGW(n->env, "could not send a gossip frame");
-    else if (type == KITH_FR_IHAVE)
+    else if (type == KITH_FR_IHAVE) {
         n->stats.ihave_out++;
-    else if (type == KITH_FR_WANT)
+        n->stats.ihave_ids_out += count;
+    } else if (type == KITH_FR_WANT)
         n->stats.want_out++;
     else
         n->stats.prune_out++;

@@ -235,6 +235,38 @@ static void flush_feed_out(kith_node *n, nconn *c)
     }
 }
 
+/* Wire bytes by frame kind, for /stats (every frame starts 8x 00 type). */
+static void count_wire(kith_node *n, const kith_buf *frame, size_t len)
+{
+    if (frame->len < 3 || frame->data[1] != 0)
+        return;
+    switch (frame->data[2]) {
+    case KITH_FR_MSG:
+        n->stats.wire_msg_out += len;
+        break;
+    case KITH_FR_IHAVE:
+        n->stats.wire_ihave_out += len;
+        break;
+    case KITH_FR_WANT:
+        n->stats.wire_want_out += len;
+        break;
+    case KITH_FR_PRUNE:
+        n->stats.wire_prune_out += len;
+        break;
+    case KITH_FR_SYNC:
+        n->stats.wire_sync_out += len;
+        break;
+    case KITH_FR_OP:
+        n->stats.wire_op_out += len;
+        break;
+    case KITH_FR_ADDR:
+        n->stats.wire_addr_out += len;
+        break;
+    default:
+        break;
+    }
+}
+
 int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame)
 {
     if (n->feeding == c)
@@ -242,8 +274,10 @@ int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame)
     kith_buf out;
     kith_buf_init(&out, n->env, KITH_SESSION_MAX_APP + KITH_SESSION_MAX_APP / 16);
     int rc = kith_session_send(c->s, frame->data, frame->len, &out);
-    if (!rc)
+    if (!rc) {
         node_push_write(n, c->id, out.data, out.len);
+        count_wire(n, frame, out.len);
+    }
     kith_buf_free(&out);
     return rc;
 }

@@ -218,6 +218,20 @@ def sum_key(deltas, key):
     return sum(d.get(key, 0) for d in deltas)
 
 
+WIRE_KINDS = ("msg", "ihave", "want", "prune", "sync", "op", "addr")
+
+
+def wire_breakdown(deltas, delivered):
+    """Bytes sent per delivery by frame kind ({} if kith has no such
+    counters)."""
+    if not delivered or not any("wire_msg_out" in d for d in deltas):
+        return {}
+    out = {k: rnd(sum_key(deltas, "wire_%s_out" % k) / delivered, 1) for k in WIRE_KINDS}
+    known = sum(sum_key(deltas, "wire_%s_out" % k) for k in WIRE_KINDS)
+    out["other"] = rnd((sum_key(deltas, "bytes_out") - known) / delivered, 1)
+    return out
+
+
 # -- phases ------------------------------------------------------------------
 
 
@@ -323,7 +337,13 @@ def run_steady(nodes, count, rate, payload, timeout):
         "want_out": sum_key(deltas, "want_out"),
         "prune_out": sum_key(deltas, "prune_out"),
         "msgs_out": sum_key(deltas, "msgs_out"),
+        "ihave_ids_out": sum_key(deltas, "ihave_ids_out"),
+        # Wire bytes sent per delivery, by frame kind (session overhead
+        # included); "other" is handshakes and the rest.
+        "wire_per_delivery": wire_breakdown(deltas, delivered),
     }
+    log("steady: wire bytes per delivery by frame kind: %s" % " ".join(
+        "%s %s" % kv for kv in sorted(res["wire_per_delivery"].items())))
     log("steady: p50 %s ms, p90 %s ms, p99 %s ms; %s redundant copies and %sx payload on the "
         "wire per delivery; %d missing" % (res["p50_ms"], res["p90_ms"], res["p99_ms"],
                                            res["redundant_per_delivery"],

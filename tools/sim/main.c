@@ -241,8 +241,35 @@ done:
     return bad;
 }
 
-/* Steady chat after a warm-up: reports redundant copies per delivery at
- * steady state (the gossip target is about 1). */
+/* Every node's counters summed (live nodes only). */
+static void stats_sum(sim *s, kith_node_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < sim_count(s); i++) {
+        if (!sim_up(s, i))
+            continue;
+        kith_node_stats st;
+        kith_node_stats_get(sim_node(s, i), &st);
+        out->delivered += st.delivered;
+        out->msgs_in += st.msgs_in;
+        out->bytes_out += st.bytes_out;
+        out->ihave_ids_out += st.ihave_ids_out;
+        out->wire_msg_out += st.wire_msg_out;
+        out->wire_ihave_out += st.wire_ihave_out;
+        out->wire_want_out += st.wire_want_out;
+        out->wire_prune_out += st.wire_prune_out;
+        out->wire_sync_out += st.wire_sync_out;
+        out->wire_op_out += st.wire_op_out;
+        out->wire_addr_out += st.wire_addr_out;
+    }
+}
+
+#define STEADY_PAYLOAD 200
+
+/* Steady chat after a warm-up, 200-byte texts at 20/s from senders in turn
+ * (as tools/bench's steady phase): reports redundant copies per delivery
+ * (the gossip target is about 1) and wire bytes per delivery by frame kind
+ * (the target is 3x the payload in all). */
 static int sc_steady(sim *s, uint64_t seed, char *err, size_t errlen)
 {
     int n = sim_count(s);
@@ -254,25 +281,48 @@ static int sc_steady(sim *s, uint64_t seed, char *err, size_t errlen)
         sim_run(s, 100);
     }
     sim_run(s, 5000);
-    sim_totals a, b;
-    sim_totals_get(s, &a);
+    kith_node_stats a, b;
+    stats_sum(s, &a);
     for (int r = 0; r < 400; r++) {
-        burst(s, (int)((seed * 7 + (uint64_t)r * 3) % (uint64_t)n), 1, "steady");
-        sim_run(s, 100);
+        char text[STEADY_PAYLOAD + 1];
+        int from = (int)((seed * 7 + (uint64_t)r * 3) % (uint64_t)n);
+        int k = snprintf(text, sizeof text, "steady-%d-%d ", from, r);
+        memset(text + k, 'x', STEADY_PAYLOAD - (size_t)k);
+        text[STEADY_PAYLOAD] = 0;
+        if (sim_send(s, from, g_room, text) != 0)
+            return snprintf(err, errlen, "send failed"), 1;
+        sim_run(s, 50);
     }
+    sim_run(s, 1000);
+    stats_sum(s, &b);
     int bad = settle_and_check(s, 30000, err, errlen);
-    sim_totals_get(s, &b);
+    uint64_t dl = b.delivered - a.delivered;
+    double d = dl ? (double)dl : 1.0;
     printf("  steady state: %.3f copies per delivery (%llu MSG frames for %llu deliveries)\n",
-        b.delivered > a.delivered
-            ? (double)(b.msgs_in - a.msgs_in) / (double)(b.delivered - a.delivered)
-            : 0.0,
-        (unsigned long long)(b.msgs_in - a.msgs_in),
-        (unsigned long long)(b.delivered - a.delivered));
+        (double)(b.msgs_in - a.msgs_in) / d, (unsigned long long)(b.msgs_in - a.msgs_in),
+        (unsigned long long)dl);
+    uint64_t known = (b.wire_msg_out - a.wire_msg_out) + (b.wire_ihave_out - a.wire_ihave_out)
+        + (b.wire_want_out - a.wire_want_out) + (b.wire_prune_out - a.wire_prune_out)
+        + (b.wire_sync_out - a.wire_sync_out) + (b.wire_op_out - a.wire_op_out)
+        + (b.wire_addr_out - a.wire_addr_out);
+    printf("  wire: %.3fx payload per delivery; bytes per delivery: msg %.1f ihave %.1f"
+           " (%.2f ids) want %.1f prune %.1f sync %.1f op %.1f addr %.1f other %.1f\n",
+        (double)(b.bytes_out - a.bytes_out) / d / STEADY_PAYLOAD,
+        (double)(b.wire_msg_out - a.wire_msg_out) / d,
+        (double)(b.wire_ihave_out - a.wire_ihave_out) / d,
+        (double)(b.ihave_ids_out - a.ihave_ids_out) / d,
+        (double)(b.wire_want_out - a.wire_want_out) / d,
+        (double)(b.wire_prune_out - a.wire_prune_out) / d,
+        (double)(b.wire_sync_out - a.wire_sync_out) / d,
+        (double)(b.wire_op_out - a.wire_op_out) / d,
+        (double)(b.wire_addr_out - a.wire_addr_out) / d,
+        (double)(b.bytes_out - a.bytes_out - known) / d);
     return bad;
 }
 
 static const scenario scenarios[] = {
-    { "steady", "16 members chat steadily; measures copies per delivery", 16, sc_steady },
+    { "steady", "16 members chat steadily; measures copies and wire bytes per delivery", 16,
+        sc_steady },
     { "basic", "8 members chat; latency 5-50 ms", 8, sc_basic },
     { "loss", "12 members; 20% of chunks break their link", 12, sc_loss },
     { "partition", "16 members split in two, both sides talk, then heal", 16, sc_partition },
