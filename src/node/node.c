@@ -205,6 +205,11 @@ int kith_node_poll(kith_node *n, kith_action *out)
         push_timer(n, n->ticked ? NODE_TICK_MS : 0);
     if (n->qhead == n->qlen) {
         n->qhead = n->qlen = 0;
+        if (n->qcap > NODE_Q_KEEP) {
+            kith_free(n->env, n->q);
+            n->q = NULL;
+            n->qcap = 0;
+        }
         return 0;
     }
     qact *a = &n->q[n->qhead++];

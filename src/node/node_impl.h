@@ -242,6 +242,11 @@ typedef struct dial_st {
     uint8_t fails; /* dials in a row that never got through */
 } dial_st;
 
+/* An emptied action queue larger than this many entries is freed, so that a
+ * burst (one message to every link is a write each) does not pin its
+ * high-water array (344 bytes an entry: 5.6 MB after 2,000 messages to 15
+ * links) for the life of the node. */
+#define NODE_Q_KEEP 256
 typedef struct qact {
     kith_action a;
     uint8_t *blob;
