@@ -663,6 +663,7 @@ static int run(const options *o)
     kith_identity *id = NULL;
     kith_node *node = NULL;
     kith_uvnode *uv = NULL;
+    kith_verifier *ver = NULL;
     kith_client *cl = NULL;
     kith_control *ctl = NULL;
     kith_irc *irc = NULL;
@@ -715,6 +716,10 @@ static int run(const options *o)
         .no_dial = o->no_dial,
         .peers = o->peers,
         .npeers = o->npeers };
+    /* Signatures of incoming messages checked on every core (without it,
+     * one by one on this thread). */
+    if (kith_verifier_new(0, &ver) == 0)
+        kith_verifier_install(ver, &env);
     rc = kith_node_new(&env, st, id, &cfg, &node);
     if (rc < 0) {
         fail("cannot start the node: %s", kith_strerror(rc));
@@ -784,6 +789,7 @@ out_node:
     if (node && code != EXIT_OK && kith_node_flush(node) < 0)
         KITH_LOGW(&env, "final flush failed");
     kith_node_free(node);
+    kith_verifier_free(ver); /* after the node: it may check until then */
     if (id) {
         kith_identity_wipe(id);
         sodium_free(id);

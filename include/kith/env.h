@@ -14,6 +14,17 @@ enum kith_log_level {
     KITH_LOG_DEBUG = 3,
 };
 
+/* One signature check (kith_env.verify_many): Ed25519 of `msg` (the signed
+ * bytes, domain included) under `pk`. The checker sets `ok` to 1 when the
+ * signature is good, 0 otherwise (kith_sig_check in src/crypto). */
+typedef struct kith_sig_job {
+    const uint8_t *pk; /* 32 bytes */
+    const uint8_t *msg;
+    size_t len;
+    const uint8_t *sig; /* 64 bytes */
+    int ok;
+} kith_sig_job;
+
 typedef struct kith_env {
     void *ctx;
     uint64_t (*mono_ms)(void *ctx); /* monotonic milliseconds */
@@ -31,6 +42,13 @@ typedef struct kith_env {
      * never recorded. */
     int (*sig_known)(void *ctx, const uint8_t key[32]); /* nonzero: known good */
     void (*sig_good)(void *ctx, const uint8_t key[32]);
+    /* Optional (NULL: the node checks signatures one at a time, in order):
+     * check n independent signatures and return when all are done, each
+     * job's `ok` set by kith_sig_check. The driver may spread the jobs over
+     * threads (src/uvnode/verify.c); the node calls it from its own thread
+     * and is not re-entered meanwhile. It takes verify_ctx, not ctx. */
+    void (*verify_many)(void *verify_ctx, kith_sig_job *jobs, size_t n);
+    void *verify_ctx;
 } kith_env;
 
 /* The real environment: clock_gettime, libsodium's randombytes, libc malloc

@@ -192,6 +192,12 @@ int kith_verify(const kith_env *env, const uint8_t pk[KITH_ID_LEN], const char *
     return rc;
 }
 
+void kith_sig_check(kith_sig_job *job)
+{
+    job->ok = job->pk && job->sig && (job->msg || !job->len)
+        && crypto_sign_verify_detached(job->sig, job->msg, job->len, job->pk) == 0;
+}
+
 void kith_hash(uint8_t out[KITH_HASH_LEN], const uint8_t *data, size_t len)
 {
     crypto_generichash(out, KITH_HASH_LEN, data, len, NULL, 0);

@@ -66,6 +66,10 @@ KITH_WUR int kith_sign(const kith_env *env, const kith_identity *id, const char 
 KITH_WUR int kith_verify(const kith_env *env, const uint8_t pk[KITH_ID_LEN], const char *domain,
     const uint8_t *msg, size_t len, const uint8_t sig[KITH_SIG_LEN]);
 
+/* One job of kith_env.verify_many: sets job->ok (1 good, 0 bad). Pure and
+ * thread-safe (no env, no memo): any thread may run it. */
+void kith_sig_check(kith_sig_job *job);
+
 /* BLAKE2b-256 of data. */
 void kith_hash(uint8_t out[KITH_HASH_LEN], const uint8_t *data, size_t len);
 /* Keyed BLAKE2b of (label || data), outlen in [16, 64]: derives subkeys and tags. */

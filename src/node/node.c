@@ -257,6 +257,8 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
      * needs storing, and it is as safe as the key file itself. */
     kith_keyed_hash(n->local_key, KITH_KEY_LEN, self->id_sk, "kith/1 local store", NULL, 0);
     kith_buf_init(&n->feed_out, env, 1u << 20);
+    kith_buf_init(&n->run_bytes, env, NODE_RUN_MAX * (KITH_MSG_MAX_ENVELOPE + 64));
+    kith_buf_init(&n->run_signed, env, NODE_RUN_MAX * (KITH_MSG_MAX_ENVELOPE + 64));
     n->doc = kith_malloc(env, sizeof *n->doc);
     if (!n->doc) {
         kith_node_free(n);
@@ -304,6 +306,11 @@ void kith_node_free(kith_node *n)
     node_lan_free(n);
     kith_free(n->env, n->doc);
     kith_buf_free(&n->feed_out);
+    kith_buf_free(&n->run_bytes);
+    kith_buf_free(&n->run_signed);
+    for (size_t i = 0; n->run && i < NODE_RUN_MAX; i++)
+        kith_buf_free(&n->run[i].plain);
+    kith_free(n->env, n->run);
     sodium_memzero(n->local_key, sizeof n->local_key);
     kith_free(n->env, n);
 }

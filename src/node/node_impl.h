@@ -47,6 +47,9 @@
 #define NODE_CATCHUP_STALL_MS 15000 /* no progress this long: report and stop */
 /* Per-link budget per tick (1 s): generous enough for catch-up at full
  * speed, small enough that one peer can't monopolise the node. */
+/* MSG frames of one connection batched for kith_env.verify_many (a run:
+ * consecutive MSG frames of one read, node_net.c). */
+#define NODE_RUN_MAX 128
 #define NODE_BUDGET_BYTES (64u << 20)
 #define NODE_BUDGET_FRAMES 200000
 
@@ -260,6 +263,24 @@ typedef struct outmsg {
     size_t env_len, body_len;
 } outmsg;
 
+/* A MSG frame of a run. Before the run is handled in order, every frame
+ * that is new (not seen, not a copy of an earlier one in the run) and opens
+ * with a room key is decrypted and parsed here, and all their signatures
+ * are checked at once (kith_env.verify_many). accept_one uses the result
+ * for exactly this envelope (same room, same id): `ok` false is a bad
+ * signature. */
+typedef struct pre_msg {
+    size_t off, len; /* the envelope in kith_node.run_bytes */
+    bool pulled;
+    bool has_id;
+    bool opened; /* in, plain and ok are valid */
+    bool ok; /* the signature is good */
+    struct nroom *room;
+    uint8_t id[KITH_HASH_LEN];
+    kith_inner in; /* body points into plain */
+    kith_buf plain;
+} pre_msg;
+
 struct kith_node {
     const kith_env *env;
     kith_store *store;
@@ -303,6 +324,12 @@ struct kith_node {
     uint64_t load_pos; /* log position of the envelope being loaded */
     struct nconn *cur_from; /* the link whose frame is being handled */
     bool last_dup; /* the last envelope accepted was a duplicate */
+    /* The run of MSG frames being batched (only with env->verify_many). */
+    pre_msg *run; /* NODE_RUN_MAX entries, allocated on first use */
+    size_t nrun;
+    kith_buf run_bytes; /* their envelopes */
+    kith_buf run_signed; /* domain || inner of each, for the checks */
+    const pre_msg *pre; /* the frame of the run being accepted */
     kith_node_stats stats;
     uint8_t own_rec[KITH_ADDR_REC_MAX];
     size_t own_rec_len;
@@ -340,6 +367,9 @@ KITH_WUR int node_persist_op(kith_node *n, nroom *r, const uint8_t *op, size_t l
  * checked). */
 KITH_WUR int node_open_envelope(kith_node *n, const nroom *r, const uint8_t *env, size_t len,
     bool known, kith_buf *plain, kith_inner *in);
+/* The same for an envelope already parsed (e.ct points into its bytes). */
+KITH_WUR int node_open_parsed(kith_node *n, const nroom *r, const kith_envelope *e, bool known,
+    kith_buf *plain, kith_inner *in);
 /* The envelope of history entry idx (from the log), appended to out. */
 KITH_WUR int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out);
 static inline hist *node_hist_at(const nroom *r, size_t i)

@@ -648,6 +648,176 @@ typedef struct feed_ctx {
     nconn *c;
 } feed_ctx;
 
+static int on_msg(kith_node *n, nconn *c, const uint8_t *data, size_t len, bool pulled)
+{
+    nroom *r;
+    int rc;
+    if (n->pre) {
+        r = n->pre->room; /* parsed and found with its run */
+    } else {
+        kith_envelope e;
+        rc = kith_msg_parse_envelope(n->env, data, len, &e);
+        if (rc)
+            return rc;
+        r = node_room_by_tag(n, e.tag);
+    }
+    if (!r || !node_is_member(r, c->peer))
+        return 0; /* not a room we share (yet): ignore, don't punish */
+    n->cur_from = c;
+    n->last_dup = false;
+    n->stats.msgs_in++;
+    rc = node_accept_envelope(n, r, data, len, true, true);
+    n->cur_from = NULL;
+    n->stats.dups_in += n->last_dup;
+    if (n->last_dup && !pulled && !c->doomed)
+        node_gossip_duplicate(n, r, c);
+    uint64_t now = kith_mono_ms(n->env);
+    if (rc == KITH_EPERM && !c->doomed && now - c->last_gap_sync_ms > NODE_GAP_NOTICE_MS) {
+        /* From someone we don't know as a member: the peer knows ops
+         * we lack. Sync fetches them and then the messages. */
+        c->last_gap_sync_ms = now;
+        node_send_sync(n, c, r);
+    }
+    /* Unverifiable bytes are the sender's fault; a duplicate or an
+     * equivocation we detected is not grounds to drop the link. */
+    return rc == KITH_ECRYPTO || rc == KITH_EPROTO || rc == KITH_ENONCANON ? rc : 0;
+}
+
+/* ---- runs of MSG frames (kith_env.verify_many) ----
+ *
+ * With a driver that checks signatures in parallel, consecutive MSG frames
+ * of one read are not handled one by one: they are kept (copied) as a run,
+ * up to NODE_RUN_MAX, until another kind of frame comes or the read ends.
+ * Then every envelope of the run that is new (not seen, not a copy of an
+ * earlier one in the run: dedup still comes before any signature check) and
+ * opens with a key of its room is decrypted and parsed, all their
+ * signatures are checked in one verify_many call, and the frames are
+ * handled in order as if they had come one by one; accept_one takes the
+ * checked result instead of opening the envelope again. Nothing is
+ * accepted or relayed before the whole run was checked, so order and
+ * causality are those of the frames; a bad signature fails the link as
+ * before, and the frames after it are dropped with it. */
+
+static bool run_dup(const kith_node *n, size_t i)
+{
+    for (size_t k = 0; k < i; k++) {
+        if (n->run[k].has_id && memcmp(n->run[k].id, n->run[i].id, KITH_HASH_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void run_check(kith_node *n, nconn *c, size_t nrun)
+{
+    static const char domain[] = KITH_DOMAIN_MSG;
+    const size_t dlen = sizeof domain - 1;
+    kith_sig_job jobs[NODE_RUN_MAX];
+    size_t at[NODE_RUN_MAX], which[NODE_RUN_MAX], nj = 0;
+    kith_buf_reset(&n->run_signed);
+    for (size_t i = 0; i < nrun; i++) {
+        pre_msg *p = &n->run[i];
+        const uint8_t *env = n->run_bytes.data + p->off;
+        kith_envelope e;
+        if (kith_msg_parse_envelope(n->env, env, p->len, &e))
+            continue;
+        nroom *r = node_room_by_tag(n, e.tag);
+        if (!r || !node_is_member(r, c->peer))
+            continue;
+        kith_msg_id(env, p->len, p->id);
+        p->has_id = true;
+        if (kith_map_get(&r->seen, p->id, NULL) || run_dup(n, i))
+            continue;
+        /* Decrypt and parse only; the signature is checked below. */
+        /* Each entry keeps its buffer from run to run (wiped in between). */
+        if (!p->plain.env)
+            kith_buf_init(&p->plain, n->env, KITH_MSG_MAX_ENVELOPE);
+        if (node_open_parsed(n, r, &e, true, &p->plain, &p->in) != 0 || p->plain.len < KITH_SIG_LEN)
+            continue; /* handled in order, it fails (or is ignored) there */
+        size_t ilen = p->plain.len - KITH_SIG_LEN;
+        at[nj] = n->run_signed.len;
+        if (kith_buf_append(&n->run_signed, (const uint8_t *)domain, dlen)
+            || kith_buf_append(&n->run_signed, p->plain.data, ilen))
+            continue; /* no memory: opened and checked in order */
+        p->opened = true;
+        p->room = r;
+        jobs[nj].pk = p->in.author;
+        jobs[nj].len = dlen + ilen;
+        jobs[nj].sig = p->plain.data + ilen;
+        jobs[nj].ok = 0;
+        which[nj++] = i;
+    }
+    for (size_t j = 0; j < nj; j++)
+        jobs[j].msg = n->run_signed.data + at[j]; /* the buffer no longer moves */
+    if (nj)
+        n->env->verify_many(n->env->verify_ctx, jobs, nj);
+    for (size_t j = 0; j < nj; j++)
+        n->run[which[j]].ok = jobs[j].ok == 1;
+}
+
+static void run_clear(kith_node *n)
+{
+    for (size_t i = 0; i < n->nrun; i++) {
+        pre_msg *p = &n->run[i];
+        if (p->plain.len)
+            sodium_memzero(p->plain.data, p->plain.len); /* plaintext */
+        kith_buf_reset(&p->plain);
+        p->opened = p->has_id = false;
+    }
+    n->nrun = 0;
+    kith_buf_reset(&n->run_bytes);
+    if (n->run_signed.len)
+        sodium_memzero(n->run_signed.data, n->run_signed.len); /* plaintext */
+    kith_buf_reset(&n->run_signed);
+}
+
+/* Handle the run in order; its first error, like dispatch's. */
+static int run_flush(kith_node *n, nconn *c)
+{
+    size_t nrun = n->nrun;
+    if (!nrun)
+        return 0;
+    if (nrun > 1)
+        run_check(n, c, nrun);
+    int rc = 0;
+    for (size_t i = 0; i < nrun && !rc && !c->doomed; i++) {
+        const pre_msg *p = &n->run[i];
+        n->pre = p->opened ? p : NULL;
+        rc = on_msg(n, c, n->run_bytes.data + p->off, p->len, p->pulled);
+        n->pre = NULL;
+    }
+    run_clear(n);
+    return rc;
+}
+
+/* Keep a MSG frame in the run (flushing a full run first). */
+static int run_add(kith_node *n, nconn *c, const kith_frame *f)
+{
+    if (!n->run) {
+        n->run = kith_calloc(n->env, NODE_RUN_MAX, sizeof *n->run);
+        if (!n->run)
+            return on_msg(n, c, f->data, f->len, f->pulled);
+    }
+    int rc = n->nrun == NODE_RUN_MAX ? run_flush(n, c) : 0;
+    if (rc || c->doomed)
+        return rc;
+    size_t off = n->run_bytes.len;
+    if (kith_buf_append(&n->run_bytes, f->data, f->len) != 0) {
+        rc = run_flush(n, c); /* no room: this one alone, now */
+        return rc || c->doomed ? rc : on_msg(n, c, f->data, f->len, f->pulled);
+    }
+    pre_msg *p = &n->run[n->nrun++];
+    p->off = off;
+    p->len = f->len;
+    p->pulled = f->pulled;
+    p->opened = p->has_id = false;
+    return 0;
+}
+
+static bool batched(const kith_node *n, const nconn *c, const kith_frame *f)
+{
+    return f->type == KITH_FR_MSG && n->env->verify_many && !(c->joining && !c->join_on_link);
+}
+
 static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
 {
     if (f->type == KITH_FR_JOIN_REQ)
@@ -673,33 +843,8 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
         return 0; /* nothing else matters until the join is answered */
     if (f->type == KITH_FR_ADDR)
         return node_addr_frame(n, c, f);
-    if (f->type == KITH_FR_MSG) {
-        kith_envelope e;
-        int rc = kith_msg_parse_envelope(n->env, f->data, f->len, &e);
-        if (rc)
-            return rc;
-        nroom *r = node_room_by_tag(n, e.tag);
-        if (!r || !node_is_member(r, c->peer))
-            return 0; /* not a room we share (yet): ignore, don't punish */
-        n->cur_from = c;
-        n->last_dup = false;
-        n->stats.msgs_in++;
-        rc = node_accept_envelope(n, r, f->data, f->len, true, true);
-        n->cur_from = NULL;
-        n->stats.dups_in += n->last_dup;
-        if (n->last_dup && !f->pulled && !c->doomed)
-            node_gossip_duplicate(n, r, c);
-        uint64_t now = kith_mono_ms(n->env);
-        if (rc == KITH_EPERM && !c->doomed && now - c->last_gap_sync_ms > NODE_GAP_NOTICE_MS) {
-            /* From someone we don't know as a member: the peer knows ops
-             * we lack. Sync fetches them and then the messages. */
-            c->last_gap_sync_ms = now;
-            node_send_sync(n, c, r);
-        }
-        /* Unverifiable bytes are the sender's fault; a duplicate or an
-         * equivocation we detected is not grounds to drop the link. */
-        return rc == KITH_ECRYPTO || rc == KITH_EPROTO || rc == KITH_ENONCANON ? rc : 0;
-    }
+    if (f->type == KITH_FR_MSG)
+        return on_msg(n, c, f->data, f->len, f->pulled);
     nroom *r = node_room_by_id(n, f->room_id);
     if (r && !node_is_member(r, c->peer) && f->type == KITH_FR_SYNC)
         node_tell_removed(n, c, r); /* a former member still syncing */
@@ -749,8 +894,17 @@ static int on_frame(void *ud, const uint8_t *data, size_t len)
     }
     kith_frame f;
     int rc = kith_frame_decode(fc->n->env, data, len, fc->n->doc, &f);
-    if (!rc)
-        rc = dispatch(fc->n, fc->c, &f);
+    if (!rc && batched(fc->n, fc->c, &f)) {
+        rc = run_add(fc->n, fc->c, &f);
+    } else {
+        /* Frames keep their order: the run first. (The MSG path never uses
+         * n->doc, so f stays intact.) */
+        int rc2 = run_flush(fc->n, fc->c);
+        if (!rc)
+            rc = rc2;
+        if (!rc && !fc->c->doomed)
+            rc = dispatch(fc->n, fc->c, &f);
+    }
     if (rc && !fc->c->doomed) {
         KITH_LOGI(fc->n->env, "bad frame from a peer: %s", kith_strerror(rc));
         conn_fail(fc->n, fc->c, "protocol error");
@@ -906,6 +1060,14 @@ void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t 
     n->feeding = c;
     kith_buf_reset(&n->feed_out);
     int rc = kith_session_feed(c->s, data, len, &n->feed_out, on_frame, &fc);
+    if (!c->doomed) {
+        int rc2 = run_flush(n, c);
+        if (rc2 && !c->doomed) {
+            KITH_LOGI(n->env, "bad frame from a peer: %s", kith_strerror(rc2));
+            conn_fail(n, c, "protocol error");
+        }
+    }
+    run_clear(n);
     flush_feed_out(n, c);
     n->feeding = NULL;
     if (c->doomed) {

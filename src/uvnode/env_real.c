@@ -60,4 +60,6 @@ void kith_env_init_real(kith_env *env)
     env->log_level = KITH_LOG_WARN;
     env->sig_known = NULL;
     env->sig_good = NULL;
+    env->verify_many = NULL; /* src/uvnode/verify.c installs one */
+    env->verify_ctx = NULL;
 }

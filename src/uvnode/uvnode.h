@@ -123,4 +123,17 @@ void kith_uvnode_kick(kith_uvnode *u);
 KITH_WUR int kith_uvnode_split_addr(
     const char *s, char *host, size_t hostcap, uint16_t *port, bool allow_zero);
 
+/* Signature checks on worker threads: fills kith_env.verify_many, so a node
+ * checks the signatures of a run of incoming messages on every core
+ * (src/uvnode/verify.c; docs/internals/uvnode.md). threads: workers beside
+ * the calling thread, 0 -> one less than the CPUs; at most
+ * KITH_VERIFIER_MAX_THREADS. Install into the env before kith_node_new;
+ * free after kith_node_free. On a one-CPU machine it installs nothing. */
+#define KITH_VERIFIER_MAX_THREADS 7
+typedef struct kith_verifier kith_verifier;
+KITH_WUR int kith_verifier_new(size_t threads, kith_verifier **out);
+void kith_verifier_install(kith_verifier *v, kith_env *env);
+size_t kith_verifier_threads(const kith_verifier *v);
+void kith_verifier_free(kith_verifier *v); /* NULL is fine */
+
 #endif

@@ -455,6 +455,161 @@ static void test_bulk_catchup(void **state)
     world_free(w);
 }
 
+/* kith_env.verify_many as a driver with worker threads would offer it, but
+ * on this thread: counts the batches and checks each job for real. */
+typedef struct vstats {
+    size_t calls, jobs, biggest, bad;
+} vstats;
+static vstats VS;
+
+static void count_verify_many(void *ctx, kith_sig_job *jobs, size_t n)
+{
+    vstats *v = ctx;
+    v->calls++;
+    v->jobs += n;
+    if (n > v->biggest)
+        v->biggest = n;
+    /* Backwards: the node must not depend on the order of the checks. */
+    for (size_t i = n; i > 0; i--) {
+        kith_sig_check(&jobs[i - 1]);
+        v->bad += jobs[i - 1].ok != 1;
+    }
+}
+
+/* Where in tn's events a message with this text is (SIZE_MAX: none). */
+static size_t ev_index(const tnode *tn, const char *text)
+{
+    for (size_t i = 0; i < tn->nev; i++) {
+        if (tn->ev[i].type == KITH_EV_MESSAGE && strcmp(tn->ev[i].text, text) == 0)
+            return i;
+    }
+    return SIZE_MAX;
+}
+
+static nconn *conn_to(kith_node *n, const uint8_t peer[KITH_ID_LEN])
+{
+    for (size_t i = 0; i < n->nconns; i++) {
+        if (n->conns[i]->established && memcmp(n->conns[i]->peer, peer, KITH_ID_LEN) == 0)
+            return n->conns[i];
+    }
+    return NULL;
+}
+
+/* With verify_many (docs/internals/uvnode.md), consecutive MSG frames are
+ * checked as a batch: a catch-up arrives whole and in order, every new
+ * signature is checked once, and a message whose signature is bad is
+ * refused (the link closes) although the messages before it in its batch
+ * are taken. */
+static void test_batched_verify(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    memset(&VS, 0, sizeof VS);
+    w->t.env.verify_many = count_verify_many;
+    w->t.env.verify_ctx = &VS;
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    node_stop(w, 1);
+    for (int k = 0; k < 300; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "away %d", k);
+        send_text(w, 0, room, text);
+        if (k % 50 == 49)
+            settle(w);
+    }
+    settle(w);
+    VS.jobs = VS.calls = VS.biggest = 0;
+    node_start(w, 1);
+    tick(w, 3);
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_int_equal(info.messages, 300);
+    /* In order. */
+    size_t prev = 0;
+    for (int k = 0; k < 300; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "away %d", k);
+        size_t at = ev_index(&w->n[1], text);
+        assert_true(at != SIZE_MAX);
+        assert_true(k == 0 || at > prev);
+        prev = at;
+    }
+    /* Checked in batches, each signature once. */
+    assert_true(VS.biggest > 1);
+    assert_int_equal(VS.jobs, 300);
+    assert_int_equal(VS.bad, 0);
+
+    /* Five good messages, then a sixth of a's chain whose signature is bad,
+     * all in one read of b's. */
+    tnode *a = &w->n[0];
+    tnode *b = &w->n[1];
+    for (int k = 0; k < 5; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "good %d", k);
+        send_text(w, 0, room, text);
+    }
+    assert_int_equal(kith_node_flush(a->node), 0);
+    drain(w, 0);
+    nroom *ar = node_room_by_id(a->node, room);
+    author_st *au = node_author(a->node, ar, a->id.id_pk, false);
+    assert_non_null(au);
+    uint64_t epoch;
+    const uint8_t *key = kith_room_current_key(ar->room, &epoch);
+    assert_non_null(key);
+    kith_inner in;
+    memset(&in, 0, sizeof in);
+    in.type = KITH_MSG_TEXT;
+    memcpy(in.room_id, room, 32);
+    in.epoch = epoch;
+    memcpy(in.author, a->id.id_pk, KITH_ID_LEN);
+    in.seq = au->seq + 1;
+    memcpy(in.prev, au->ids[au->seq - 1], KITH_HASH_LEN);
+    in.lamport = 5000;
+    in.wall_ms = w->t.wall;
+    in.body = (const uint8_t *)"forged";
+    in.body_len = 6;
+    kith_buf plain, env, frame;
+    kith_buf_init(&plain, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&env, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&frame, &w->t.env, KITH_SESSION_MAX_APP);
+    assert_int_equal(kith_msg_encode_inner(&in, &plain), 0);
+    uint8_t sig[KITH_SIG_LEN];
+    assert_int_equal(kith_sign(&w->t.env, &a->id, KITH_DOMAIN_MSG, plain.data, plain.len, sig), 0);
+    sig[10] ^= 0x01;
+    assert_int_equal(kith_buf_append(&plain, sig, sizeof sig), 0);
+    assert_int_equal(kith_msg_seal_plain(&w->t.env, epoch, key, plain.data, plain.len, &env), 0);
+    assert_int_equal(kith_frame_msg(&frame, env.data, env.len), 0);
+    nconn *c = conn_to(a->node, b->id.id_pk);
+    assert_non_null(c);
+    assert_int_equal(node_conn_send(a->node, c, &frame), 0);
+    kith_buf_free(&plain);
+    kith_buf_free(&env);
+    kith_buf_free(&frame);
+    size_t calls = VS.calls, bad = VS.bad;
+    size_t links = 0;
+    for (size_t i = 0; i < b->node->nconns; i++)
+        links += b->node->conns[i]->established;
+    settle(w);
+    assert_int_equal(VS.calls, calls + 1); /* one batch: 5 good, 1 bad */
+    assert_int_equal(VS.bad, bad + 1);
+    for (int k = 0; k < 5; k++) {
+        char text[32];
+        snprintf(text, sizeof text, "good %d", k);
+        assert_int_equal(count_ev(b, KITH_EV_MESSAGE, text), 1);
+    }
+    assert_int_equal(count_ev(b, KITH_EV_MESSAGE, "forged"), 0);
+    assert_int_equal(kith_node_room_info(b->node, room, &info), 0);
+    assert_int_equal(info.messages, 305);
+    size_t after = 0;
+    for (size_t i = 0; i < b->node->nconns; i++)
+        after += b->node->conns[i]->established;
+    assert_true(after < links); /* the link that carried it was closed */
+    w->t.env.verify_many = NULL;
+    w->t.env.verify_ctx = NULL;
+    world_free(w);
+}
+
 static void test_sent_only_after_flush(void **state)
 {
     (void)state;
@@ -1015,6 +1170,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_batched_verify, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_second_room_over_link, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_reaction_before_target, NULL, teardown),
     };

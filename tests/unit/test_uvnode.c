@@ -99,6 +99,15 @@ typedef struct side {
     int knock_rc;
     char heard_name[80];
     char heard_addr[80];
+    /* burst: B sends this many messages "m0000".. at once, A waits for
+     * them all and checks their order; A's signatures are checked by a
+     * kith_verifier (worker threads), counted here. */
+    int burst;
+    int order_errors;
+    kith_verifier *ver;
+    void (*ver_fn)(void *ctx, kith_sig_job *jobs, size_t n);
+    void *ver_ctx;
+    size_t ver_batches, ver_jobs, ver_biggest;
 } side;
 
 static void on_deadline(uv_timer_t *t)
@@ -127,20 +136,30 @@ static void hook_event(void *ud, const kith_event *ev)
              * allowed. */
             memcpy(s->room, ev->room_id, KITH_ROOM_ID_LEN);
             uint64_t seq;
-            s->send_rc = kith_node_send(s->node, s->room, 1, "hello from b", 12, &seq);
+            if (!s->burst)
+                s->send_rc = kith_node_send(s->node, s->room, 1, "hello from b", 12, &seq);
+            for (int k = 0; k < s->burst && !s->send_rc; k++) {
+                char text[16];
+                snprintf(text, sizeof text, "m%04d", k);
+                s->send_rc = kith_node_send(s->node, s->room, 1, text, strlen(text), &seq);
+            }
             kith_uvnode_kick(s->uv);
         }
         break;
     case KITH_EV_MESSAGE:
         if (ev->self) {
             s->own_msgs++;
-            if (!s->is_a)
+            if (!s->is_a && s->own_msgs >= (s->burst ? s->burst : 1))
                 kith_uvnode_stop(s->uv); /* deferred until the writes went out */
         } else {
+            char want[16];
+            snprintf(want, sizeof want, "m%04d", s->got_msgs);
+            if (s->burst && (ev->text_len != strlen(want) || memcmp(ev->text, want, ev->text_len)))
+                s->order_errors++;
             s->got_msgs++;
             snprintf(s->last_text, sizeof s->last_text, "%.*s", (int)ev->text_len, ev->text);
             snprintf(s->last_nick, sizeof s->last_nick, "%s", ev->nick ? ev->nick : "");
-            if (s->is_a)
+            if (s->is_a && s->got_msgs >= (s->burst ? s->burst : 1))
                 kith_uvnode_stop(s->uv);
         }
         break;
@@ -176,12 +195,25 @@ static void *run_side(void *arg)
     return NULL;
 }
 
+/* verify_many of A: the verifier's, counted. Runs on A's loop thread. */
+static void counted_verify(void *ctx, kith_sig_job *jobs, size_t n)
+{
+    side *s = ctx;
+    s->ver_batches++;
+    s->ver_jobs += n;
+    if (n > s->ver_biggest)
+        s->ver_biggest = n;
+    s->ver_fn(s->ver_ctx, jobs, n);
+}
+
 /* host: what the node announces with the bound port (A announces
  * "localhost:PORT" so that B's dial goes through getaddrinfo). lan_port:
  * LAN discovery on loopback on that UDP port, 0 for none. */
 static void side_init_lan(side *s, const char *nick, bool is_a, const char *host, uint16_t lan_port)
 {
+    int burst = s->burst; /* the one setting made before init */
     memset(s, 0, sizeof *s);
+    s->burst = burst;
     s->is_a = is_a;
     kith_env_init_real(&s->env);
     s->env.log_level = KITH_LOG_ERROR;
@@ -198,6 +230,17 @@ static void side_init_lan(side *s, const char *nick, bool is_a, const char *host
         assert_int_equal(kith_uvnode_lan_start_opts(s->uv, &lo, err, sizeof err), 0);
     }
     kith_node_config cfg = { .addr = addr, .nick = nick, .lan = lan_port != 0 };
+    if (s->burst && is_a) {
+        /* Two worker threads even on a one-CPU machine. */
+        assert_int_equal(kith_verifier_new(2, &s->ver), 0);
+        assert_int_equal(kith_verifier_threads(s->ver), 2);
+        kith_verifier_install(s->ver, &s->env);
+        assert_non_null(s->env.verify_many);
+        s->ver_fn = s->env.verify_many;
+        s->ver_ctx = s->env.verify_ctx;
+        s->env.verify_many = counted_verify;
+        s->env.verify_ctx = s;
+    }
     assert_int_equal(kith_node_new(&s->env, s->store, &s->id, &cfg, &s->node), 0);
     kith_uvnode_set_node(s->uv, s->node);
     kith_uvnode_hooks hooks = { s, hook_event, hook_ready, hook_shutdown };
@@ -216,6 +259,7 @@ static void side_free(side *s)
 {
     kith_uvnode_free(s->uv);
     kith_node_free(s->node);
+    kith_verifier_free(s->ver);
     kith_store_close(s->store);
     kith_identity_wipe(&s->id);
 }
@@ -254,6 +298,89 @@ static void test_two_nodes(void **state)
     assert_int_equal(a->got_msgs, 1);
     assert_string_equal(a->last_text, "hello from b");
     assert_string_equal(a->last_nick, "bob");
+    side_free(a);
+    side_free(b);
+    free(a);
+    free(b);
+}
+
+/* The verifier alone, on worker threads: every result is the one a check
+ * on this thread gives (bad signatures found wherever they are in the
+ * batch), for small batches (checked by the caller alone) and big ones,
+ * many times over (threads woken again and again). */
+static void test_verifier_threads(void **state)
+{
+    (void)state;
+    enum { N = 96 };
+    kith_env env;
+    kith_env_init_real(&env);
+    kith_verifier *v = NULL;
+    assert_int_equal(kith_verifier_new(3, &v), 0);
+    assert_int_equal(kith_verifier_threads(v), 3);
+    kith_verifier_install(v, &env);
+    assert_non_null(env.verify_many);
+    uint8_t pk[32], sk[64];
+    crypto_sign_keypair(pk, sk);
+    static uint8_t msgs[N][40], sigs[N][64];
+    bool good[N];
+    for (int i = 0; i < N; i++) {
+        snprintf((char *)msgs[i], sizeof msgs[i], "message number %d", i);
+        crypto_sign_detached(sigs[i], NULL, msgs[i], sizeof msgs[i], sk);
+        good[i] = i % 7 != 3;
+        if (!good[i])
+            sigs[i][i % 64] ^= 0x20;
+    }
+    kith_sig_job jobs[N];
+    for (int round = 0; round < 40; round++) {
+        size_t n = round < 6 ? (size_t)round : N - (size_t)round;
+        for (size_t i = 0; i < n; i++)
+            jobs[i] = (kith_sig_job) { pk, msgs[i], sizeof msgs[i], sigs[i], -1 };
+        env.verify_many(env.verify_ctx, jobs, n);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(jobs[i].ok, good[i] ? 1 : 0);
+    }
+    kith_verifier_free(v);
+    /* Zero threads (one CPU): nothing installed, the node checks alone. */
+    kith_env e2;
+    kith_env_init_real(&e2);
+    assert_int_equal(kith_verifier_new(0, &v), 0);
+    kith_verifier_install(v, &e2);
+    assert_true(kith_verifier_threads(v) > 0 || e2.verify_many == NULL);
+    kith_verifier_free(v);
+    kith_verifier_free(NULL);
+}
+
+/* B sends 300 messages at once over real TCP; A checks their signatures
+ * in batches on its verifier's threads and shows all of them, in order. */
+static void test_burst_verified_on_threads(void **state)
+{
+    (void)state;
+    enum { BURST = 300 };
+    side *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    a->burst = b->burst = BURST;
+    side_init(a, "alice", true, "127.0.0.1");
+    side_init(b, "bob", false, "127.0.0.1");
+    char code[512];
+    assert_int_equal(kith_node_create_room(a->node, "burst", a->room), 0);
+    assert_int_equal(kith_node_invite(a->node, a->room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(b->node, code), 0);
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, run_side, a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, run_side, b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_false(a->timed_out);
+    assert_false(b->timed_out);
+    assert_int_equal(b->send_rc, 0);
+    assert_int_equal(a->errors, 0);
+    assert_int_equal(a->got_msgs, BURST);
+    assert_int_equal(a->order_errors, 0);
+    /* Every signature of the burst went through the verifier, most of them
+     * in batches (a read carries many frames). */
+    assert_true(a->ver_jobs >= BURST);
+    assert_true(a->ver_biggest > 4);
     side_free(a);
     side_free(b);
     free(a);
@@ -385,6 +512,8 @@ int main(void)
         cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_listen_errors),
         cmocka_unit_test(test_two_nodes),
+        cmocka_unit_test(test_verifier_threads),
+        cmocka_unit_test(test_burst_verified_on_threads),
         cmocka_unit_test(test_stop_before_run),
         cmocka_unit_test(test_join_unreachable),
         cmocka_unit_test(test_lan_beacon_loopback),

@@ -521,6 +521,12 @@ def run_catchup(binary, members, count, payload, timeout):
         if hwm:
             peak_kb = max(peak_kb, hwm)
         secs = t_end - t_start
+        # Message frames the returning member read, and how many of them were
+        # copies of what it held (each online member serves the backlog).
+        try:
+            st = away.stats()
+        except kithnet.Failure:
+            st = {}
         have = count if done else max(away.c_prints, (progress[-1][1] - (want - count))
                                       if progress else 0)
         res = {
@@ -537,6 +543,8 @@ def run_catchup(binary, members, count, payload, timeout):
             "cpu_us_per_msg": rnd((cpu_end - cpu_start) * 1e6 / have
                                   if have and cpu_end is not None else None, 1),
             "progress": progress[-20:],
+            "msgs_in": st.get("msgs_in"),
+            "dups_in": st.get("dups_in"),
             "log_bytes_per_msg": rnd(log_bytes / want if want else None, 1),
         }
         log("catch-up: %s in %.2f s: %s msg/s, peak RSS %s MB" % (
