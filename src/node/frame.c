@@ -56,23 +56,42 @@ int kith_frame_knock(kith_buf *out, const char *room_name, const uint8_t cert[KI
     return finish(&w);
 }
 
-int kith_frame_join_ok(kith_buf *out, const kith_room *room)
+int kith_frame_join_ok(kith_buf *out, const kith_room *room, size_t from, size_t *next)
 {
     size_t n = kith_room_op_count(room);
+    if (from >= n)
+        return KITH_EINVAL;
+    /* Room for the map, the type, the room id, the array and the mark;
+     * each op costs its bytes and a bin header of at most 5. */
+    size_t end = from, bytes = 64;
+    while (end < n && end - from < KITH_FRAME_JOIN_OPS) {
+        size_t len;
+        kith_room_op_at(room, end, &len);
+        if (end > from && bytes + len + 5 > KITH_FRAME_JOIN_BYTES)
+            break;
+        bytes += len + 5;
+        end++;
+    }
+    bool more = end < n;
     kith_wire_writer w;
     kith_wire_writer_init(&w, out);
-    kith_wire_map(&w, 3);
+    kith_wire_map(&w, more ? 4 : 3);
     kith_wire_uint(&w, 0);
     kith_wire_uint(&w, KITH_FR_JOIN_OK);
     kith_wire_uint(&w, 1);
     kith_wire_bin(&w, kith_room_id(room), KITH_HASH_LEN);
     kith_wire_uint(&w, 2);
-    kith_wire_array(&w, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
+    kith_wire_array(&w, (uint32_t)(end - from));
+    for (size_t i = from; i < end; i++) {
         size_t len;
         const uint8_t *op = kith_room_op_at(room, i, &len);
         kith_wire_bin(&w, op, len);
     }
+    if (more) {
+        kith_wire_uint(&w, 3);
+        kith_wire_bool(&w, true);
+    }
+    *next = end;
     return finish(&w);
 }
 
@@ -215,13 +234,18 @@ int kith_frame_decode(
         if ((rc = get_cstr(doc, m, 4, f->addr, KITH_ADDR_MAX)))
             return rc;
         return need(kith_wire_get_fixed(doc, m, 5, f->cert, KITH_SIG_LEN));
-    case KITH_FR_JOIN_OK:
+    case KITH_FR_JOIN_OK: {
         if ((rc = need(kith_wire_get_array(doc, m, 2, &f->arr))))
             return rc;
         f->count = f->arr->n;
         if (f->count == 0 || f->count > KITH_ROOM_MAX_OPS)
             return KITH_EPROTO;
+        const kith_wire_node *more = kith_wire_get(doc, m, 3);
+        if (more && (more->type != KITH_WIRE_BOOL || !more->u))
+            return KITH_EPROTO; /* present only as true: one encoding */
+        f->more = more != NULL;
         return 0;
+    }
     case KITH_FR_JOIN_ERR:
         return get_cstr(doc, m, 2, f->reason, KITH_FRAME_REASON_MAX);
     case KITH_FR_OP:

@@ -18,7 +18,7 @@
 
 enum kith_frame_type {
     KITH_FR_JOIN_REQ = 2, /* joiner -> inviter: room id, proof, nick, addr, cert */
-    KITH_FR_JOIN_OK = 3, /* inviter -> joiner: room id, every op of the room */
+    KITH_FR_JOIN_OK = 3, /* inviter -> joiner: room id, the room's ops (in parts when big) */
     KITH_FR_JOIN_ERR = 4, /* inviter -> joiner: room id, reason */
     KITH_FR_OP = 5, /* a membership op: room id, op */
     KITH_FR_MSG = 6, /* an envelope */
@@ -34,6 +34,12 @@ enum kith_frame_type {
 #define KITH_FRAME_REASON_MAX 120
 #define KITH_FRAME_MAX_VEC KITH_ROOM_MAX_MEMBERS
 #define KITH_FRAME_MAX_IDS 512 /* ids in one IHAVE or WANT */
+/* One JOIN_OK carries at most this many ops and bytes of ops; a room whose
+ * log is bigger goes in several, each but the last marked "more". The
+ * limits keep a frame under the session's and the decoder's caps
+ * (KITH_SESSION_MAX_APP, KITH_WIRE_MAX_FRAME and KITH_WIRE_MAX_NODES). */
+#define KITH_FRAME_JOIN_OPS 2048
+#define KITH_FRAME_JOIN_BYTES (KITH_WIRE_MAX_FRAME - 4096)
 
 typedef struct kith_frame {
     uint32_t type;
@@ -48,6 +54,7 @@ typedef struct kith_frame {
     size_t len;
     uint64_t nops; /* SYNC: ops the sender holds */
     bool pulled; /* MSG: an answer to SYNC or WANT, not a push */
+    bool more; /* JOIN_OK: more parts with the next ops follow */
     size_t count; /* JOIN_OK: ops; SYNC: vector entries */
     const kith_wire_doc *doc;
     const kith_wire_node *arr;
@@ -57,7 +64,11 @@ typedef struct kith_frame {
 KITH_WUR int kith_frame_join_req(kith_buf *out, const uint8_t room_id[KITH_HASH_LEN],
     const uint8_t proof[KITH_HASH_LEN], const uint8_t cert[KITH_SIG_LEN], const char *nick,
     const char *addr);
-KITH_WUR int kith_frame_join_ok(kith_buf *out, const kith_room *room);
+/* JOIN_OK with the room's ops from index `from` on, as many as fit
+ * (KITH_FRAME_JOIN_OPS, KITH_FRAME_JOIN_BYTES; at least one); *next is
+ * the index of the first op left for the next part (the op count when
+ * this is the last). */
+KITH_WUR int kith_frame_join_ok(kith_buf *out, const kith_room *room, size_t from, size_t *next);
 KITH_WUR int kith_frame_knock(kith_buf *out, const char *room_name,
     const uint8_t cert[KITH_SIG_LEN], const char *nick, const char *addr);
 KITH_WUR int kith_frame_join_err(

@@ -24,6 +24,9 @@
 #define NODE_TICK_MS 1000
 #define NODE_HANDSHAKE_TIMEOUT_MS 10000
 #define NODE_JOIN_TIMEOUT_MS 20000
+/* A joiner takes a room's log of at most this many bytes of ops (JOIN_OK
+ * parts are collected until the last; a 1000-member room's is about 1 MiB). */
+#define NODE_JOIN_MAX_BYTES (64u << 20)
 #define NODE_SYNC_INTERVAL_MS 60000
 #define NODE_SYNC_BATCH_BYTES (2u << 20)
 #define NODE_BACKOFF_MIN_MS 1000
@@ -201,6 +204,10 @@ typedef struct nconn {
     bool join_link; /* a join went over it: kept over a duplicate (node_net.c keep_over) */
     bool join_on_link; /* the join goes over a link that serves other rooms */
     kith_invite inv;
+    /* Joiner: the ops of JOIN_OK parts so far, each (u32 length, bytes),
+     * until the part not marked "more" arrives. */
+    kith_buf join_ops;
+    size_t join_nops;
     uint8_t origin; /* how the peer was found: enum node_origin */
     bool knock; /* joining by a LAN knock on knock_name (no invite) */
     char knock_name[KITH_ROOM_NAME_MAX + 1];

@@ -152,6 +152,7 @@ void node_conn_free(kith_node *n, nconn *c)
     }
     kith_session_free(c->s);
     sodium_memzero(&c->inv, sizeof c->inv);
+    kith_buf_free(&c->join_ops);
     kith_free(n->env, c);
 }
 
@@ -436,13 +437,20 @@ void node_send_join_err(
     send_join_err(n, c, room_id, reason);
 }
 
+/* The room's whole log, in as many JOIN_OK parts as it takes: a room of
+ * about a thousand members has more than one frame's worth of ops. */
 static int send_join_ok(kith_node *n, nconn *c, nroom *r)
 {
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
-    int rc = kith_frame_join_ok(&frame, r->room);
-    if (!rc)
-        rc = node_conn_send(n, c, &frame);
+    size_t nops = kith_room_op_count(r->room), at = 0;
+    int rc = 0;
+    while (!rc && at < nops) {
+        kith_buf_reset(&frame);
+        rc = kith_frame_join_ok(&frame, r->room, at, &at);
+        if (!rc)
+            rc = node_conn_send(n, c, &frame);
+    }
     kith_buf_free(&frame);
     return rc;
 }
@@ -542,18 +550,28 @@ int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN
     return rc;
 }
 
-/* Joiner side: rebuild the room from its ops, verified from the genesis. */
-static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
+static int join_op_at(const nconn *c, size_t *off, const uint8_t **op, size_t *len)
 {
-    /* A knock names the room, not its id: the id comes with the answer and
-     * the room's name is checked once the genesis is verified. */
-    if (c->joining && c->knock)
-        memcpy(c->inv.room_id, f->room_id, KITH_HASH_LEN);
-    if (!c->joining || memcmp(f->room_id, c->inv.room_id, KITH_HASH_LEN) != 0)
+    const kith_buf *b = &c->join_ops;
+    if (*off + 4 > b->len)
         return KITH_EPROTO;
+    size_t l = kith_get_be32(b->data + *off);
+    if (l > b->len - *off - 4)
+        return KITH_EPROTO;
+    *op = b->data + *off + 4;
+    *len = l;
+    *off += 4 + l;
+    return 0;
+}
+
+/* Joiner side, once every part is in: rebuild the room from its ops,
+ * verified from the genesis. */
+static int join_finish(kith_node *n, nconn *c)
+{
+    size_t off = 0;
     const uint8_t *op;
     size_t len;
-    int rc = kith_frame_op_at(f, 0, &op, &len);
+    int rc = join_op_at(c, &off, &op, &len);
     if (rc)
         return rc;
     kith_room *room;
@@ -572,8 +590,8 @@ static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
         return rc;
     }
     rc = node_persist_op(n, r, op, len);
-    for (size_t i = 1; !rc && i < f->count; i++) {
-        rc = kith_frame_op_at(f, i, &op, &len);
+    for (size_t i = 1; !rc && i < c->join_nops; i++) {
+        rc = join_op_at(c, &off, &op, &len);
         if (!rc)
             rc = node_apply_op(n, r, op, len, true, false);
         if (rc == KITH_EEXIST)
@@ -598,6 +616,45 @@ static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
     node_send_sync(n, c, r);
     node_refresh_dials(n);
     return 0;
+}
+
+/* Joiner side: collect the ops of each JOIN_OK part; the last one (not
+ * marked "more") completes the join. */
+static int on_join_ok(kith_node *n, nconn *c, const kith_frame *f)
+{
+    /* A knock names the room, not its id: the id comes with the answer and
+     * the room's name is checked once the genesis is verified. */
+    if (c->joining && c->knock && !c->join_nops)
+        memcpy(c->inv.room_id, f->room_id, KITH_HASH_LEN);
+    if (!c->joining || memcmp(f->room_id, c->inv.room_id, KITH_HASH_LEN) != 0)
+        return KITH_EPROTO;
+    if (!c->join_nops)
+        kith_buf_init(&c->join_ops, n->env, NODE_JOIN_MAX_BYTES);
+    int rc = c->join_nops + f->count > KITH_ROOM_MAX_OPS ? KITH_ETOOBIG : 0;
+    for (size_t i = 0; !rc && i < f->count; i++) {
+        const uint8_t *op;
+        size_t len;
+        uint8_t hdr[4];
+        rc = kith_frame_op_at(f, i, &op, &len);
+        kith_put_be32(hdr, (uint32_t)len);
+        if (!rc)
+            rc = kith_buf_append(&c->join_ops, hdr, sizeof hdr);
+        if (!rc)
+            rc = kith_buf_append(&c->join_ops, op, len);
+    }
+    c->join_nops += f->count;
+    if (rc == KITH_ETOOBIG) {
+        node_event_error(n, NULL, rc, "join failed: the room's log is bigger than %u MiB",
+            NODE_JOIN_MAX_BYTES >> 20);
+        c->joining = false; /* reported: conn_gone must not report it again */
+    }
+    if (!rc && !f->more)
+        rc = join_finish(n, c);
+    if (rc || !f->more) {
+        kith_buf_free(&c->join_ops);
+        c->join_nops = 0;
+    }
+    return rc;
 }
 
 int kith_node_join(kith_node *n, const char *code)
@@ -831,6 +888,8 @@ static int dispatch(kith_node *n, nconn *c, const kith_frame *f)
             return KITH_EPROTO;
         node_event_error(n, NULL, KITH_EPERM, "join failed: %s", f->reason);
         c->joining = false; /* reported: conn_gone must not report it again */
+        kith_buf_free(&c->join_ops);
+        c->join_nops = 0;
         if (c->join_on_link) {
             c->join_on_link = false; /* the link still serves its rooms */
             sodium_memzero(&c->inv, sizeof c->inv);

@@ -1156,6 +1156,61 @@ static void test_second_room_over_link(void **state)
     world_free(w);
 }
 
+/* A room whose log is more than one frame's worth of ops (here by its
+ * topic history; in a room of a thousand members by its add ops) is sent
+ * to a joiner in several JOIN_OK parts, and the joiner gets all of it. */
+static void test_join_big_log(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 2);
+    uint8_t room[32];
+    assert_int_equal(kith_node_create_room(w->n[0].node, "archive", room), 0);
+    char topic[KITH_TOPIC_MAX + 1];
+    for (int i = 0; i < 3000; i++) {
+        memset(topic, 'a' + i % 26, KITH_TOPIC_MAX);
+        snprintf(topic, sizeof topic, "topic %d ", i);
+        topic[strlen(topic)] = 'x';
+        topic[KITH_TOPIC_MAX] = '\0';
+        assert_int_equal(
+            kith_node_member_op(w->n[0].node, room, KITH_MOP_SET_TOPIC, NULL, 0, topic), 0);
+    }
+    settle(w);
+    const kith_room *big = node_room_by_id(w->n[0].node, room)->room;
+    size_t nops = kith_room_op_count(big), bytes = 0;
+    for (size_t i = 0; i < nops; i++) {
+        size_t len;
+        kith_room_op_at(big, i, &len);
+        bytes += len;
+    }
+    assert_true(nops > KITH_FRAME_JOIN_OPS);
+    assert_true(bytes > KITH_SESSION_MAX_APP); /* more than one frame can carry */
+    make_room(w, room, 0, 1);
+    assert_false(has_error(&w->n[1], "join failed"));
+    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    const nroom *got = node_room_by_id(w->n[1].node, room);
+    assert_non_null(got);
+    assert_int_equal(kith_room_op_count(got->room), nops + 2); /* + invite and add */
+    kith_room_info info;
+    assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
+    assert_string_equal(info.topic, topic);
+    send_text(w, 1, room, "read it all");
+    settle(w);
+    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "read it all"), 1);
+    /* The mark is `true` or absent: `false` is not a second spelling. */
+    uint8_t part[]
+        = { 0x84, 0x00, 0x03, 0x01, 0xc4, 0x20, [38] = 0x02, 0x91, 0xc4, 0x01, 'x', 0x03, 0xc3 };
+    kith_wire_doc *doc = malloc(sizeof *doc);
+    assert_non_null(doc);
+    kith_frame f;
+    assert_int_equal(kith_frame_decode(&w->t.env, part, sizeof part, doc, &f), 0);
+    assert_true(f.more);
+    part[sizeof part - 1] = 0xc2;
+    assert_int_equal(kith_frame_decode(&w->t.env, part, sizeof part, doc, &f), KITH_EPROTO);
+    free(doc);
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1172,6 +1227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_batched_verify, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_second_room_over_link, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_join_big_log, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_reaction_before_target, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
