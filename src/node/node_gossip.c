@@ -1,7 +1,8 @@
 /* node/node_gossip: how messages spread beyond the author's own links.
  *
  * Plumtree-like: a node pushes a new message at once over its "eager" links
- * of the room and only announces its id (IHAVE) over "lazy" ones. When a
+ * of the room and only announces its id (IHAVE) over "lazy" ones, in rounds
+ * to a few of them drawn at random (gossipsub's lazy gossip). When a
  * message arrives a second time, the link that brought the copy is pruned
  * (PRUNE both ways): at steady state the eager links form a tree and a
  * message crosses each link about once. A node that hears of an id it lacks
@@ -36,21 +37,24 @@ static void set_lazy(nconn *c, const nroom *r, bool lazy)
         c->lazy[c->nlazy++] = r;
 }
 
-static void queue_ihave(kith_node *n, nconn *c, const nroom *r, const uint8_t id[KITH_HASH_LEN])
+/* A delivered id for the room's next round of announcements. */
+static void queue_ann(
+    kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t from, uint32_t author)
 {
-    if (c->nihave >= NODE_MAX_IHAVE)
+    if (r->nann >= NODE_MAX_IHAVE)
         return; /* the periodic SYNC covers what an overflowing queue drops */
-    if (c->nihave == c->capihave) {
-        size_t ncap = c->capihave ? c->capihave * 2 : 32;
-        ihave_q *q = kith_realloc(n->env, c->ihave, ncap * sizeof *q);
+    if (r->nann == r->capann) {
+        size_t ncap = r->capann ? r->capann * 2 : 32;
+        ihave_q *q = kith_realloc(n->env, r->ann, ncap * sizeof *q);
         if (!q)
             return;
-        c->ihave = q;
-        c->capihave = ncap;
+        r->ann = q;
+        r->capann = ncap;
     }
-    c->ihave[c->nihave].room = r;
-    memcpy(c->ihave[c->nihave].id, id, KITH_HASH_LEN);
-    c->nihave++;
+    ihave_q *q = &r->ann[r->nann++];
+    memcpy(q->id, id, KITH_HASH_LEN);
+    q->from = from;
+    q->author = author;
 }
 
 static bool link_serves(const kith_node *n, const nconn *c, const nroom *r)
@@ -66,13 +70,13 @@ void node_gossip_relay(
     const uint8_t *author = node_hist_author(r, h);
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
-    bool encoded = false;
+    bool encoded = false, lazy = false;
     for (size_t i = n->nconns; i > 0; i--) {
         nconn *c = n->conns[i - 1];
         if (c == from || !link_serves(n, c, r) || memcmp(c->peer, author, KITH_ID_LEN) == 0)
             continue;
         if (is_lazy(c, r)) {
-            queue_ihave(n, c, r, node_hist_id(r, h));
+            lazy = true;
             continue;
         }
         if (!encoded) {
@@ -86,6 +90,10 @@ void node_gossip_relay(
             n->stats.msgs_out++;
     }
     kith_buf_free(&frame);
+    if (lazy) {
+        queue_ann(n, r, node_hist_id(r, h), from ? from->id : 0, h->author);
+        r->authors[h->author].unannounced = true;
+    }
 }
 
 static void send_ids(kith_node *n, nconn *c, uint32_t type, const nroom *r,
@@ -193,41 +201,129 @@ int node_gossip_frame(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     return KITH_EPROTO;
 }
 
-/* Once per loop turn: the queued announcements go out, one IHAVE per room
- * and link (batched up to KITH_FRAME_MAX_IDS ids), at most every
- * NODE_IHAVE_INTERVAL_MS per link unless a full frame is waiting. */
+/* IHAVE to c with the queued ids [from, to) of the room, less those c
+ * brought or authored. */
+static void announce(
+    kith_node *n, nroom *r, nconn *c, size_t from, size_t to, uint8_t (*ids)[KITH_HASH_LEN])
+{
+    size_t cnt = 0;
+    for (size_t q = from; q < to; q++) {
+        const ihave_q *a = &r->ann[q];
+        if (a->from == c->id
+            || (a->author < r->nauthors
+                && memcmp(r->authors[a->author].id, c->peer, KITH_ID_LEN) == 0))
+            continue;
+        memcpy(ids[cnt++], a->id, KITH_HASH_LEN);
+        if (cnt == KITH_FRAME_MAX_IDS) {
+            send_ids(n, c, KITH_FR_IHAVE, r, (const uint8_t(*)[KITH_HASH_LEN])ids, cnt);
+            cnt = 0;
+        }
+    }
+    if (cnt)
+        send_ids(n, c, KITH_FR_IHAVE, r, (const uint8_t(*)[KITH_HASH_LEN])ids, cnt);
+}
+
+static bool tail_sent(const nroom *r, const nconn *c)
+{
+    for (size_t k = 0; k < r->ntail_to; k++) {
+        if (r->tail_to[k] == c->id)
+            return true;
+    }
+    return false;
+}
+
+/* The round after the room fell quiet: the latest id of every author heard
+ * from since the last such round goes to every lazy link (less the
+ * author's own, and a link that had it in the last round or brought it).
+ * A member that missed any of their messages learns of the latest, asks
+ * for it, and its author's chain brings the rest. */
+static void quiet_round(
+    kith_node *n, nroom *r, nconn **links, size_t nlinks, uint8_t (*ids)[KITH_HASH_LEN])
+{
+    /* tailpos[a]: 1 + where author a's latest id is in the last round's tail. */
+    size_t *tailpos = r->nauthors ? kith_calloc(n->env, r->nauthors, sizeof *tailpos) : NULL;
+    for (size_t q = 0; tailpos && q < r->ntail; q++) {
+        uint32_t a = r->ann[q].author;
+        const author_st *au = a < r->nauthors ? &r->authors[a] : NULL;
+        if (au && au->unannounced && au->seq
+            && memcmp(au->ids[au->seq - 1], r->ann[q].id, KITH_HASH_LEN) == 0)
+            tailpos[a] = q + 1;
+    }
+    for (size_t k = 0; k < nlinks; k++) {
+        nconn *c = links[k];
+        bool had_tail = tail_sent(r, c);
+        size_t cnt = 0;
+        for (size_t a = 0; a < r->nauthors && cnt < KITH_FRAME_MAX_IDS; a++) {
+            const author_st *au = &r->authors[a];
+            if (!au->unannounced || !au->seq || memcmp(au->id, c->peer, KITH_ID_LEN) == 0)
+                continue;
+            size_t tp = tailpos ? tailpos[a] : 0;
+            if (tp && (had_tail || r->ann[tp - 1].from == c->id))
+                continue;
+            memcpy(ids[cnt++], au->ids[au->seq - 1], KITH_HASH_LEN);
+        }
+        if (cnt)
+            send_ids(n, c, KITH_FR_IHAVE, r, (const uint8_t(*)[KITH_HASH_LEN])ids, cnt);
+    }
+    kith_free(n->env, tailpos);
+    for (size_t a = 0; a < r->nauthors; a++)
+        r->authors[a].unannounced = false;
+    r->nann = r->ntail = r->ntail_to = 0;
+}
+
+/* One room's round of announcements. While messages keep coming, the ids
+ * delivered since the last round go to NODE_IHAVE_FANOUT of its lazy links,
+ * drawn at random: a member that missed one mostly learns of it sooner from
+ * the dependencies and the author's chain of the messages that follow. The
+ * round after the room fell quiet is quiet_round's. */
+static void ann_round(kith_node *n, nroom *r, uint8_t (*ids)[KITH_HASH_LEN])
+{
+    nconn *pick[NODE_MAX_CONNS];
+    size_t np = 0;
+    for (size_t i = 0; i < n->nconns && np < NODE_MAX_CONNS; i++) {
+        if (link_serves(n, n->conns[i], r) && is_lazy(n->conns[i], r))
+            pick[np++] = n->conns[i];
+    }
+    if (r->nann == r->ntail) {
+        quiet_round(n, r, pick, np, ids);
+        return;
+    }
+    r->ntail_to = 0;
+    for (size_t k = 0; k < NODE_IHAVE_FANOUT && k < np; k++) {
+        uint32_t x;
+        kith_random(n->env, &x, sizeof x);
+        size_t j = k + x % (np - k);
+        nconn *c = pick[j];
+        pick[j] = pick[k];
+        pick[k] = c;
+        announce(n, r, c, r->ntail, r->nann, ids);
+        r->tail_to[r->ntail_to++] = c->id;
+    }
+    /* This round's ids are the new tail. */
+    memmove(r->ann, r->ann + r->ntail, (r->nann - r->ntail) * sizeof *r->ann);
+    r->nann -= r->ntail;
+    r->ntail = r->nann;
+}
+
+/* Once per loop turn: a room's queued announcements go out at most every
+ * NODE_IHAVE_INTERVAL_MS (or when a frame's worth is waiting). */
 void node_gossip_flush(kith_node *n)
 {
     uint8_t(*ids)[KITH_HASH_LEN] = NULL;
     uint64_t now = kith_mono_ms(n->env);
-    for (size_t i = n->nconns; i > 0; i--) {
-        nconn *c = n->conns[i - 1];
-        if (!c->nihave
-            || (c->nihave < KITH_FRAME_MAX_IDS && c->ihave_ms
-                && now - c->ihave_ms < NODE_IHAVE_INTERVAL_MS))
+    for (size_t i = 0; i < n->nrooms; i++) {
+        nroom *r = n->rooms[i];
+        if (!r->nann
+            || (r->nann - r->ntail < KITH_FRAME_MAX_IDS && r->ann_ms
+                && now - r->ann_ms < NODE_IHAVE_INTERVAL_MS))
             continue;
-        c->ihave_ms = now;
+        r->ann_ms = now;
         if (!ids) {
             ids = kith_malloc(n->env, KITH_FRAME_MAX_IDS * KITH_HASH_LEN);
             if (!ids)
                 return;
         }
-        while (c->nihave) {
-            const nroom *r = c->ihave[0].room;
-            size_t k = 0, keep = 0;
-            for (size_t j = 0; j < c->nihave; j++) {
-                if (c->ihave[j].room == r && k < KITH_FRAME_MAX_IDS)
-                    memcpy(ids[k++], c->ihave[j].id, KITH_HASH_LEN);
-                else
-                    c->ihave[keep++] = c->ihave[j];
-            }
-            c->nihave = keep;
-            bool live = false;
-            for (size_t q = 0; q < n->nrooms; q++)
-                live |= n->rooms[q] == r;
-            if (live && link_serves(n, c, r))
-                send_ids(n, c, KITH_FR_IHAVE, r, (const uint8_t(*)[KITH_HASH_LEN])ids, k);
-        }
+        ann_round(n, r, ids);
     }
     kith_free(n->env, ids);
 }
@@ -328,11 +424,4 @@ void node_gossip_tick(kith_node *n)
         n->conns[i]->budget_bytes = 0;
         n->conns[i]->budget_frames = 0;
     }
-}
-
-void node_gossip_conn_gone(kith_node *n, nconn *c)
-{
-    kith_free(n->env, c->ihave);
-    c->ihave = NULL;
-    c->nihave = c->capihave = 0;
 }

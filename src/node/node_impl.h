@@ -32,13 +32,17 @@
 #define NODE_BACKOFF_MIN_MS 1000
 #define NODE_BACKOFF_MAX_MS 60000
 #define NODE_MAX_LAZY 64
-#define NODE_MAX_IHAVE 4096 /* ids queued per link */
+#define NODE_MAX_IHAVE 4096 /* ids queued for announcement per room */
 #define NODE_MAX_WANTED 4096 /* ids wanted per room */
 #define NODE_WANT_DELAY_MS 500 /* let the eager path deliver first */
-/* IHAVE ids queued for a link go out together at most this often (or when
- * a frame's worth is queued): one frame header, session tag and room id for
+/* The ids a room delivered go out as IHAVE at most this often (or when a
+ * frame's worth is queued): one frame header, session tag and room id for
  * many ids instead of one per message. */
-#define NODE_IHAVE_INTERVAL_MS 250
+#define NODE_IHAVE_INTERVAL_MS 500
+/* Lazy links of a room that get one round's announcements, drawn at random
+ * each round: every member still hears of a message within a round or two
+ * whatever tree the eager links form, for a fraction of the bytes. */
+#define NODE_IHAVE_FANOUT 2
 #define NODE_WANT_RETRY_MS 3000
 #define NODE_MAX_ORPHANS 64 /* reactions waiting for their target, per room */
 #define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
@@ -105,6 +109,7 @@ typedef struct author_st {
     size_t cap;
     char nick[KITH_NICK_MAX + 1]; /* from the author's latest nick message */
     uint64_t target; /* highest sequence a peer's SYNC said it holds */
+    bool unannounced; /* delivered since the room's last quiet announcement round */
 } author_st;
 
 typedef struct held {
@@ -186,6 +191,18 @@ typedef struct nroom {
      * that never come can't make each new message scan the history. */
     size_t orphans[NODE_MAX_ORPHANS];
     size_t norphans, orphan_next;
+    /* The dependencies of the latest message delivered from someone else
+     * (hist index last_other): a message we send names no dependency that
+     * one already names (send_msg). */
+    uint8_t last_deps[KITH_MSG_MAX_DEPS][KITH_HASH_LEN];
+    size_t nlast_deps, last_other; /* last_other: 1 + hist index, 0 none */
+    /* Ids to announce (node_gossip_flush): ann[0..ntail) went out in the
+     * last round to the links tail_to, ann[ntail..nann) wait for the next. */
+    struct ihave_q *ann;
+    size_t nann, capann, ntail;
+    uint64_t tail_to[NODE_IHAVE_FANOUT];
+    size_t ntail_to;
+    uint64_t ann_ms; /* when the last round went out */
 } nroom;
 
 typedef struct nconn {
@@ -212,19 +229,19 @@ typedef struct nconn {
     bool knock; /* joining by a LAN knock on knock_name (no invite) */
     char knock_name[KITH_ROOM_NAME_MAX + 1];
     /* Gossip (node_gossip.c): rooms for which this link gets only lazy
-     * announcements, ids queued for the next IHAVE, budget counters. */
+     * announcements, budget counters. */
     const struct nroom *lazy[NODE_MAX_LAZY];
     size_t nlazy;
-    struct ihave_q *ihave;
-    size_t nihave, capihave;
-    uint64_t ihave_ms; /* when the last IHAVE batch went out */
     uint64_t budget_bytes, budget_frames;
     uint64_t last_gap_sync_ms;
 } nconn;
 
+/* An id delivered since the room's last round of announcements
+ * (node_gossip.c), and the links that need not hear of it. */
 typedef struct ihave_q {
-    const struct nroom *room;
     uint8_t id[KITH_HASH_LEN];
+    uint64_t from; /* the connection it came over; 0 our own */
+    uint32_t author; /* index into the room's authors */
 } ihave_q;
 
 enum node_origin {
@@ -449,7 +466,6 @@ void node_gossip_want(
     kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t conn, uint64_t delay_ms);
 void node_gossip_flush(kith_node *n);
 void node_gossip_tick(kith_node *n);
-void node_gossip_conn_gone(kith_node *n, struct nconn *c);
 /* node_room.c, used by gossip */
 void node_release_held(kith_node *n, nroom *r);
 

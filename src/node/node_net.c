@@ -137,7 +137,6 @@ void node_conn_free(kith_node *n, nconn *c)
     }
     if (c->dial >= 0 && (size_t)c->dial < n->ndials && n->dials[c->dial].conn == c->id)
         n->dials[c->dial].conn = 0;
-    node_gossip_conn_gone(n, c);
     /* A room left without any link: what comes on the next one is a
      * catch-up (node_catchup_sync), not live traffic. */
     for (size_t r = 0; c->established && r < n->nrooms; r++) {

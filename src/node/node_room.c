@@ -116,6 +116,7 @@ void node_room_free(kith_node *n, nroom *r)
         sodium_memzero(r->inv, r->ninv * sizeof *r->inv);
     kith_free(n->env, r->inv);
     kith_free(n->env, r->want);
+    kith_free(n->env, r->ann);
     kith_map_free(&r->seen);
     kith_free(n->env, r->tags);
     kith_free(n->env, r->dn_id);
@@ -631,6 +632,11 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         return rc;
     if (in->lamport > r->lamport)
         r->lamport = in->lamport;
+    if (memcmp(in->author, n->self->id_pk, KITH_ID_LEN) != 0) {
+        r->last_other = idx + 1;
+        r->nlast_deps = in->ndeps;
+        memcpy(r->last_deps, in->deps, in->ndeps * (size_t)KITH_HASH_LEN);
+    }
     char old[KITH_DISPLAY_MAX + 1];
     snprintf(old, sizeof old, "%s", notify ? node_display(n, r, in->author) : "");
     if (in->type == KITH_MSG_NICK) {
@@ -1001,6 +1007,44 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
     return 0;
 }
 
+static bool dep_listed(const kith_inner *in, const uint8_t id[KITH_HASH_LEN])
+{
+    for (size_t i = 0; i < in->ndeps; i++) {
+        if (memcmp(in->deps[i], id, KITH_HASH_LEN) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Causal dependencies of a message we send, after its target if any: the
+ * latest two messages from others, less those already implied. The second
+ * is left out when it is an ancestor of the first by what the node knows
+ * cheaply: the same author (the hash chain orders them), or named by the
+ * first as a dependency. Each dependency costs 35 bytes of every copy. */
+static void deps_pick(const kith_node *n, const nroom *r, const uint8_t *target, kith_inner *in)
+{
+    size_t first = 0; /* 1 + hist index of the first picked */
+    for (size_t i = r->nhist; i > 0 && in->ndeps < 2; i--) {
+        const hist *h = node_hist_at(r, i - 1);
+        const uint8_t *author = node_hist_author(r, h), *id = node_hist_id(r, h);
+        if (memcmp(author, n->self->id_pk, KITH_ID_LEN) == 0
+            || (target && memcmp(id, target, KITH_HASH_LEN) == 0))
+            continue;
+        if (!first) {
+            first = i;
+            memcpy(in->deps[in->ndeps++], id, KITH_HASH_LEN);
+            continue;
+        }
+        const hist *f = node_hist_at(r, first - 1);
+        bool implied = memcmp(node_hist_author(r, f), author, KITH_ID_LEN) == 0;
+        for (size_t k = 0; !implied && r->last_other == first && k < r->nlast_deps; k++)
+            implied = memcmp(r->last_deps[k], id, KITH_HASH_LEN) == 0;
+        if (!implied && !dep_listed(in, id))
+            memcpy(in->deps[in->ndeps++], id, KITH_HASH_LEN);
+        break;
+    }
+}
+
 static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text, size_t len,
     const uint8_t *target, uint64_t *seq)
 {
@@ -1031,12 +1075,7 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
         memcpy(in.target, target, KITH_HASH_LEN);
         memcpy(in.deps[in.ndeps++], target, KITH_HASH_LEN);
     }
-    for (size_t i = r->nhist; i > 0 && in.ndeps < 2; i--) {
-        const hist *h = node_hist_at(r, i - 1);
-        if (memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) != 0
-            && !(target && memcmp(node_hist_id(r, h), target, KITH_HASH_LEN) == 0))
-            memcpy(in.deps[in.ndeps++], node_hist_id(r, h), KITH_HASH_LEN);
-    }
+    deps_pick(n, r, target, &in);
     in.lamport = r->lamport + 1;
     in.wall_ms = kith_wall_ms(n->env);
     in.body = (const uint8_t *)text;
