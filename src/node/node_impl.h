@@ -102,6 +102,12 @@ static inline const uint8_t *node_hist_target(const hist *h)
     return (const uint8_t *)h->body - KITH_HASH_LEN;
 }
 
+typedef struct dname {
+    uint64_t group; /* kith_display_group of the name it was shown with */
+    uint32_t next; /* 1 + index of the next person of the group; 0 at the end */
+    char shown[KITH_DISPLAY_MAX + 1]; /* "" when unknown: the chosen name is shown */
+} dname;
+
 typedef struct author_st {
     uint8_t id[KITH_ID_LEN];
     uint64_t seq; /* highest sequence delivered without a gap */
@@ -174,11 +180,14 @@ typedef struct nroom {
     wanted *want;
     size_t nwant;
     uint64_t gap_noticed_seq; /* highest gap end already reported */
-    /* Display names of everyone the log names (node_display), rebuilt
-     * after a name or the member set changed (names_dirty). */
-    uint8_t (*dn_id)[KITH_ID_LEN];
-    char (*dn)[KITH_DISPLAY_MAX + 1];
-    size_t ndn;
+    /* Display names (node_display): dn[i] for the log's person i, linked
+     * in groups of names with the same skeleton (kith_display_group). A
+     * name depends only on its group, so a new person or a new nick
+     * recomputes one group or two, not the room: a room of n members
+     * costs O(n) to fill, not O(n^2). names_dirty: recompute them all. */
+    struct dname *dn;
+    size_t ndn, capdn;
+    kith_map dn_group; /* group -> 1 + index of its first person */
     bool names_dirty;
     /* Bulk catch-up (node_room.c): messages delivered while it runs carry
      * kith_event.catchup; progress goes out as info lines. */
@@ -425,6 +434,9 @@ const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KI
  * when it could be taken for another's (proto 5.7). Valid until the next
  * change of names in the room. */
 const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN]);
+/* A member's chosen name changed (a nick message): its display name and
+ * those of the names it now or before could be taken for. */
+void node_names_renamed(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN]);
 author_st *node_author(kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN], bool create);
 bool node_is_member(const nroom *r, const uint8_t id[KITH_ID_LEN]);
 void node_refresh_tag(kith_node *n, nroom *r);

@@ -537,7 +537,7 @@ int node_admit(kith_node *n, nconn *c, nroom *r, const uint8_t cert[KITH_SIG_LEN
         ev.type = KITH_EV_JOIN;
         node_room_event(n, &ev, r);
         memcpy(ev.author, m->id, KITH_ID_LEN);
-        r->names_dirty = true;
+        node_names_renamed(n, r, m->id); /* a new person, or one back with another name */
         ev.nick = node_display(n, r, m->id);
         node_push_event(n, &ev, NULL, 0);
     }

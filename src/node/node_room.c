@@ -119,8 +119,8 @@ void node_room_free(kith_node *n, nroom *r)
     kith_free(n->env, r->ann);
     kith_map_free(&r->seen);
     kith_free(n->env, r->tags);
-    kith_free(n->env, r->dn_id);
     kith_free(n->env, r->dn);
+    kith_map_free(&r->dn_group);
     kith_room_free(r->room);
     kith_free(n->env, r);
 }
@@ -223,48 +223,154 @@ const char *node_nick_of(const kith_node *n, const nroom *r, const uint8_t id[KI
     return m && m->nick[0] ? m->nick : "?";
 }
 
-static void rebuild_names(const kith_node *n, nroom *r)
+/* ---- display names ---- */
+
+static void group_key(uint8_t key[32], uint64_t group)
 {
-    size_t np = kith_room_person_count(r->room);
-    bool self_in = kith_room_person(r->room, n->self->id_pk) != NULL;
-    size_t count = np + !self_in;
-    uint8_t(*ids)[KITH_ID_LEN] = kith_realloc(n->env, r->dn_id, (count ? count : 1) * KITH_ID_LEN);
-    if (ids)
-        r->dn_id = ids;
-    char(*dn)[KITH_DISPLAY_MAX + 1]
-        = kith_realloc(n->env, r->dn, (count ? count : 1) * sizeof *r->dn);
-    if (dn)
-        r->dn = dn;
-    const char **nicks = kith_calloc(n->env, count ? count : 1, sizeof *nicks);
-    if (!ids || !dn || !nicks) {
-        kith_free(n->env, nicks);
-        r->ndn = 0; /* node_display falls back to the chosen names */
+    memset(key, 0, 32);
+    memcpy(key, &group, sizeof group);
+}
+
+/* Recompute the display names of one group, from every person in it. */
+static void names_regroup(const kith_node *n, nroom *r, uint64_t group)
+{
+    uint8_t key[32];
+    uint64_t head = 0;
+    group_key(key, group);
+    kith_map_get(&r->dn_group, key, &head);
+    size_t count = 0;
+    for (uint64_t i = head; i; i = r->dn[i - 1].next)
+        count++;
+    if (!count)
+        return;
+    uint8_t(*ids)[KITH_ID_LEN] = kith_calloc(n->env, count, KITH_ID_LEN);
+    const char **nicks = kith_calloc(n->env, count, sizeof *nicks);
+    char(*out)[KITH_DISPLAY_MAX + 1] = kith_calloc(n->env, count, sizeof *out);
+    size_t k = 0;
+    for (uint64_t i = head; ids && nicks && i; i = r->dn[i - 1].next, k++) {
+        memcpy(ids[k], kith_room_person_at(r->room, (size_t)i - 1)->id, KITH_ID_LEN);
+        nicks[k] = node_nick_of(n, r, ids[k]);
+    }
+    bool ok = ids && nicks && out
+        && kith_display_names(n->env, count, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, out) == 0;
+    k = 0;
+    for (uint64_t i = head; i; i = r->dn[i - 1].next, k++) {
+        char *shown = r->dn[i - 1].shown;
+        if (ok)
+            memcpy(shown, out[k], sizeof out[k]);
+        else
+            shown[0] = '\0'; /* node_display falls back to the chosen name */
+    }
+    kith_free(n->env, ids);
+    kith_free(n->env, nicks);
+    kith_free(n->env, out);
+}
+
+/* Put person i in the group of its current name (at the head). */
+static void names_link(const kith_node *n, nroom *r, size_t i)
+{
+    dname *d = &r->dn[i];
+    d->group = kith_display_group(node_nick_of(n, r, kith_room_person_at(r->room, i)->id));
+    uint8_t key[32];
+    uint64_t head = 0;
+    group_key(key, d->group);
+    kith_map_get(&r->dn_group, key, &head);
+    d->next = (uint32_t)head;
+    if (kith_map_put(&r->dn_group, key, (uint64_t)i + 1) != 0) {
+        d->next = 0; /* out of memory: shown by its chosen name */
+        d->group = 0;
+        d->shown[0] = '\0';
+    }
+}
+
+static void names_unlink(nroom *r, size_t i)
+{
+    uint8_t key[32];
+    uint64_t head = 0;
+    group_key(key, r->dn[i].group);
+    if (!kith_map_get(&r->dn_group, key, &head))
+        return;
+    if (head == i + 1) {
+        /* The map holds its slot already: overwriting can't fail. */
+        if (kith_map_put(&r->dn_group, key, r->dn[i].next) != 0)
+            return;
+    } else {
+        for (uint64_t p = head; p; p = r->dn[p - 1].next) {
+            if (r->dn[p - 1].next == i + 1) {
+                r->dn[p - 1].next = r->dn[i].next;
+                break;
+            }
+        }
+    }
+    r->dn[i].next = 0;
+}
+
+/* Names are up to date: people added to the log since the last look get
+ * theirs (and the others of their group are looked at again); after
+ * names_dirty, everyone's are recomputed. */
+static void names_update(const kith_node *n, nroom *r)
+{
+    size_t people = kith_room_person_count(r->room);
+    if (!r->names_dirty && r->ndn == people)
+        return;
+    if (people > r->capdn) {
+        size_t cap = r->capdn ? r->capdn : 16;
+        while (cap < people)
+            cap *= 2;
+        dname *d = kith_realloc(n->env, r->dn, cap * sizeof *d);
+        if (!d)
+            return; /* node_display shows chosen names meanwhile */
+        r->dn = d;
+        r->capdn = cap;
+    }
+    if (!r->dn_group.env)
+        kith_map_init(&r->dn_group, n->env, SIZE_MAX);
+    if (r->names_dirty) {
+        kith_map_free(&r->dn_group);
+        kith_map_init(&r->dn_group, n->env, SIZE_MAX);
+        for (size_t i = 0; i < people; i++)
+            names_link(n, r, i);
+        /* Each group once: from its first person. */
+        for (size_t i = 0; i < people; i++) {
+            uint8_t key[32];
+            uint64_t head = 0;
+            group_key(key, r->dn[i].group);
+            if (kith_map_get(&r->dn_group, key, &head) && head == i + 1)
+                names_regroup(n, r, r->dn[i].group);
+        }
+        r->ndn = people;
+        r->names_dirty = false;
         return;
     }
-    for (size_t i = 0; i < np; i++)
-        memcpy(r->dn_id[i], kith_room_person_at(r->room, i)->id, KITH_ID_LEN);
-    if (!self_in)
-        memcpy(r->dn_id[np], n->self->id_pk, KITH_ID_LEN);
-    for (size_t i = 0; i < count; i++)
-        nicks[i] = node_nick_of(n, r, r->dn_id[i]);
-    int rc
-        = kith_display_names(n->env, count, (const uint8_t(*)[KITH_ID_LEN])r->dn_id, nicks, r->dn);
-    kith_free(n->env, nicks);
-    r->ndn = rc ? 0 : count;
-    r->names_dirty = rc != 0;
+    for (size_t i = r->ndn; i < people; i++) {
+        memset(&r->dn[i], 0, sizeof r->dn[i]);
+        names_link(n, r, i);
+        r->ndn = i + 1;
+        names_regroup(n, r, r->dn[i].group);
+    }
+}
+
+void node_names_renamed(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN])
+{
+    size_t i;
+    names_update(n, r);
+    if (r->names_dirty || !kith_room_person_index(r->room, id, &i) || i >= r->ndn)
+        return;
+    uint64_t old = r->dn[i].group;
+    names_unlink(r, i);
+    names_regroup(n, r, old);
+    names_link(n, r, i);
+    names_regroup(n, r, r->dn[i].group);
 }
 
 const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_LEN])
 {
-    /* Names change with a nick message (names_dirty) or a new person in
-     * the log (an add); the log never forgets anyone. */
-    size_t people
-        = kith_room_person_count(r->room) + (kith_room_person(r->room, n->self->id_pk) == NULL);
-    if (r->names_dirty || r->ndn != people)
-        rebuild_names(n, r);
-    for (size_t i = 0; i < r->ndn; i++)
-        if (memcmp(r->dn_id[i], id, KITH_ID_LEN) == 0)
-            return r->dn[i];
+    /* Names change with a nick message (node_names_renamed) or a new
+     * person in the log (an add); the log never forgets anyone. */
+    names_update(n, r);
+    size_t i;
+    if (kith_room_person_index(r->room, id, &i) && i < r->ndn && r->dn[i].shown[0])
+        return r->dn[i].shown;
     return node_nick_of(n, r, id);
 }
 
@@ -643,7 +749,7 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         size_t nl = KITH_MIN(in->body_len, (size_t)KITH_NICK_MAX);
         memcpy(a->nick, in->body, nl);
         a->nick[nl] = '\0';
-        r->names_dirty = true;
+        node_names_renamed(n, r, in->author);
     }
     apply_view(n, r, idx);
     if (notify)
@@ -1205,6 +1311,8 @@ static void member_event(kith_node *n, nroom *r, const kith_op_info *o)
 static void notify_op(kith_node *n, nroom *r, const kith_op_info *o, bool was_member)
 {
     const char *room = kith_room_name(r->room);
+    if (o->kind == KITH_OP_ADD) /* someone back with another name is shown by it */
+        node_names_renamed(n, r, o->subject);
     char by[KITH_DISPLAY_MAX + 1], sub[KITH_DISPLAY_MAX + 1];
     snprintf(by, sizeof by, "%s", who(n, r, o->author));
     snprintf(sub, sizeof sub, "%s", who(n, r, o->subject));

@@ -268,6 +268,18 @@ static size_t name_base(const char *nick, char *out, size_t cap)
     return i;
 }
 
+uint64_t kith_display_group(const char *nick)
+{
+    char skel[KITH_NICK_MAX * 4 + 1];
+    if (kith_nick_skeleton(nick ? nick : "", skel, sizeof skel) == 0)
+        kith_nick_skeleton("anon", skel, sizeof skel); /* as kith_display_names judges it */
+    uint8_t h[KITH_HASH_LEN];
+    kith_hash(h, (const uint8_t *)skel, strlen(skel));
+    uint64_t v;
+    memcpy(&v, h, sizeof v);
+    return v;
+}
+
 int kith_display_names(const kith_env *env, size_t count, const uint8_t (*ids)[KITH_ID_LEN],
     const char *const *nicks, char (*out)[KITH_DISPLAY_MAX + 1])
 {

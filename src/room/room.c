@@ -1774,6 +1774,11 @@ const kith_member *kith_room_person_at(const kith_room *room, size_t i)
     return i < room->nmembers ? &room->members[i] : NULL;
 }
 
+bool kith_room_person_index(const kith_room *room, const uint8_t id[KITH_ID_LEN], size_t *idx)
+{
+    return find_member(room, id, idx);
+}
+
 bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN])
 {
     for (size_t i = 0; i < room->nops; i++) {

@@ -169,6 +169,9 @@ const kith_member *kith_room_person(const kith_room *room, const uint8_t id[KITH
 /* Everyone the log names, members or not, by index. */
 size_t kith_room_person_count(const kith_room *room);
 const kith_member *kith_room_person_at(const kith_room *room, size_t i);
+/* The index of a person for kith_room_person_at (it never changes: people
+ * are only ever added), or false when the log doesn't name the id. */
+bool kith_room_person_index(const kith_room *room, const uint8_t id[KITH_ID_LEN], size_t *idx);
 bool kith_room_invite_revoked(const kith_room *room, const uint8_t invite_id[KITH_HASH_LEN]);
 KITH_WUR int kith_room_op_info(const kith_room *room, size_t i, kith_op_info *out);
 /* Safety number: H("kith/1 safety" || each member (id || role) by id ||
@@ -206,6 +209,10 @@ size_t kith_nick_skeleton(const char *nick, char *out, size_t cap);
  * or when nothing of it is visible. */
 KITH_WUR int kith_display_names(const kith_env *env, size_t count,
     const uint8_t (*ids)[KITH_ID_LEN], const char *const *nicks, char (*out)[KITH_DISPLAY_MAX + 1]);
+/* A hash of the skeleton kith_display_names compares a name by: names of
+ * different groups never change each other's display names, so a room's
+ * names can be computed group by group (with every member of the group). */
+uint64_t kith_display_group(const char *nick);
 
 typedef struct kith_invite {
     uint8_t room_id[KITH_HASH_LEN];

@@ -1211,6 +1211,63 @@ static void test_join_big_log(void **state)
     world_free(w);
 }
 
+/* Display names are kept group by group (names with one skeleton): after
+ * every join and rename each is what a computation over the whole room
+ * gives. */
+static void check_names(world *w, int at, const uint8_t room[32])
+{
+    kith_node *node = w->n[at].node;
+    nroom *r = node_room_by_id(node, room);
+    assert_non_null(r);
+    size_t np = kith_room_person_count(r->room);
+    uint8_t(*ids)[KITH_ID_LEN] = calloc(np, KITH_ID_LEN);
+    const char **nicks = calloc(np, sizeof *nicks);
+    char(*want)[KITH_DISPLAY_MAX + 1] = calloc(np, sizeof *want);
+    assert_true(ids && nicks && want);
+    for (size_t i = 0; i < np; i++) {
+        memcpy(ids[i], kith_room_person_at(r->room, i)->id, KITH_ID_LEN);
+        nicks[i] = node_nick_of(node, r, ids[i]);
+    }
+    assert_int_equal(
+        kith_display_names(&w->t.env, np, (const uint8_t(*)[KITH_ID_LEN])ids, nicks, want), 0);
+    for (size_t i = 0; i < np; i++)
+        assert_string_equal(node_display(node, r, ids[i]), want[i]);
+    free(ids);
+    free(nicks);
+    free(want);
+}
+
+static void test_display_names_by_group(void **state)
+{
+    (void)state;
+    world *w = W;
+    world_init(w, 4);
+    assert_int_equal(kith_node_set_nick(w->n[1].node, "ann"), 0);
+    assert_int_equal(kith_node_set_nick(w->n[2].node, "Ann"), 0);
+    assert_int_equal(kith_node_set_nick(w->n[3].node, "bob"), 0);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    check_names(w, 0, room);
+    make_room(w, room, 0, 2); /* a look-alike joins: both get a suffix */
+    check_names(w, 0, room);
+    check_names(w, 1, room);
+    assert_non_null(strchr(
+        node_display(w->n[0].node, node_room_by_id(w->n[0].node, room), w->n[1].id.id_pk), '~'));
+    make_room(w, room, 0, 3);
+    tick(w, 3);
+    assert_int_equal(kith_node_set_nick(w->n[3].node, "ANN"), 0); /* three of a kind */
+    tick(w, 1);
+    for (int i = 0; i < 4; i++)
+        check_names(w, i, room);
+    assert_int_equal(kith_node_set_nick(w->n[2].node, "carl"), 0); /* one leaves the group */
+    tick(w, 1);
+    for (int i = 0; i < 4; i++)
+        check_names(w, i, room);
+    assert_string_equal(
+        node_display(w->n[0].node, node_room_by_id(w->n[0].node, room), w->n[2].id.id_pk), "carl");
+    world_free(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1228,6 +1285,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batched_verify, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_second_room_over_link, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_join_big_log, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_display_names_by_group, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_reaction_before_target, NULL, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
