@@ -140,6 +140,12 @@ uint64_t kith_node_accept(kith_node *node); /* inbound connection: its new id */
 void kith_node_conn_opened(kith_node *node, uint64_t conn); /* outbound connect succeeded */
 void kith_node_conn_data(kith_node *node, uint64_t conn, const uint8_t *data, size_t len);
 void kith_node_conn_closed(kith_node *node, uint64_t conn);
+/* The driver's word that a link is backed up (slow: bytes pile up unsent) or
+ * keeping up again. While slow, others' messages go to it as IHAVE
+ * announcements instead of eager pushes (the peer pulls them with WANT at
+ * its own pace, and SYNC covers what an announcement queue drops), so one
+ * slow member does not make its relays buffer without bound. */
+void kith_node_conn_slow(kith_node *node, uint64_t conn, bool slow);
 void kith_node_timer(kith_node *node);
 /* Sync the store and release what waited on it. */
 KITH_WUR int kith_node_flush(kith_node *node);

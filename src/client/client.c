@@ -812,10 +812,8 @@ struct kith_client {
     char history_file[4096]; /* IN_TERM's input history; "" for none */
     uv_fs_t fsreq;
     bool fs_busy;
-    /* Input paused while a link is backed up (input_throttle). */
-    uv_timer_t throttle;
-    bool throttle_open, throttled;
-    uint64_t throttled_ms;
+    /* Input paused while a link is backed up (kith_uvnode_hold). */
+    kith_uvnode_pause hold;
     char rbuf[16384];
     kith_client_lines lines;
     bool has_room;
@@ -1959,11 +1957,8 @@ static void close_input(kith_client *c)
         uv_close((uv_handle_t *)&c->cont, on_in_closed);
         c->cont_open = false;
     }
-    if (c->throttle_open) {
-        uv_close((uv_handle_t *)&c->throttle, on_in_closed);
-        c->throttle_open = false;
-        c->throttled = false;
-    }
+    if (c->uv)
+        kith_uvnode_release(c->uv, &c->hold);
     if (c->in_kind == IN_TERM)
         kith_term_stop(); /* the terminal as it was, history saved */
     c->in_open = false;
@@ -1988,23 +1983,16 @@ static void on_in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void fs_read_next(kith_client *c);
 static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
-/* Longest pause for a backed-up link: a peer that reads nothing for this
- * long gets the input again, whose writes then reach
- * KITH_UVNODE_MAX_UNSENT and close its link, so the input is never stuck. */
-#define THROTTLE_MAX_MS 30000
-#define THROTTLE_CHECK_MS 10
-
-static void on_throttle(uv_timer_t *t)
+/* Flow control for lines read from stdin (docs/decisions.md "Backpressure on
+ * local input"): after a read, input_hold pauses the input while a link is
+ * backed up, and on_in_resume goes on. A fast sender then goes at the pace
+ * its peers read, where it would otherwise fill a link to
+ * KITH_UVNODE_MAX_UNSENT and see it closed. */
+static void on_in_resume(kith_uvnode_pause *h)
 {
-    kith_client *c = t->data;
-    if (!c->throttled || c->quitting)
+    kith_client *c = (kith_client *)((char *)h - offsetof(kith_client, hold));
+    if (c->quitting)
         return;
-    uint64_t now = uv_now(kith_uvnode_loop(c->uv));
-    if (kith_uvnode_backlog(c->uv) > KITH_UVNODE_BACKLOG_LOW
-        && now - c->throttled_ms < THROTTLE_MAX_MS)
-        return;
-    c->throttled = false;
-    uv_timer_stop(&c->throttle);
     if (c->in_kind == IN_FILE) {
         fs_read_next(c);
     } else if (c->in_open && uv_read_start(&c->in.s, on_in_alloc, on_in_read) != 0) {
@@ -2013,26 +2001,10 @@ static void on_throttle(uv_timer_t *t)
     }
 }
 
-/* Flow control for lines read from stdin: true (input paused; on_throttle
- * resumes it) when a link has more than KITH_UVNODE_BACKLOG_HIGH bytes
- * waiting. A fast sender then goes at the pace its peers read, where it
- * would otherwise fill a link to KITH_UVNODE_MAX_UNSENT and see it closed. */
-static bool input_throttle(kith_client *c)
+static bool input_hold(kith_client *c)
 {
-    if (kith_uvnode_backlog(c->uv) <= KITH_UVNODE_BACKLOG_HIGH)
-        return false;
-    uv_loop_t *loop = kith_uvnode_loop(c->uv);
-    if (!c->throttle_open) {
-        if (uv_timer_init(loop, &c->throttle) != 0)
-            return false;
-        c->throttle.data = c;
-        c->throttle_open = true;
-    }
-    if (uv_timer_start(&c->throttle, on_throttle, THROTTLE_CHECK_MS, THROTTLE_CHECK_MS) != 0)
-        return false;
-    c->throttled = true;
-    c->throttled_ms = uv_now(loop);
-    return true;
+    c->hold.resume = on_in_resume;
+    return kith_uvnode_hold(c->uv, &c->hold);
 }
 
 static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -2047,7 +2019,7 @@ static void on_in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     kith_client_lines_feed(&c->lines, buf->base, (size_t)nread, on_line, c);
-    if (!c->quitting && c->in_open && input_throttle(c))
+    if (!c->quitting && c->in_open && input_hold(c))
         uv_read_stop(&c->in.s);
 }
 
@@ -2066,7 +2038,7 @@ static void on_fs_read(uv_fs_t *req)
         return;
     }
     if (kith_client_lines_feed(&c->lines, c->rbuf, (size_t)r, on_line, c) == 0 && !c->quitting
-        && !input_throttle(c))
+        && !input_hold(c))
         fs_read_next(c);
 }
 

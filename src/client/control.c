@@ -52,6 +52,7 @@ typedef struct ctlconn {
     bool closing;
     char rbuf[4096];
     kith_client_lines lines;
+    kith_uvnode_pause hold; /* reading paused while a link is backed up */
 } ctlconn;
 
 struct kith_control {
@@ -351,6 +352,7 @@ static void conn_close(ctlconn *cc)
         return;
     cc->closing = true;
     kith_control *ctl = cc->ctl;
+    kith_uvnode_release(ctl->uv, &cc->hold);
     for (ctlconn **pp = &ctl->conns; *pp; pp = &(*pp)->next)
         if (*pp == cc) {
             *pp = cc->next;
@@ -642,6 +644,17 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     kith_client_lines_feed(&cc->lines, buf->base, (size_t)nread, on_conn_line, cc);
+    /* docs/decisions.md "Backpressure on local input": an attached session
+     * or the next command waits while a link is backed up. */
+    if (!cc->closing && kith_uvnode_hold(cc->ctl->uv, &cc->hold))
+        uv_read_stop(s);
+}
+
+static void on_conn_resume(kith_uvnode_pause *h)
+{
+    ctlconn *cc = (ctlconn *)((char *)h - offsetof(ctlconn, hold));
+    if (!cc->closing && uv_read_start((uv_stream_t *)&cc->pipe, on_conn_alloc, on_conn_read) != 0)
+        conn_close(cc);
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -658,6 +671,7 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     cc->pipe.data = cc;
+    cc->hold.resume = on_conn_resume;
     cc->next = ctl->conns;
     ctl->conns = cc;
     ctl->nconns++;
@@ -671,6 +685,10 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     conn_printf(cc, "kith-control %d", KITH_CONTROL_VERSION);
+    /* A new command (`kith send` in a loop) waits too while a link is
+     * backed up; on_conn_resume starts reading then. */
+    if (cc->closing || kith_uvnode_hold(ctl->uv, &cc->hold))
+        return;
     if (uv_read_start((uv_stream_t *)&cc->pipe, on_conn_alloc, on_conn_read) != 0)
         conn_close(cc);
 }

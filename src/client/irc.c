@@ -243,6 +243,7 @@ typedef struct ircconn {
     size_t njoined;
     mine mine[MINE_RING]; /* our sends: not echoed back (clients show them) */
     size_t mine_pos;
+    kith_uvnode_pause hold; /* reading paused while a link is backed up */
 } ircconn;
 
 struct kith_irc {
@@ -278,6 +279,7 @@ static void conn_close(ircconn *cc)
         return;
     cc->closing = true;
     kith_irc *irc = cc->irc;
+    kith_uvnode_release(irc->uv, &cc->hold);
     for (ircconn **pp = &irc->conns; *pp; pp = &(*pp)->next)
         if (*pp == cc) {
             *pp = cc->next;
@@ -1533,6 +1535,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         cc->in_len = 0;
         on_line(cc, cc->in, l);
     }
+    /* docs/decisions.md "Backpressure on local input": what this client
+     * sends waits while a link is backed up. */
+    if (!cc->closing && kith_uvnode_hold(cc->irc->uv, &cc->hold))
+        uv_read_stop(s);
+}
+
+static void on_resume(kith_uvnode_pause *h)
+{
+    ircconn *cc = (ircconn *)((char *)h - offsetof(ircconn, hold));
+    if (!cc->closing && uv_read_start((uv_stream_t *)&cc->tcp, on_alloc, on_read) != 0)
+        conn_close(cc);
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -1549,6 +1562,7 @@ static void on_accept(uv_stream_t *server, int status)
         return;
     }
     cc->tcp.data = cc;
+    cc->hold.resume = on_resume;
     cc->next = irc->conns;
     irc->conns = cc;
     irc->nconns++;

@@ -75,7 +75,9 @@ void node_gossip_relay(
         nconn *c = n->conns[i - 1];
         if (c == from || !link_serves(n, c, r) || memcmp(c->peer, author, KITH_ID_LEN) == 0)
             continue;
-        if (is_lazy(c, r)) {
+        /* A slow link gets announcements only, as a lazy one does:
+         * docs/decisions.md "Backpressure on relays". */
+        if (is_lazy(c, r) || c->slow) {
             lazy = true;
             continue;
         }
@@ -281,7 +283,7 @@ static void ann_round(kith_node *n, nroom *r, uint8_t (*ids)[KITH_HASH_LEN])
     nconn *pick[NODE_MAX_CONNS];
     size_t np = 0;
     for (size_t i = 0; i < n->nconns && np < NODE_MAX_CONNS; i++) {
-        if (link_serves(n, n->conns[i], r) && is_lazy(n->conns[i], r))
+        if (link_serves(n, n->conns[i], r) && (is_lazy(n->conns[i], r) || n->conns[i]->slow))
             pick[np++] = n->conns[i];
     }
     if (r->nann == r->ntail) {

@@ -243,6 +243,7 @@ typedef struct nconn {
     size_t nlazy;
     uint64_t budget_bytes, budget_frames;
     uint64_t last_gap_sync_ms;
+    bool slow; /* the driver says it is backed up (kith_node_conn_slow) */
 } nconn;
 
 /* An id delivered since the room's last round of announcements

@@ -1140,6 +1140,13 @@ void kith_node_conn_data(kith_node *n, uint64_t id, const uint8_t *data, size_t 
         on_established(n, c);
 }
 
+void kith_node_conn_slow(kith_node *n, uint64_t id, bool slow)
+{
+    nconn *c = conn_by_id(n, id);
+    if (c)
+        c->slow = slow;
+}
+
 void kith_node_conn_closed(kith_node *n, uint64_t id)
 {
     nconn *c = conn_by_id(n, id);

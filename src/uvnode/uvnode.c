@@ -31,6 +31,7 @@ typedef struct uvconn {
     size_t unsent; /* bytes in uv_write requests not yet completed */
     kith_buf wbuf; /* frames of this drain, written as one at its end */
     bool open; /* connected (inbound: accepted) */
+    bool slow; /* told the node it is backed up (kith_node_conn_slow) */
     struct uvconn *next;
 } uvconn;
 
@@ -94,6 +95,11 @@ struct kith_uvnode {
     size_t nextra;
     uvconn *conns;
     size_t nconns;
+    /* Local inputs paused while a link is backed up (kith_uvnode_hold),
+     * looked at every KITH_UVNODE_HOLD_CHECK_MS by hold_timer. */
+    kith_uvnode_pause *holds;
+    uv_timer_t hold_timer;
+    size_t mark_high, mark_low, mark_slow;
     size_t resolving; /* getaddrinfo requests in flight */
     bool dirty; /* the node was called since the last flush */
     bool draining;
@@ -424,6 +430,11 @@ static void on_written(uv_write_t *req, int status)
     kith_uvnode *u = c->u;
     c->unsent -= w->len;
     kith_free(u->env, w);
+    if (c->slow && c->unsent + c->wbuf.len <= u->mark_low) {
+        c->slow = false;
+        if (!uv_is_closing((uv_handle_t *)&c->tcp))
+            kith_node_conn_slow(u->node, c->id, false);
+    }
     if (status < 0 && status != UV_ECANCELED && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         KITH_LOGD(u->env, "conn %llu: write: %s", (unsigned long long)c->id, uv_strerror(status));
         conn_close(u, c, true);
@@ -464,11 +475,21 @@ static void write_out(kith_uvnode *u, uvconn *c)
     c->unsent += len;
 }
 
+/* After the poll loop (the node may be called again): links that went over
+ * the slow mark are reported, so the node relays to them lazily. */
 static void write_out_all(kith_uvnode *u)
 {
     for (uvconn *c = u->conns, *next; c; c = next) {
         next = c->next; /* write_out may close c */
         write_out(u, c);
+    }
+    for (uvconn *c = u->conns; c; c = c->next) {
+        if (!c->slow && c->unsent > u->mark_slow) {
+            c->slow = true;
+            KITH_LOGD(
+                u->env, "conn %llu: %zu bytes unsent: slow", (unsigned long long)c->id, c->unsent);
+            kith_node_conn_slow(u->node, c->id, true);
+        }
     }
 }
 
@@ -1027,6 +1048,11 @@ int kith_uvnode_new(const kith_env *env, kith_node *node, kith_uvnode **out)
     }
     u->loop_inited = true;
     uv_timer_init(&u->loop, &u->timer);
+    uv_timer_init(&u->loop, &u->hold_timer);
+    u->hold_timer.data = u;
+    u->mark_high = KITH_UVNODE_BACKLOG_HIGH;
+    u->mark_low = KITH_UVNODE_BACKLOG_LOW;
+    u->mark_slow = KITH_UVNODE_SLOW;
     uv_prepare_init(&u->loop, &u->prepare);
     uv_signal_init(&u->loop, &u->sigint);
     uv_signal_init(&u->loop, &u->sigterm);
@@ -1065,6 +1091,75 @@ size_t kith_uvnode_backlog(const kith_uvnode *u)
     for (const uvconn *c = u->conns; c; c = c->next)
         most = KITH_MAX(most, c->unsent + c->wbuf.len);
     return most;
+}
+
+/* ---- flow control for local input ---- */
+
+static kith_uvnode_pause *hold_due(kith_uvnode *u)
+{
+    bool clear = kith_uvnode_backlog(u) <= u->mark_low;
+    uint64_t now = uv_now(&u->loop);
+    for (kith_uvnode_pause *h = u->holds; h; h = h->next)
+        if (clear || now - h->since_ms >= KITH_UVNODE_HOLD_MAX_MS)
+            return h;
+    return NULL;
+}
+
+/* One at a time, looking again after each: a resumed input may feed what
+ * it had buffered and be held again (the backlog is then over the high
+ * mark, so the loop ends), or close another input. */
+static void on_hold_timer(uv_timer_t *t)
+{
+    kith_uvnode *u = t->data;
+    kith_uvnode_pause *h;
+    while (!u->stopping && (h = hold_due(u))) {
+        kith_uvnode_release(u, h);
+        h->resume(h);
+    }
+    if (!u->holds && !uv_is_closing((uv_handle_t *)&u->hold_timer))
+        uv_timer_stop(&u->hold_timer);
+}
+
+bool kith_uvnode_hold(kith_uvnode *u, kith_uvnode_pause *h)
+{
+    if (h->held)
+        return true;
+    if (u->stopping || kith_uvnode_backlog(u) <= u->mark_high)
+        return false;
+    if (!u->holds
+        && uv_timer_start(
+               &u->hold_timer, on_hold_timer, KITH_UVNODE_HOLD_CHECK_MS, KITH_UVNODE_HOLD_CHECK_MS)
+            != 0)
+        return false;
+    h->held = true;
+    h->since_ms = uv_now(&u->loop);
+    h->next = u->holds;
+    u->holds = h;
+    return true;
+}
+
+void kith_uvnode_release(kith_uvnode *u, kith_uvnode_pause *h)
+{
+    if (!h->held)
+        return;
+    for (kith_uvnode_pause **pp = &u->holds; *pp; pp = &(*pp)->next) {
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    }
+    h->next = NULL;
+    h->held = false;
+}
+
+void kith_uvnode_set_marks(kith_uvnode *u, size_t high, size_t low, size_t slow)
+{
+    if (high)
+        u->mark_high = high;
+    if (low)
+        u->mark_low = low;
+    if (slow)
+        u->mark_slow = slow;
 }
 
 const char *kith_uvnode_listen_addr(const kith_uvnode *u)
@@ -1165,6 +1260,13 @@ void kith_uvnode_stop(kith_uvnode *u)
     if (u->lan_timer_on)
         close_if_open((uv_handle_t *)&u->lan_timer);
     close_if_open((uv_handle_t *)&u->timer);
+    close_if_open((uv_handle_t *)&u->hold_timer);
+    while (u->holds) {
+        kith_uvnode_pause *h = u->holds;
+        u->holds = h->next;
+        h->next = NULL;
+        h->held = false;
+    }
     close_if_open((uv_handle_t *)&u->prepare);
     close_if_open((uv_handle_t *)&u->sigint);
     close_if_open((uv_handle_t *)&u->sigterm);

@@ -31,6 +31,16 @@ typedef struct kith_uvnode kith_uvnode;
  * the link as a peer that is not reading. */
 #define KITH_UVNODE_BACKLOG_HIGH (KITH_UVNODE_MAX_UNSENT / 4)
 #define KITH_UVNODE_BACKLOG_LOW (KITH_UVNODE_MAX_UNSENT / 16)
+/* Longest pause of a local input: a peer that reads nothing for this long
+ * gets the input again, whose writes then reach KITH_UVNODE_MAX_UNSENT and
+ * close its link, so an input is never stuck. */
+#define KITH_UVNODE_HOLD_MAX_MS 30000
+/* How often a paused input's backlog is looked at. */
+#define KITH_UVNODE_HOLD_CHECK_MS 10
+/* A link with more than this many bytes waiting is slow: the node relays
+ * others' messages to it as IHAVE announcements, not eagerly
+ * (kith_node_conn_slow); it is fast again below KITH_UVNODE_BACKLOG_LOW. */
+#define KITH_UVNODE_SLOW (KITH_UVNODE_MAX_UNSENT / 8)
 /* Cap on open connections (inbound and outbound): an fd-exhaustion guard. */
 #define KITH_UVNODE_MAX_CONNS 512
 /* "host:port" and "[v6]:port" as text; enough for any DNS name. */
@@ -106,6 +116,26 @@ void kith_uvnode_lan_rescan(kith_uvnode *u);
  * libuv and not yet written, plus this loop turn's frames): 0 when every
  * link is keeping up. */
 size_t kith_uvnode_backlog(const kith_uvnode *u);
+
+/* A local input that can be paused (stdin, a control connection, an IRC
+ * client): the owner embeds it and sets resume; the rest is the driver's. */
+typedef struct kith_uvnode_pause {
+    void (*resume)(struct kith_uvnode_pause *h);
+    struct kith_uvnode_pause *next;
+    uint64_t since_ms;
+    bool held;
+} kith_uvnode_pause;
+/* Call after feeding what an input read (it may have queued messages).
+ * True when some link has more than the high mark (KITH_UVNODE_BACKLOG_HIGH)
+ * waiting: the caller stops reading, and h->resume(h) is called once when
+ * the backlog is under the low mark (KITH_UVNODE_BACKLOG_LOW) or after
+ * KITH_UVNODE_HOLD_MAX_MS. False: go on reading. Also true, without a
+ * second resume, when h is held already. */
+bool kith_uvnode_hold(kith_uvnode *u, kith_uvnode_pause *h);
+/* Forget h without resuming it (its input is closing). Safe when not held. */
+void kith_uvnode_release(kith_uvnode *u, kith_uvnode_pause *h);
+/* Tests: other marks for kith_uvnode_hold and slow links (0 keeps one). */
+void kith_uvnode_set_marks(kith_uvnode *u, size_t high, size_t low, size_t slow);
 const char *kith_uvnode_listen_addr(const kith_uvnode *u);
 
 /* Run until kith_uvnode_stop (or a signal) finished. Returns 0, or 1 when the

@@ -242,6 +242,43 @@ static void test_partition_heals(void **state)
     sim_free(s);
 }
 
+/* A member whose links are all slow (its driver says bytes pile up unsent)
+ * relays others' messages to them as announcements only: it pushes no MSG
+ * frame, and the room still converges (its peers have the messages from
+ * the sender, or pull them). Marked fast again, it pushes eagerly again. */
+static void test_slow_links_get_announcements(void **state)
+{
+    (void)state;
+    sim_cfg cfg = { .seed = 17, .nodes = 5, .lat_min_ms = 5, .lat_max_ms = 20, .quiet = true };
+    sim *s = sim_new(&cfg);
+    assert_non_null(s);
+    uint8_t room[32];
+    assert_int_equal(sim_make_room(s, 5, room), 0);
+    sim_run(s, 3000);
+    /* Connection ids are small and sequential: mark every one of node 1's. */
+    for (uint64_t id = 1; id < 256; id++)
+        kith_node_conn_slow(sim_node(s, 1), id, true);
+    kith_node_stats a, b;
+    kith_node_stats_get(sim_node(s, 1), &a);
+    send_round(s, room, 0, 10, "slow");
+    sim_run(s, 5000);
+    kith_node_stats_get(sim_node(s, 1), &b);
+    char err[256];
+    if (sim_check(s, room, err, sizeof err))
+        fail_msg("%s", err);
+    assert_int_equal(b.delivered - a.delivered, 10);
+    assert_int_equal(b.msgs_out, a.msgs_out); /* no eager push */
+    assert_true(b.ihave_out > a.ihave_out); /* announced instead */
+    for (uint64_t id = 1; id < 256; id++)
+        kith_node_conn_slow(sim_node(s, 1), id, false);
+    /* Fast again: everything still reaches everyone. */
+    send_round(s, room, 2, 10, "fast");
+    sim_run(s, 5000);
+    if (sim_check(s, room, err, sizeof err))
+        fail_msg("%s", err);
+    sim_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_partition_heals),
         cmocka_unit_test(test_announcements_spread),
         cmocka_unit_test(test_no_announcement_back),
+        cmocka_unit_test(test_slow_links_get_announcements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

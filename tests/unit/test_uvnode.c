@@ -108,7 +108,32 @@ typedef struct side {
     void (*ver_fn)(void *ctx, kith_sig_job *jobs, size_t n);
     void *ver_ctx;
     size_t ver_batches, ver_jobs, ver_biggest;
+    /* Flow control (test_hold_resumes): B sends two messages at once (burst
+     * 2) and holds an input when it sees the second, whose event comes after the
+     * first one's frames were queued; it stops when the input is resumed. */
+    bool hold_test;
+    kith_uvnode_pause pause;
+    int held, resumed;
+    size_t backlog_at_hold, backlog_at_resume;
 } side;
+
+static void on_resume(kith_uvnode_pause *p)
+{
+    side *s = (side *)((char *)p - offsetof(side, pause));
+    s->resumed++;
+    s->backlog_at_resume = kith_uvnode_backlog(s->uv);
+    kith_uvnode_stop(s->uv);
+}
+
+static void hold_now(side *s)
+{
+    s->backlog_at_hold = kith_uvnode_backlog(s->uv);
+    s->pause.resume = on_resume;
+    if (kith_uvnode_hold(s->uv, &s->pause))
+        s->held++;
+    else
+        kith_uvnode_stop(s->uv);
+}
 
 static void on_deadline(uv_timer_t *t)
 {
@@ -149,7 +174,10 @@ static void hook_event(void *ud, const kith_event *ev)
     case KITH_EV_MESSAGE:
         if (ev->self) {
             s->own_msgs++;
-            if (!s->is_a && s->own_msgs >= (s->burst ? s->burst : 1))
+            if (s->hold_test) {
+                if (s->own_msgs == 2)
+                    hold_now(s);
+            } else if (!s->is_a && s->own_msgs >= (s->burst ? s->burst : 1))
                 kith_uvnode_stop(s->uv); /* deferred until the writes went out */
         } else {
             char want[16];
@@ -387,6 +415,43 @@ static void test_burst_verified_on_threads(void **state)
     free(b);
 }
 
+/* Flow control for local input: with a 1-byte high mark, an input held while
+ * B's message waits to be written is resumed once it is written (backlog
+ * at the low mark), and only once. */
+static void test_hold_resumes(void **state)
+{
+    (void)state;
+    side *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    side_init(a, "alice", true, "127.0.0.1");
+    side_init(b, "bob", false, "127.0.0.1");
+    b->hold_test = true;
+    b->burst = 2; /* two messages at once */
+    kith_uvnode_set_marks(b->uv, 1, 1, 0);
+    char code[512];
+    assert_int_equal(kith_node_create_room(a->node, "holdroom", a->room), 0);
+    assert_int_equal(kith_node_invite(a->node, a->room, 0, code, sizeof code), 0);
+    assert_int_equal(kith_node_join(b->node, code), 0);
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, run_side, a), 0);
+    assert_int_equal(pthread_create(&tb, NULL, run_side, b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_false(a->timed_out);
+    assert_false(b->timed_out);
+    assert_true(a->got_msgs >= 1); /* A stops at the first */
+    assert_int_equal(b->send_rc, 0);
+    assert_true(b->backlog_at_hold > 1);
+    assert_int_equal(b->held, 1);
+    assert_int_equal(b->resumed, 1);
+    assert_true(b->backlog_at_resume <= 1);
+    side_free(a);
+    side_free(b);
+    free(a);
+    free(b);
+}
+
 /* Stopping before the loop ever ran closes everything cleanly (no leaked
  * handles under ASan, run returns at once). */
 static void test_stop_before_run(void **state)
@@ -514,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_two_nodes),
         cmocka_unit_test(test_verifier_threads),
         cmocka_unit_test(test_burst_verified_on_threads),
+        cmocka_unit_test(test_hold_resumes),
         cmocka_unit_test(test_stop_before_run),
         cmocka_unit_test(test_join_unreachable),
         cmocka_unit_test(test_lan_beacon_loopback),
