@@ -244,6 +244,10 @@ typedef struct ircconn {
     mine mine[MINE_RING]; /* our sends: not echoed back (clients show them) */
     size_t mine_pos;
     kith_uvnode_pause hold; /* reading paused while a link is backed up */
+    /* The last NICK line sent: a rename arrives once per shared room, but
+     * an IRC NICK is for the whole connection, so it goes out once. */
+    uint8_t nick_author[KITH_MEMBER_ID_LEN];
+    char nick_sent[KITH_IRC_NICK_MAX + 16];
 } ircconn;
 
 struct kith_irc {
@@ -1606,8 +1610,13 @@ static void on_event(void *ud, const kith_event *ev)
                 memcpy(t, ev->text ? ev->text : "", ev->text ? tl : 0);
                 t[ev->text ? tl : 0] = '\0';
                 room_nick(cc, room, ev->author, t, nw, sizeof nw);
-                if (strcmp(old, nw) != 0)
-                    conn_send(cc, ":%s!%s@" SERVER " NICK :%s", old, old, nw);
+                if (strcmp(old, nw) == 0
+                    || (cc->nick_sent[0] && strcmp(cc->nick_sent, nw) == 0
+                        && memcmp(cc->nick_author, ev->author, sizeof cc->nick_author) == 0))
+                    break;
+                conn_send(cc, ":%s!%s@" SERVER " NICK :%s", old, old, nw);
+                memcpy(cc->nick_author, ev->author, sizeof cc->nick_author);
+                snprintf(cc->nick_sent, sizeof cc->nick_sent, "%s", nw);
             }
             break;
         case KITH_EV_ROOM:

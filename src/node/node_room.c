@@ -412,6 +412,14 @@ static int hist_push(kith_node *n, nroom *r, const kith_inner *in, size_t author
     return 0;
 }
 
+/* Undo the last hist_push (its block stays for the next one). */
+static void hist_pop(kith_node *n, nroom *r)
+{
+    hist *h = node_hist_at(r, --r->nhist);
+    kith_free(n->env, h->body - (h->has_target ? KITH_HASH_LEN : 0));
+    memset(h, 0, sizeof *h);
+}
+
 static int author_record(kith_node *n, author_st *a, const uint8_t id[KITH_HASH_LEN])
 {
     if (a->seq == a->cap) {
@@ -732,8 +740,16 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         if (rc)
             a->seq--;
     }
-    if (!rc)
+    if (!rc) {
         rc = kith_map_put(&r->seen, id, (uint64_t)idx + 1);
+        if (rc) {
+            /* All or nothing: an entry the seen-map can't find would be
+             * delivered again (and shown twice) when the message comes
+             * back; the author's chain goes back one too. */
+            hist_pop(n, r);
+            a->seq--;
+        }
+    }
     if (rc)
         return rc;
     if (in->lamport > r->lamport)

@@ -4,7 +4,7 @@ scripted raw IRC client on A's gateway and kith line clients B and C.
   1. IRC alice makes a room (#lab) and lets bob and carol in (*kith invite).
   2. MODE #lab +o bob makes bob an admin (kith sees it); a topic bob sets in
      kith reaches IRC as TOPIC, one set with TOPIC reaches kith; TOPIC asks
-     get 332; carol's /nick is a NICK, and a rename to "Alice" (like the
+     get 332; carol's /nick is one NICK (she shares #lab and #two), and a rename to "Alice" (like the
      IRC user's nick) carries its fingerprint (Alice|xxxx); NAMES shows @
      for admins, + for members.
   3. MODE +b Alice|xxxx bans her in kith: IRC sees MODE +b and KICK, carol's node
@@ -66,12 +66,31 @@ def body(t):
     irc.send("TOPIC #lab")
     irc.expect(r"^:kith 332 alice #lab :from irc$")
     t.check(True, "TOPIC from IRC sets the kith topic; TOPIC asks get 332")
+    irc.send("JOIN #two")
+    irc.expect(r"^:kith 366 alice #two ")
+    irc.send("PRIVMSG *kith :invite #two")
+    code = irc.expect(r"^:\*kith!\S+ PRIVMSG alice :invite for #two .*(kith1:\S+)").group(1)
+    mk = c.send("/join " + code)
+    c.wait_for(r"^\* joined room two\b", 30, since=mk)
+    irc.expect(r"^:carol!\S+ JOIN #two$")
+    start = irc.pos
     c.send("/nick carla")
     irc.expect(r"^:carol!\S+ NICK :carla$")
     t.check(True, "a kith rename reaches IRC as NICK")
+    # carol is in #lab and #two: her rename is a message in each, but IRC
+    # gets one NICK. Her next message in #two comes after both renames.
+    c.send("/switch two")
+    c.send("after the rename")
+    irc.expect(r"^:carla!\S+ PRIVMSG #two :after the rename$")
+    nicks = [ln for ln in irc.lines[start:irc.pos] if re.search(r" NICK :carla$", ln)]
+    t.check(len(nicks) == 1, "one NICK line for a rename in two shared rooms", str(nicks))
+    c.send("/switch lab")
     c.send("/nick Alice")
     carla = irc.expect(r"^:carla!\S+ NICK :(Alice\|[a-z2-7]{4})$").group(1)
     t.check(True, "a rename to a name like the IRC user's shows with its fingerprint: " + carla)
+    # NAMES below wants the rename in #lab too: her next line there follows it.
+    c.send("back in lab")
+    irc.expect(r"^:%s!\S+ PRIVMSG #lab :back in lab$" % re.escape(carla))
     irc.send("NAMES #lab")
     names = set(irc.expect(r"^:kith 353 alice = #lab :(.*)$").group(1).split())
     t.check(names == {"@alice", "@bob", "+" + carla}, "NAMES: @ admins, + members", str(names))
