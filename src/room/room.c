@@ -124,6 +124,7 @@ typedef struct op_rec {
     uint8_t role; /* role granted or set */
     uint8_t lan; /* set LAN: the mode */
     bool head; /* no applied op names it as a parent */
+    bool in_ck; /* in the checkpoint's prefix of the total order (kith_room.ck) */
     bool effective; /* took effect in the last full replay */
     uint32_t author, subject; /* member indexes; subject NONE when absent */
     uint32_t ctx_key; /* add: the key op current in its causal past */
@@ -184,6 +185,16 @@ struct kith_room {
      * whose past is the whole log, costs O(members) and not a replay. */
     mstate st;
     size_t nheads; /* ops with head set */
+    /* A checkpoint: the replay's state before position ck_pos of the total
+     * order, a little behind its end (ck.role NULL when there is none).
+     * Concurrent ops land near the end of the order, so the replay after
+     * one, and the state of its causal past, start here instead of at the
+     * genesis: O(ops since the checkpoint), not O(ops). ck_front: the ops
+     * of the prefix that no op of the prefix names as a parent. */
+    mstate ck;
+    uint32_t ck_pos;
+    uint32_t *ck_front;
+    size_t nck_front;
 
     key_rec *keys; /* epoch keys self holds */
     size_t nkeys, capkeys;
@@ -715,16 +726,77 @@ static void effect(mstate *s, const op_rec *o, uint32_t oidx, uint32_t pos)
     succession(s);
 }
 
-/* Replay the ops in total order; only those whose bit is set in `filter`
- * when it is given. With `mark`, record on each op whether it took effect. */
-static void replay(kith_room *r, const uint8_t *filter, mstate *s, bool mark)
+#define CK_LAG 64 /* the checkpoint trails the end of the order by about this */
+
+static void ck_drop(kith_room *r)
 {
-    memset(s->role, 0, s->n);
-    memset(s->banned, 0, s->n);
-    memset(s->holder, 0, s->n);
-    s->key_op = s->name_op = s->topic_op = s->lan_op = NONE;
-    s->epoch = 0;
-    for (uint32_t pos = 0; pos < r->nops; pos++) {
+    for (uint32_t pos = 0; pos < r->ck_pos && pos < r->nops; pos++)
+        r->ops[r->order[pos]].in_ck = false;
+    state_free(r->env, &r->ck);
+    kith_free(r->env, r->ck_front);
+    r->ck_front = NULL;
+    r->nck_front = 0;
+    r->ck_pos = 0;
+}
+
+/* Take s, the full replay's state before position pos, as the checkpoint
+ * (out of memory: keep the old one). */
+static void ck_take(kith_room *r, const mstate *s, uint32_t pos)
+{
+    mstate c;
+    uint8_t *named = kith_calloc(r->env, r->nops / 8 + 1, 1);
+    uint32_t *front = kith_calloc(r->env, pos ? pos : 1, sizeof *front);
+    if (!named || !front || state_alloc(r->env, s->n, &c) != 0) {
+        kith_free(r->env, named);
+        kith_free(r->env, front);
+        return;
+    }
+    state_copy(&c, s);
+    for (uint32_t p = r->ck_pos; p < pos; p++)
+        r->ops[r->order[p]].in_ck = true;
+    for (uint32_t p = 0; p < pos; p++) {
+        const op_rec *o = &r->ops[r->order[p]];
+        for (size_t i = 0; i < o->nparents; i++)
+            named[o->parents[i] / 8]
+                = (uint8_t)(named[o->parents[i] / 8] | 1u << (o->parents[i] % 8));
+    }
+    size_t nf = 0;
+    for (uint32_t p = 0; p < pos; p++) {
+        uint32_t oi = r->order[p];
+        if (!(named[oi / 8] & (1u << (oi % 8))))
+            front[nf++] = oi;
+    }
+    kith_free(r->env, named);
+    state_free(r->env, &r->ck);
+    kith_free(r->env, r->ck_front);
+    r->ck = c;
+    r->ck_pos = pos;
+    r->ck_front = front;
+    r->nck_front = nf;
+}
+
+/* Replay the ops in total order; only those whose bit is set in `filter`
+ * when it is given. With `mark`, record on each op whether it took effect.
+ * From the checkpoint when `from_ck` (s then holds its state), else from
+ * the genesis; a full replay moves the checkpoint when it trails. */
+static void replay_at(kith_room *r, const uint8_t *filter, mstate *s, bool mark, bool from_ck)
+{
+    uint32_t start = 0;
+    if (from_ck) {
+        state_copy(s, &r->ck);
+        start = r->ck_pos;
+    } else {
+        memset(s->role, 0, s->n);
+        memset(s->banned, 0, s->n);
+        memset(s->holder, 0, s->n);
+        s->key_op = s->name_op = s->topic_op = s->lan_op = NONE;
+        s->epoch = 0;
+    }
+    uint32_t take = r->nops > CK_LAG ? (uint32_t)(r->nops - CK_LAG) : 0;
+    bool moving = !filter && mark && take >= r->ck_pos + CK_LAG;
+    for (uint32_t pos = start; pos < r->nops; pos++) {
+        if (moving && pos == take)
+            ck_take(r, s, pos);
         uint32_t oi = r->order[pos];
         if (filter && !(filter[oi / 8] & (1u << (oi % 8))))
             continue;
@@ -764,25 +836,47 @@ static int past_state(kith_room *r, const uint32_t *parents, size_t np, size_t n
         state_copy(s, &r->st); /* the same fold as replay(r, all, s) */
         goto done;
     }
+    /* The past is found walking back from the parents. With a checkpoint,
+     * first only over the ops after it: the checkpoint's prefix is closed
+     * under parents (a parent is earlier in the order), so it is all in
+     * the past exactly when each op of its front is reached, and then the
+     * replay starts from the checkpoint. Otherwise the walk goes on. */
+    bool ck = r->ck.role && r->ck.n <= nmembers;
     size_t top = 0;
     for (size_t i = 0; i < np; i++) {
         uint32_t p = parents[i];
         if (!(seen[p / 8] & (1u << (p % 8)))) {
             seen[p / 8] = (uint8_t)(seen[p / 8] | (1u << (p % 8)));
-            stack[top++] = p;
+            if (!ck || !r->ops[p].in_ck)
+                stack[top++] = p;
         }
     }
-    while (top) {
-        const op_rec *o = &r->ops[stack[--top]];
-        for (size_t i = 0; i < o->nparents; i++) {
-            uint32_t p = o->parents[i];
-            if (!(seen[p / 8] & (1u << (p % 8)))) {
-                seen[p / 8] = (uint8_t)(seen[p / 8] | (1u << (p % 8)));
-                stack[top++] = p;
+    for (int pass = 0; pass < 2; pass++) {
+        while (top) {
+            const op_rec *o = &r->ops[stack[--top]];
+            for (size_t i = 0; i < o->nparents; i++) {
+                uint32_t p = o->parents[i];
+                if (!(seen[p / 8] & (1u << (p % 8)))) {
+                    seen[p / 8] = (uint8_t)(seen[p / 8] | (1u << (p % 8)));
+                    if (!ck || !r->ops[p].in_ck)
+                        stack[top++] = p;
+                }
             }
         }
+        if (!ck)
+            break;
+        for (size_t i = 0; ck && i < r->nck_front; i++)
+            ck = (seen[r->ck_front[i] / 8] & (1u << (r->ck_front[i] % 8))) != 0;
+        if (ck)
+            break;
+        /* Not all of the prefix: walk on from every op reached in it. */
+        for (uint32_t pos = 0; pos < r->ck_pos; pos++) {
+            uint32_t oi = r->order[pos];
+            if (seen[oi / 8] & (1u << (oi % 8)))
+                stack[top++] = oi;
+        }
     }
-    replay(r, seen, s, false);
+    replay_at(r, seen, s, false, ck);
 done:
     kith_free(r->env, seen);
     kith_free(r->env, stack);
@@ -794,16 +888,23 @@ static void refresh(kith_room *r, mstate *s)
 {
     r->ncur = 0;
     r->needs_rekey = false;
+    const mstate *was = r->st.role ? &r->st : NULL;
     for (uint32_t i = 0; i < r->nmembers; i++) {
         kith_member *m = &r->members[i];
         m->role = s->role[i];
         m->banned = s->banned[i];
         if (s->role[i]) {
             r->cur[r->ncur++] = i;
+            /* A member's key, nick and address come from the add that
+             * shows it: copied again only when that changed (a room of n
+             * members would otherwise copy n of each per op). */
+            bool same = was && i < was->n && was->role[i] && was->shown[i] == s->shown[i];
             const op_rec *a = &r->ops[s->shown[i]];
-            memcpy(m->dh, a->dh, KITH_DH_LEN);
-            copy_str(m->nick, sizeof m->nick, a->nick, strlen(a->nick));
-            copy_str(m->addr, sizeof m->addr, a->addr, strlen(a->addr));
+            if (!same) {
+                memcpy(m->dh, a->dh, KITH_DH_LEN);
+                copy_str(m->nick, sizeof m->nick, a->nick, strlen(a->nick));
+                copy_str(m->addr, sizeof m->addr, a->addr, strlen(a->addr));
+            }
         }
         if (!s->role[i] != !s->holder[i])
             r->needs_rekey = true;
@@ -918,6 +1019,8 @@ static int commit_op(kith_room *r, const op_view *v, op_rec *o, const uint8_t *d
     size_t pos = oidx;
     while (pos > 0 && order_before(o, &r->ops[r->order[pos - 1]]))
         pos--;
+    if (pos < r->ck_pos)
+        ck_drop(r); /* the prefix changes */
     memmove(&r->order[pos + 1], &r->order[pos], (oidx - pos) * sizeof *r->order);
     r->order[pos] = (uint32_t)oidx;
 
@@ -938,7 +1041,7 @@ static int commit_op(kith_room *r, const op_view *v, op_rec *o, const uint8_t *d
             effect(&s, &r->ops[oidx], (uint32_t)oidx, (uint32_t)pos);
         r->ops[oidx].effective = ok_op;
     } else {
-        replay(r, NULL, &s, true);
+        replay_at(r, NULL, &s, true, r->ck.role && r->ck.n <= s.n);
     }
     refresh(r, &s);
     return 0;
@@ -1153,6 +1256,8 @@ void kith_room_free(kith_room *room)
     kith_free(env, room->members);
     kith_free(env, room->cur);
     state_free(env, &room->st);
+    state_free(env, &room->ck);
+    kith_free(env, room->ck_front);
     if (room->keys) {
         sodium_memzero(room->keys, room->capkeys * sizeof *room->keys);
         kith_free(env, room->keys);
