@@ -1,6 +1,6 @@
 /* Unit tests for LAN meetups: the beacon codec (node/beacon.c) and the
- * node's LAN logic (node/node_lan.c), driven by an in-process driver in the
- * style of test_node.c: WRITE goes to the peer's conn_data, CONNECT finds the
+ * node's LAN logic (node/node_lan.c), driven by tworld (testenv.h) with LAN
+ * on: WRITE goes to the peer's conn_data, CONNECT finds the
  * node by address, BEACON is handed to every other node with the sender's
  * "IP", time is virtual. */
 #include <sodium.h>
@@ -14,6 +14,10 @@
 #include "room/room.h"
 #include "store/store.h"
 #include "testenv.h"
+
+static tworld *W;
+/* LAN on, addresses 10.0.0.N:7415, the RNG seeded with 7. */
+static const tworld_opts lan = { .seed = 7, .lan = true };
 
 /* ---- codec ---- */
 
@@ -158,335 +162,34 @@ static void test_tags(void **state)
 
 /* ---- node logic ---- */
 
-#define MAXN 4
-#define MAXLINKS 64
-#define MAXEV 4096
-#define MAXBEACONS 256
-
-typedef struct rec_ev {
-    int type;
-    char text[200];
-} rec_ev;
-
-typedef struct tnode {
-    kith_node *node;
-    kith_store *store;
-    kith_identity id;
-    char addr[32];
-    char host[16];
-    char nick[16];
-    rec_ev *ev;
-    size_t nev;
-    size_t connects; /* CONNECT actions seen */
-    bool up;
-} tnode;
-
-typedef struct link {
-    int a, b;
-    uint64_t ca, cb;
-    bool open;
-    kith_buf ab, ba;
-    size_t sent_ab, sent_ba; /* bytes each side wrote */
-} link;
-
-typedef struct beacon_rec {
-    int from;
-    uint8_t data[KITH_BEACON_MAX];
-    size_t len;
-} beacon_rec;
-
-typedef struct world {
-    test_env t;
-    tnode n[MAXN];
-    int count;
-    link links[MAXLINKS];
-    int nlinks;
-    beacon_rec *pending; /* beacons to hand out */
-    size_t npending;
-    beacon_rec *log; /* every beacon sent */
-    size_t nlog;
-    bool quiet; /* beacons are logged but nobody hears them */
-} world;
-
-static world *W;
-
-static void node_start(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .lan = true };
-    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
-    tn->up = true;
-}
-
-static void world_init(world *w, int count)
-{
-    memset(w, 0, sizeof *w);
-    test_env_init(&w->t, 7);
-    w->count = count;
-    w->pending = calloc(MAXBEACONS, sizeof *w->pending);
-    w->log = calloc(MAXBEACONS, sizeof *w->log);
-    for (int i = 0; i < count; i++) {
-        tnode *tn = &w->n[i];
-        snprintf(tn->host, sizeof tn->host, "10.0.0.%d", (i + 1) % 10);
-        snprintf(tn->addr, sizeof tn->addr, "10.0.0.%d:7415", (i + 1) % 10);
-        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
-        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
-        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
-        tn->ev = calloc(MAXEV, sizeof *tn->ev);
-        node_start(w, i);
-    }
-}
-
-static link *find_link(world *w, int node, uint64_t conn, int *side)
-{
-    for (int i = 0; i < w->nlinks; i++) {
-        link *l = &w->links[i];
-        if (!l->open)
-            continue;
-        if (l->a == node && l->ca == conn) {
-            *side = 0;
-            return l;
-        }
-        if (l->b == node && l->cb == conn) {
-            *side = 1;
-            return l;
-        }
-    }
-    return NULL;
-}
-
-static void close_link(world *w, link *l, int closer)
-{
-    if (!l->open)
-        return;
-    l->open = false;
-    kith_buf_free(&l->ab);
-    kith_buf_free(&l->ba);
-    int other = closer == l->a ? l->b : l->a;
-    uint64_t oc = closer == l->a ? l->cb : l->ca;
-    if (w->n[other].up)
-        kith_node_conn_closed(w->n[other].node, oc);
-}
-
-static void record(tnode *tn, const kith_event *ev)
-{
-    if (tn->nev >= MAXEV)
-        return;
-    rec_ev *r = &tn->ev[tn->nev++];
-    r->type = ev->type;
-    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
-    if (len)
-        memcpy(r->text, ev->text, len);
-    r->text[len] = '\0';
-    if (getenv("KITH_TEST_LOG"))
-        fprintf(stderr, "[%s] event %d text=%s\n", tn->nick, r->type, r->text);
-}
-
-static int drain(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_action a;
-    int count = 0;
-    while (tn->up && kith_node_poll(tn->node, &a)) {
-        count++;
-        int side;
-        link *l;
-        switch (a.type) {
-        case KITH_ACT_WRITE:
-            l = find_link(w, i, a.conn, &side);
-            if (l) {
-                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
-                *(side ? &l->sent_ba : &l->sent_ab) += a.len;
-            }
-            break;
-        case KITH_ACT_CONNECT: {
-            tn->connects++;
-            int target = -1;
-            for (int k = 0; k < w->count; k++) {
-                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
-                    target = k;
-            }
-            if (target < 0 || w->nlinks >= MAXLINKS) {
-                kith_node_conn_closed(tn->node, a.conn);
-                break;
-            }
-            l = &w->links[w->nlinks++];
-            memset(l, 0, sizeof *l);
-            l->a = i;
-            l->b = target;
-            l->ca = a.conn;
-            l->cb = kith_node_accept(w->n[target].node);
-            l->open = true;
-            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-            kith_node_conn_opened(tn->node, a.conn);
-            break;
-        }
-        case KITH_ACT_CLOSE:
-            l = find_link(w, i, a.conn, &side);
-            if (l)
-                close_link(w, l, i);
-            break;
-        case KITH_ACT_TIMER:
-            break;
-        case KITH_ACT_EVENT:
-            record(tn, &a.ev);
-            break;
-        case KITH_ACT_BEACON:
-            assert_true(a.len <= KITH_BEACON_MAX);
-            if (!w->quiet && w->npending < MAXBEACONS) {
-                beacon_rec *b = &w->pending[w->npending++];
-                b->from = i;
-                memcpy(b->data, a.data, a.len);
-                b->len = a.len;
-            }
-            if (w->nlog < MAXBEACONS) {
-                beacon_rec *b = &w->log[w->nlog++];
-                b->from = i;
-                memcpy(b->data, a.data, a.len);
-                b->len = a.len;
-            }
-            break;
-        default:
-            fail_msg("unknown action %d", a.type);
-        }
-    }
-    return count;
-}
-
-static void settle(world *w)
-{
-    for (int round = 0; round < 10000; round++) {
-        int moved = 0;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up) {
-                assert_int_equal(kith_node_flush(w->n[i].node), 0);
-                moved += drain(w, i);
-            }
-        }
-        /* Multicast: every other node hears it (and the sender too, looped). */
-        size_t np = w->npending;
-        w->npending = 0;
-        for (size_t b = 0; b < np; b++) {
-            beacon_rec r = w->pending[b];
-            for (int k = 0; k < w->count; k++) {
-                if (w->n[k].up)
-                    kith_node_beacon(w->n[k].node, r.data, r.len, w->n[r.from].host);
-            }
-            moved++;
-        }
-        for (int k = 0; k < w->nlinks; k++) {
-            link *l = &w->links[k];
-            if (l->open && l->ab.len) {
-                kith_buf b = l->ab;
-                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-            if (l->open && l->ba.len) {
-                kith_buf b = l->ba;
-                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-        }
-        if (!moved)
-            return;
-    }
-    fail_msg("network did not settle");
-}
-
-static void tick(world *w, int seconds)
-{
-    for (int s = 0; s < seconds; s++) {
-        w->t.mono += 1000;
-        w->t.wall += 1000;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up)
-                kith_node_timer(w->n[i].node);
-        }
-        settle(w);
-    }
-}
-
-static void node_stop(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    for (int k = 0; k < w->nlinks; k++) {
-        link *l = &w->links[k];
-        if (l->open && (l->a == i || l->b == i))
-            close_link(w, l, i);
-    }
-    kith_node_free(tn->node);
-    tn->node = NULL;
-    tn->up = false;
-}
-
-static void world_free(world *w)
-{
-    for (int i = 0; i < w->count; i++) {
-        if (w->n[i].up)
-            node_stop(w, i);
-        kith_store_close(w->n[i].store);
-        kith_identity_wipe(&w->n[i].id);
-        free(w->n[i].ev);
-    }
-    for (int k = 0; k < w->nlinks; k++) {
-        kith_buf_free(&w->links[k].ab);
-        kith_buf_free(&w->links[k].ba);
-    }
-    free(w->pending);
-    free(w->log);
-    memset(w, 0, sizeof *w);
-}
-
-static size_t count_ev(const tnode *tn, int type, const char *sub)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < tn->nev; i++) {
-        if (tn->ev[i].type == type && (!sub || strstr(tn->ev[i].text, sub)))
-            c++;
-    }
-    return c;
-}
-
-static void send_text(world *w, int i, const uint8_t room[32], const char *text)
-{
-    uint64_t seq;
-    assert_int_equal(
-        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
-}
-
 /* Members of one room who never met over an address: the room is made
  * while every node has an address nobody can reach (the driver knows no
  * "old" hosts), then the nodes restart on their LAN addresses. */
-static void make_room_offline(world *w, uint8_t room[32], int founder, const int *joiners, int nj)
+static void make_room_offline(tworld *w, uint8_t room[32], int founder, const int *joiners, int nj)
 {
     for (int i = 0; i < w->count; i++) {
-        node_stop(w, i);
+        tw_stop(w, i);
         snprintf(w->n[i].addr, sizeof w->n[i].addr, "old%d:1", i);
-        node_start(w, i);
+        tw_start(w, i);
     }
     assert_int_equal(kith_node_create_room(w->n[founder].node, "bookclub", room), 0);
     for (int j = 0; j < nj; j++) {
         char code[KITH_INVITE_CODE_MAX];
         assert_int_equal(kith_node_invite(w->n[founder].node, room, 0, code, sizeof code), 0);
         assert_int_equal(kith_node_join(w->n[joiners[j]].node, code), 0);
-        settle(w);
+        tw_settle(w);
     }
     for (int i = 0; i < w->count; i++) {
-        node_stop(w, i);
+        tw_stop(w, i);
         snprintf(w->n[i].addr, sizeof w->n[i].addr, "10.0.0.%d:7415", (i + 1) % 10);
-        node_start(w, i);
+        tw_start(w, i);
         w->n[i].connects = 0;
     }
-    settle(w);
+    tw_settle(w);
 }
 
 /* The "old" dials fail; count only dials to LAN addresses. */
-static bool peer_found(world *w, int i, const char *how)
+static bool peer_found(tworld *w, int i, const char *how)
 {
     size_t np = kith_node_peer_count(w->n[i].node);
     for (size_t k = 0; k < np; k++) {
@@ -501,15 +204,15 @@ static bool peer_found(world *w, int i, const char *how)
 static void test_members_find_each_other(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &lan);
     uint8_t room[32];
     int joiners[] = { 1 };
     make_room_offline(w, room, 0, joiners, 1);
     /* Node 2 is in a room of its own: a non-member of bookclub. */
     uint8_t other[32];
     assert_int_equal(kith_node_create_room(w->n[2].node, "elsewhere", other), 0);
-    tick(w, 12);
+    tw_tick(w, 12);
     assert_true(w->nlog > 0);
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[0].node, room, &info), 0);
@@ -521,25 +224,25 @@ static void test_members_find_each_other(void **state)
     assert_int_equal(kith_node_peer_count(w->n[2].node), 0);
     for (size_t i = 0; i < w->n[0].nev; i++)
         assert_false(w->n[0].ev[i].type == KITH_EV_ERROR);
-    send_text(w, 0, room, "found you");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "found you"), 1);
+    tw_send(w, 0, room, "found you");
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_MESSAGE, "found you"), 1);
     /* Settled: more beacons make no new connections. */
     size_t c0 = w->n[0].connects, c1 = w->n[1].connects, c2 = w->n[2].connects;
-    tick(w, 60);
+    tw_tick(w, 60);
     assert_true(w->n[0].connects + w->n[1].connects <= c0 + c1 + 2);
     assert_int_equal(w->n[2].connects, c2);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_beacons_unlinkable(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 1);
+    tworld *w = W;
+    tw_init(w, 1, &lan);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
-    tick(w, 40);
+    tw_tick(w, 40);
     assert_true(w->nlog >= 3);
     for (size_t i = 0; i + 1 < w->nlog; i++) {
         kith_beacon a, b;
@@ -562,17 +265,17 @@ static void test_beacons_unlinkable(void **state)
     }
     /* Beacons are spaced 5-10 s apart (a single node hears nobody). */
     assert_true(w->nlog <= 40 / 5 + 1);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_flood_opens_nothing(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 1);
+    tworld *w = W;
+    tw_init(w, 1, &lan);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
-    settle(w);
+    tw_settle(w);
     size_t before = w->n[0].connects;
     kith_beacon b;
     uint8_t buf[KITH_BEACON_MAX];
@@ -594,23 +297,23 @@ static void test_flood_opens_nothing(void **state)
             kith_node_beacon(w->n[0].node, buf, 0, host);
             kith_node_beacon(w->n[0].node, buf, len, "not a host;rm -rf");
         }
-        tick(w, 1);
+        tw_tick(w, 1);
     }
     assert_int_equal(w->n[0].connects, before);
     assert_int_equal(kith_node_peer_count(w->n[0].node), 0);
     /* The node still works and still beacons. */
     size_t sent = w->nlog;
-    tick(w, 15);
+    tw_tick(w, 15);
     assert_true(w->nlog > sent);
-    world_free(w);
+    tw_free(w);
 }
 
 /* Bytes node `from` wrote to node `to` over all their links. */
-static size_t bytes_sent(const world *w, int from, int to)
+static size_t bytes_sent(const tworld *w, int from, int to)
 {
     size_t sum = 0;
     for (int k = 0; k < w->nlinks; k++) {
-        const link *l = &w->links[k];
+        const tlink *l = &w->links[k];
         if (l->a == from && l->b == to)
             sum += l->sent_ab;
         if (l->b == from && l->a == to)
@@ -619,7 +322,7 @@ static size_t bytes_sent(const world *w, int from, int to)
     return sum;
 }
 
-static int dials(const world *w, int from, int to)
+static int dials(const tworld *w, int from, int to)
 {
     int count = 0;
     for (int k = 0; k < w->nlinks; k++)
@@ -636,8 +339,8 @@ static int dials(const world *w, int from, int to)
 static void test_replayed_beacon_reveals_nobody(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &lan);
     uint8_t room[32];
     int joiners[] = { 1 };
     make_room_offline(w, room, 0, joiners, 1);
@@ -647,7 +350,7 @@ static void test_replayed_beacon_reveals_nobody(void **state)
     assert_int_equal(kith_node_create_room(w->n[2].node, "elsewhere", other), 0);
     w->quiet = true; /* node 1 must not have heard the original */
     size_t logged = w->nlog;
-    tick(w, 11);
+    tw_tick(w, 11);
     int from0 = -1;
     for (size_t i = logged; i < w->nlog; i++) {
         if (w->log[i].from == 0)
@@ -658,7 +361,7 @@ static void test_replayed_beacon_reveals_nobody(void **state)
     assert_int_equal(dials(w, 1, 2), 0);
     /* Replayed from the impostor's host; the beacon's port is the same. */
     kith_node_beacon(w->n[1].node, w->log[from0].data, w->log[from0].len, w->n[2].host);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(dials(w, 1, 2), 1); /* the tag matched: it dialed */
     assert_int_equal(bytes_sent(w, 1, 2), 2 + 32); /* message 1 only, never 3 */
     assert_int_equal(bytes_sent(w, 2, 1), 2 + 199); /* the impostor's message 2 */
@@ -668,22 +371,22 @@ static void test_replayed_beacon_reveals_nobody(void **state)
      * are not dialed again for a good while. */
     for (int round = 0; round < 3; round++) {
         logged = w->nlog;
-        tick(w, 20);
+        tw_tick(w, 20);
         for (size_t i = logged; i < w->nlog; i++) {
             if (w->log[i].from == 0)
                 kith_node_beacon(w->n[1].node, w->log[i].data, w->log[i].len, w->n[2].host);
         }
-        settle(w);
+        tw_settle(w);
     }
     assert_int_equal(dials(w, 1, 2), 1);
     assert_int_equal(bytes_sent(w, 1, 2), 2 + 32);
     /* The real member is still found once beacons are heard again. */
     w->quiet = false;
-    tick(w, 12);
+    tw_tick(w, 12);
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_int_equal(info.online, 2);
-    world_free(w);
+    tw_free(w);
 }
 
 /* An invite whose address hint leads to another node: the joiner sees who
@@ -691,8 +394,8 @@ static void test_replayed_beacon_reveals_nobody(void **state)
 static void test_invite_to_wrong_node(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &lan);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "bookclub", room), 0);
     char code[KITH_INVITE_CODE_MAX];
@@ -702,20 +405,20 @@ static void test_invite_to_wrong_node(void **state)
     snprintf(inv.addr, sizeof inv.addr, "%s", w->n[2].addr);
     assert_int_equal(kith_invite_encode(&w->t.env, &inv, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[1].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(bytes_sent(w, 1, 2), 2 + 32);
     assert_int_equal(kith_node_room_count(w->n[1].node), 0);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ERROR, "not the one that wrote the invite"), 1);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ERROR, "join failed"), 1);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_ERROR, "not the one that wrote the invite"), 1);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_ERROR, "join failed"), 1);
     assert_int_equal(kith_node_peer_count(w->n[2].node), 0);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_knock_and_admit(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &lan);
     uint8_t room[32];
     int joiners[] = { 1 };
     make_room_offline(w, room, 0, joiners, 1);
@@ -724,7 +427,7 @@ static void test_knock_and_admit(void **state)
     assert_int_equal(kith_node_knock(w->n[2].node, "bookclub"), KITH_ENOENT);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
     assert_int_equal(kith_node_lan_mode(w->n[0].node, room), KITH_LAN_KNOCK);
-    tick(w, 12);
+    tw_tick(w, 12);
     assert_int_equal(kith_node_lan_count(w->n[2].node), 1);
     kith_lan_room lr;
     assert_int_equal(kith_node_lan_at(w->n[2].node, 0, &lr), 0);
@@ -733,29 +436,29 @@ static void test_knock_and_admit(void **state)
     assert_string_equal(lr.addr, "10.0.0.1:7415");
     assert_int_equal(kith_node_admit(w->n[0].node, "c"), KITH_ENOENT);
     assert_int_equal(kith_node_knock(w->n[2].node, "#bookclub"), 0);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_INFO, "c knocks on bookclub"), 1);
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[0], KITH_EV_INFO, "c knocks on bookclub"), 1);
     assert_int_equal(kith_node_room_count(w->n[2].node), 0);
-    tick(w, 30); /* waiting is fine */
+    tw_tick(w, 30); /* waiting is fine */
     assert_int_equal(kith_node_room_count(w->n[2].node), 0);
     assert_int_equal(kith_node_admit(w->n[0].node, "nobody"), KITH_ENOENT);
     assert_int_equal(kith_node_admit(w->n[0].node, "c"), 0);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[2], KITH_EV_ROOM, NULL), 1);
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[2], KITH_EV_ROOM, NULL), 1);
     assert_int_equal(kith_node_member_count(w->n[2].node, room), 3);
     assert_true(peer_found(w, 2, "knock"));
-    tick(w, 15);
-    send_text(w, 2, room, "thanks for having me");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "thanks for having me"), 1);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "thanks for having me"), 1);
+    tw_tick(w, 15);
+    tw_send(w, 2, room, "thanks for having me");
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[0], KITH_EV_MESSAGE, "thanks for having me"), 1);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_MESSAGE, "thanks for having me"), 1);
     /* Off: no longer named, and a knock is turned away. */
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
-    world_free(w);
+    tw_free(w);
 }
 
 /* Names in the beacons node `from` sent since log entry `since`. */
-static size_t names_sent(const world *w, int from, size_t since, const char *name)
+static size_t names_sent(const tworld *w, int from, size_t since, const char *name)
 {
     size_t count = 0;
     for (size_t i = since; i < w->nlog; i++) {
@@ -775,110 +478,110 @@ static size_t names_sent(const world *w, int from, size_t since, const char *nam
 static void test_meetup_setting_is_a_room_op(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &lan);
     uint8_t room[32];
     int joiners[] = { 1 };
     make_room_offline(w, room, 0, joiners, 1);
-    tick(w, 12); /* 0 and 1 find each other on the LAN */
+    tw_tick(w, 12); /* 0 and 1 find each other on the LAN */
     assert_int_equal(kith_node_member_op(w->n[0].node, room, KITH_MOP_SET_ROLE, w->n[1].id.id_pk,
                          KITH_ROLE_MODERATOR, NULL),
         0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_lan_set(w->n[1].node, room, KITH_LAN_KNOCK), KITH_EPERM);
     assert_int_equal(kith_node_lan_set(w->n[2].node, room, KITH_LAN_KNOCK), KITH_ENOENT);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, 7), KITH_EINVAL);
     assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_OFF);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_KNOCK);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "bookclub discoverable on the LAN"), 1);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_INFO, "bookclub discoverable on the LAN"), 1);
     /* Again: nothing new is signed. */
     size_t evs = w->n[1].nev;
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_KNOCK), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(w->n[1].nev, evs);
     /* Both nodes that can admit name the room. */
     size_t logged = w->nlog;
-    tick(w, 12);
+    tw_tick(w, 12);
     assert_true(names_sent(w, 0, logged, "bookclub") > 0);
     assert_true(names_sent(w, 1, logged, "bookclub") > 0);
     /* The admin restarts: the setting is in its log. */
-    node_stop(w, 0);
-    node_start(w, 0);
+    tw_stop(w, 0);
+    tw_start(w, 0);
     assert_int_equal(kith_node_lan_mode(w->n[0].node, room), KITH_LAN_KNOCK);
     /* The admin leaves the meetup; the stranger hears only the moderator. */
-    node_stop(w, 0);
-    node_stop(w, 2);
-    node_start(w, 2);
-    tick(w, 12);
+    tw_stop(w, 0);
+    tw_stop(w, 2);
+    tw_start(w, 2);
+    tw_tick(w, 12);
     assert_int_equal(kith_node_lan_count(w->n[2].node), 1);
     kith_lan_room lr;
     assert_int_equal(kith_node_lan_at(w->n[2].node, 0, &lr), 0);
     assert_string_equal(lr.addr, w->n[1].addr);
     assert_int_equal(lr.mode, KITH_LAN_KNOCK);
     assert_int_equal(kith_node_knock(w->n[2].node, "bookclub"), 0);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "c knocks on bookclub"), 1);
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_INFO, "c knocks on bookclub"), 1);
     assert_int_equal(kith_node_admit(w->n[1].node, "c"), 0);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[2], KITH_EV_ROOM, NULL), 1);
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[2], KITH_EV_ROOM, NULL), 1);
     assert_int_equal(kith_node_member_count(w->n[2].node, room), 3);
     /* The newcomer, a plain member, learned the setting but doesn't name
      * the room (it couldn't let anyone in). */
     assert_int_equal(kith_node_lan_mode(w->n[2].node, room), KITH_LAN_KNOCK);
     logged = w->nlog;
-    tick(w, 12);
+    tw_tick(w, 12);
     assert_int_equal(names_sent(w, 2, logged, "bookclub"), 0);
     /* The admin comes back and closes the room: the moderator stops naming
      * it once the op reaches it. */
-    node_start(w, 0);
-    tick(w, 12);
+    tw_start(w, 0);
+    tw_tick(w, 12);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_lan_mode(w->n[1].node, room), KITH_LAN_OFF);
     assert_int_equal(kith_node_lan_mode(w->n[2].node, room), KITH_LAN_OFF);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "no longer discoverable"), 1);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_INFO, "no longer discoverable"), 1);
     logged = w->nlog;
-    tick(w, 12);
+    tw_tick(w, 12);
     assert_int_equal(names_sent(w, 0, logged, "bookclub"), 0);
     assert_int_equal(names_sent(w, 1, logged, "bookclub"), 0);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_open_room_admits_at_once(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, &lan);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "meetup", room), 0);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OPEN), 0);
-    tick(w, 3);
+    tw_tick(w, 3);
     assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), 0);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    tw_settle(w);
+    assert_int_equal(tw_count_sub(&w->n[1], KITH_EV_ROOM, NULL), 1);
     assert_int_equal(kith_node_member_count(w->n[1].node, room), 2);
     /* Knocking on a room we are in, or on one that closed, fails cleanly. */
     assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), KITH_EEXIST);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_knock_refused_when_closed(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, &lan);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "meetup", room), 0);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OPEN), 0);
-    tick(w, 3);
+    tw_tick(w, 3);
     assert_int_equal(kith_node_lan_set(w->n[0].node, room, KITH_LAN_OFF), 0);
     assert_int_equal(kith_node_knock(w->n[1].node, "meetup"), 0); /* still listed */
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_room_count(w->n[1].node), 0);
-    assert_true(count_ev(&w->n[1], KITH_EV_ERROR, "no room by that name") == 1);
-    world_free(w);
+    assert_true(tw_count_sub(&w->n[1], KITH_EV_ERROR, "no room by that name") == 1);
+    tw_free(w);
 }
 
 static int setup(void **state)
@@ -892,7 +595,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    world_free(W);
+    tw_free(W);
     free(W);
     return 0;
 }

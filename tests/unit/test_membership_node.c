@@ -1,5 +1,5 @@
-/* test_membership_node: membership on running nodes, through the in-process
- * driver of test_node.c (copied: every WRITE is delivered to the peer's
+/* test_membership_node: membership on running nodes, through tworld, the
+ * in-process driver in testenv.h (every WRITE is delivered to the peer's
  * conn_data, CONNECT looks the address up, time is virtual).
  *
  * Six members; one is removed while it hears nothing, so it keeps running
@@ -18,279 +18,15 @@
 #include "store/store.h"
 #include "testenv.h"
 
-#define MAXN 8
-#define MAXLINKS 64
-#define MAXEV 8192
+static tworld *W;
+static tworld_opts opts; /* rekey_every_ms for the scheduled-rekey test */
 
-typedef struct rec_ev {
-    int type;
-    bool self;
-    uint32_t msg_type;
-    char nick[40];
-    char text[200];
-} rec_ev;
-
-typedef struct tnode {
-    kith_node *node;
-    kith_store *store;
-    kith_identity id;
-    char addr[32];
-    char nick[16];
-    rec_ev *ev;
-    size_t nev;
-    bool up;
-} tnode;
-
-typedef struct link {
-    int a, b;
-    uint64_t ca, cb;
-    bool open;
-    kith_buf ab, ba; /* bytes in flight */
-} link;
-
-typedef struct world {
-    test_env t;
-    tnode n[MAXN];
-    int count;
-    link links[MAXLINKS];
-    int nlinks;
-    bool drop_writes_from[MAXN]; /* simulate a peer that stops reading */
-    bool drop_writes_to[MAXN]; /* a node that hears nothing (keeps its old state) */
-} world;
-
-static world *W;
-static uint64_t rekey_every_ms; /* node option for the scheduled-rekey test; 0 default */
-
-static void node_start(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_node_config cfg = {
-        .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0, .rekey_every_ms = rekey_every_ms
-    };
-    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
-    tn->up = true;
-}
-
-static void world_init(world *w, int count)
-{
-    memset(w, 0, sizeof *w);
-    test_env_init(&w->t, 42);
-    w->count = count;
-    for (int i = 0; i < count; i++) {
-        tnode *tn = &w->n[i];
-        snprintf(tn->addr, sizeof tn->addr, "node%d:1", i);
-        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
-        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
-        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
-        tn->ev = calloc(MAXEV, sizeof *tn->ev);
-        node_start(w, i);
-    }
-}
-
-static link *find_link(world *w, int node, uint64_t conn, int *side)
-{
-    for (int i = 0; i < w->nlinks; i++) {
-        link *l = &w->links[i];
-        if (!l->open)
-            continue;
-        if (l->a == node && l->ca == conn) {
-            *side = 0;
-            return l;
-        }
-        if (l->b == node && l->cb == conn) {
-            *side = 1;
-            return l;
-        }
-    }
-    return NULL;
-}
-
-static void close_link(world *w, link *l, int closer)
-{
-    if (!l->open)
-        return;
-    l->open = false;
-    kith_buf_free(&l->ab);
-    kith_buf_free(&l->ba);
-    int other = closer == l->a ? l->b : l->a;
-    uint64_t oc = closer == l->a ? l->cb : l->ca;
-    if (w->n[other].up)
-        kith_node_conn_closed(w->n[other].node, oc);
-}
-
-static void record(tnode *tn, const kith_event *ev)
-{
-    if (tn->nev >= MAXEV)
-        return;
-    rec_ev *r = &tn->ev[tn->nev++];
-    r->type = ev->type;
-    r->self = ev->self;
-    r->msg_type = ev->msg_type;
-    snprintf(r->nick, sizeof r->nick, "%s", ev->nick ? ev->nick : "");
-    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
-    if (len)
-        memcpy(r->text, ev->text, len);
-    r->text[len] = '\0';
-    if (getenv("KITH_TEST_LOG"))
-        fprintf(stderr, "[%s] event %d nick=%s text=%s\n", tn->nick, r->type, r->nick, r->text);
-}
-
-/* Drain one node's actions. Returns how many there were. */
-static int drain(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_action a;
-    int count = 0;
-    while (tn->up && kith_node_poll(tn->node, &a)) {
-        count++;
-        int side;
-        link *l;
-        switch (a.type) {
-        case KITH_ACT_WRITE:
-            l = find_link(w, i, a.conn, &side);
-            if (l && !w->drop_writes_from[i] && !w->drop_writes_to[side ? l->a : l->b])
-                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
-            break;
-        case KITH_ACT_CONNECT: {
-            int target = -1;
-            for (int k = 0; k < w->count; k++) {
-                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
-                    target = k;
-            }
-            uint64_t conn = a.conn;
-            if (target < 0 || w->nlinks >= MAXLINKS) {
-                kith_node_conn_closed(tn->node, conn);
-                break;
-            }
-            l = &w->links[w->nlinks++];
-            memset(l, 0, sizeof *l);
-            l->a = i;
-            l->b = target;
-            l->ca = conn;
-            l->cb = kith_node_accept(w->n[target].node);
-            l->open = true;
-            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-            kith_node_conn_opened(tn->node, conn);
-            break;
-        }
-        case KITH_ACT_CLOSE:
-            l = find_link(w, i, a.conn, &side);
-            if (l)
-                close_link(w, l, i);
-            break;
-        case KITH_ACT_TIMER:
-            break;
-        case KITH_ACT_EVENT:
-            record(tn, &a.ev);
-            break;
-        default:
-            fail_msg("unknown action %d", a.type);
-        }
-    }
-    return count;
-}
-
-/* Run until nothing moves (bounded). */
-static void settle(world *w)
-{
-    for (int round = 0; round < 10000; round++) {
-        int moved = 0;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up) {
-                assert_int_equal(kith_node_flush(w->n[i].node), 0);
-                moved += drain(w, i);
-            }
-        }
-        for (int k = 0; k < w->nlinks; k++) {
-            link *l = &w->links[k];
-            if (l->open && l->ab.len) {
-                kith_buf b = l->ab;
-                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-            if (l->open && l->ba.len) {
-                kith_buf b = l->ba;
-                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-        }
-        if (!moved)
-            return;
-    }
-    fail_msg("network did not settle");
-}
-
-static void tick(world *w, int seconds)
-{
-    for (int s = 0; s < seconds; s++) {
-        w->t.mono += 1000;
-        w->t.wall += 1000;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up)
-                kith_node_timer(w->n[i].node);
-        }
-        settle(w);
-    }
-}
-
-static void node_stop(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    for (int k = 0; k < w->nlinks; k++) {
-        link *l = &w->links[k];
-        if (l->open && (l->a == i || l->b == i))
-            close_link(w, l, i);
-    }
-    kith_node_free(tn->node);
-    tn->node = NULL;
-    tn->up = false;
-}
-
-static void world_free(world *w)
-{
-    for (int i = 0; i < w->count; i++) {
-        if (w->n[i].up)
-            node_stop(w, i);
-        kith_store_close(w->n[i].store);
-        kith_identity_wipe(&w->n[i].id);
-        free(w->n[i].ev);
-    }
-    for (int k = 0; k < w->nlinks; k++) {
-        kith_buf_free(&w->links[k].ab);
-        kith_buf_free(&w->links[k].ba);
-    }
-    w->count = 0;
-    w->nlinks = 0;
-}
-
-static size_t count_ev(const tnode *tn, int type, const char *text)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < tn->nev; i++) {
-        if (tn->ev[i].type == type && (!text || strcmp(tn->ev[i].text, text) == 0))
-            c++;
-    }
-    return c;
-}
-
-static void send_text(world *w, int i, const uint8_t room[32], const char *text)
-{
-    uint64_t seq;
-    assert_int_equal(
-        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
-}
-
-static void invite_join(world *w, const uint8_t room[32], int inviter, int joiner)
+static void invite_join(tworld *w, const uint8_t room[32], int inviter, int joiner)
 {
     char code[KITH_INVITE_CODE_MAX];
     assert_int_equal(kith_node_invite(w->n[inviter].node, room, 0, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[joiner].node, code), 0);
-    settle(w);
+    tw_settle(w);
 }
 
 static bool has_info(const tnode *tn, const char *sub)
@@ -301,7 +37,7 @@ static bool has_info(const tnode *tn, const char *sub)
     return false;
 }
 
-static void member_id(world *w, int i, uint8_t out[32])
+static void member_id(tworld *w, int i, uint8_t out[32])
 {
     memcpy(out, w->n[i].id.id_pk, 32);
 }
@@ -317,9 +53,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    world_free(W);
+    tw_free(W);
     free(W);
-    rekey_every_ms = 0;
+    opts.rekey_every_ms = 0;
     return 0;
 }
 
@@ -328,19 +64,19 @@ enum { A, B, C, D, E, F, G };
 static void test_removed_member_reads_and_posts_nothing(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 7);
+    tworld *w = W;
+    tw_init(w, 7, &opts);
     uint8_t room[32], id[32];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     for (int j = B; j <= F; j++)
         invite_join(w, room, A, j);
-    tick(w, 2);
+    tw_tick(w, 2);
     for (int i = A; i <= F; i++)
         assert_int_equal(kith_node_member_count(w->n[i].node, room), 6);
-    send_text(w, A, room, "before the removal");
-    tick(w, 2);
+    tw_send(w, A, room, "before the removal");
+    tw_tick(w, 2);
     for (int i = A; i <= F; i++)
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "before the removal"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "before the removal"), 1);
 
     /* E hears nothing from now on: it keeps the state it has. */
     w->drop_writes_to[E] = true;
@@ -348,7 +84,7 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
     kith_room_info before;
     assert_int_equal(kith_node_room_info(w->n[B].node, room, &before), 0);
     assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     for (int i = A; i <= F; i++) {
         if (i == E)
             continue;
@@ -368,29 +104,29 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
     char text[64];
     for (int k = 0; k < 5; k++) {
         snprintf(text, sizeof text, "epoch one %d", k);
-        send_text(w, B + k % 2, room, text);
+        tw_send(w, B + k % 2, room, text);
     }
     /* E posts (with its old key, and its writes still go out). */
-    send_text(w, E, room, "from e after removal");
-    tick(w, 3);
+    tw_send(w, E, room, "from e after removal");
+    tw_tick(w, 3);
     /* Now E hears again, reconnects and syncs for a while. */
     w->drop_writes_to[E] = false;
-    send_text(w, E, room, "from e, again");
-    tick(w, 130);
+    tw_send(w, E, room, "from e, again");
+    tw_tick(w, 130);
     size_t e_read = 0;
     for (int k = 0; k < 5; k++) {
         snprintf(text, sizeof text, "epoch one %d", k);
-        e_read += count_ev(&w->n[E], KITH_EV_MESSAGE, text);
+        e_read += tw_count(&w->n[E], KITH_EV_MESSAGE, text);
         for (int i = A; i <= F; i++)
             if (i != E)
-                assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, text), 1);
+                assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, text), 1);
     }
     assert_int_equal(e_read, 0);
     for (int i = A; i <= F; i++) {
         if (i == E)
             continue;
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "from e after removal"), 0);
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "from e, again"), 0);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "from e after removal"), 0);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "from e, again"), 0);
     }
 
     /* The founder names B admin and leaves; B's node rekeys (A still holds
@@ -398,9 +134,9 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
     member_id(w, B, id);
     assert_int_equal(
         kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_LEAVE, NULL, 0, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     kith_room_info rb;
     assert_int_equal(kith_node_room_info(w->n[B].node, room, &rb), 0);
     assert_int_equal(rb.members, 4);
@@ -408,17 +144,17 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
     assert_true(has_info(&w->n[D], "rekeyed bookclub"));
     member_id(w, C, id);
     assert_int_equal(kith_node_member_op(w->n[B].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     invite_join(w, room, B, G);
-    tick(w, 2);
-    send_text(w, G, room, "hello from g");
-    send_text(w, D, room, "welcome g");
+    tw_tick(w, 2);
+    tw_send(w, G, room, "hello from g");
+    tw_send(w, D, room, "welcome g");
     uint64_t seq;
     assert_int_equal(
         kith_node_send(w->n[A].node, room, KITH_MSG_TEXT, "a is gone", 9, &seq), KITH_EPERM);
     assert_int_equal(
         kith_node_send(w->n[C].node, room, KITH_MSG_TEXT, "c too", 5, &seq), KITH_EPERM);
-    tick(w, 70);
+    tw_tick(w, 70);
     int live[] = { B, D, F, G };
     kith_room_info now_b;
     assert_int_equal(kith_node_room_info(w->n[B].node, room, &now_b), 0);
@@ -430,16 +166,16 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
         assert_int_equal(ri.members, 4);
         assert_int_equal(ri.epoch, 3);
         assert_string_equal(ri.safety, now_b.safety);
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from g"), 1);
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "welcome g"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "hello from g"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "welcome g"), 1);
     }
     kith_room_info rd, rg;
     assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
     assert_int_equal(kith_node_room_info(w->n[G].node, room, &rg), 0);
     assert_string_equal(rd.safety, rg.safety);
     assert_true(has_info(&w->n[C], "you were removed from bookclub by"));
-    assert_int_equal(count_ev(&w->n[C], KITH_EV_MESSAGE, "hello from g"), 0);
-    assert_int_equal(count_ev(&w->n[A], KITH_EV_MESSAGE, "hello from g"), 0);
+    assert_int_equal(tw_count(&w->n[C], KITH_EV_MESSAGE, "hello from g"), 0);
+    assert_int_equal(tw_count(&w->n[A], KITH_EV_MESSAGE, "hello from g"), 0);
 }
 
 /* Concurrent removals: two admins remove each other while cut off from
@@ -448,8 +184,8 @@ static void test_removed_member_reads_and_posts_nothing(void **state)
 static void test_concurrent_removals_converge(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 4);
+    tworld *w = W;
+    tw_init(w, 4, &opts);
     uint8_t room[32], id[32];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     for (int j = B; j <= D; j++)
@@ -457,15 +193,15 @@ static void test_concurrent_removals_converge(void **state)
     member_id(w, B, id);
     assert_int_equal(
         kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     /* Cut A and B off from everyone, each removes the other. */
     w->drop_writes_from[A] = w->drop_writes_from[B] = true;
     assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
     member_id(w, A, id);
     assert_int_equal(kith_node_member_op(w->n[B].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
-    settle(w);
+    tw_settle(w);
     w->drop_writes_from[A] = w->drop_writes_from[B] = false;
-    tick(w, 130); /* periodic syncs spread both ops */
+    tw_tick(w, 130); /* periodic syncs spread both ops */
     kith_room_info rc, rd;
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &rc), 0);
     assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
@@ -486,11 +222,11 @@ static void test_concurrent_removals_converge(void **state)
     }
     assert_true(has_info(&w->n[A + B - winner], "you were removed from bookclub by"));
     assert_true(winner == A || winner == B);
-    send_text(w, C, room, "after the dust settles");
-    tick(w, 2);
-    assert_int_equal(count_ev(&w->n[D], KITH_EV_MESSAGE, "after the dust settles"), 1);
-    assert_int_equal(count_ev(&w->n[winner], KITH_EV_MESSAGE, "after the dust settles"), 1);
-    assert_int_equal(count_ev(&w->n[A + B - winner], KITH_EV_MESSAGE, "after the dust settles"), 0);
+    tw_send(w, C, room, "after the dust settles");
+    tw_tick(w, 2);
+    assert_int_equal(tw_count(&w->n[D], KITH_EV_MESSAGE, "after the dust settles"), 1);
+    assert_int_equal(tw_count(&w->n[winner], KITH_EV_MESSAGE, "after the dust settles"), 1);
+    assert_int_equal(tw_count(&w->n[A + B - winner], KITH_EV_MESSAGE, "after the dust settles"), 0);
 }
 
 static bool has_event(const tnode *tn, int type, const char *sub)
@@ -506,19 +242,19 @@ static bool has_event(const tnode *tn, int type, const char *sub)
 static void test_invite_hygiene(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 6);
+    tworld *w = W;
+    tw_init(w, 6, &opts);
     uint8_t room[32];
     char code[KITH_INVITE_CODE_MAX], code2[KITH_INVITE_CODE_MAX];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     kith_invite_opts o = { .ttl_ms = 0, .uses = 2, .for_id = NULL };
     assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[B].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_join(w->n[C].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_join(w->n[D].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_member_count(w->n[A].node, room), 3);
     assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite already used"));
     assert_true(has_event(&w->n[B], KITH_EV_INFO, "c joined bookclub with a's invite"));
@@ -528,10 +264,10 @@ static void test_invite_hygiene(void **state)
     o.for_id = w->n[E].id.id_pk;
     assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[D].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite is for someone else"));
     assert_int_equal(kith_node_join(w->n[E].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_member_count(w->n[A].node, room), 4);
 
     /* Revoked, one by code and then all: refused with the reason. */
@@ -541,25 +277,25 @@ static void test_invite_hygiene(void **state)
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code), 1);
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code), 0);
     assert_int_equal(kith_node_join(w->n[D].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_event(&w->n[D], KITH_EV_ERROR, "invite revoked"));
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, NULL), 1); /* code2 */
     assert_int_equal(kith_node_join(w->n[F].node, code2), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_event(&w->n[F], KITH_EV_ERROR, "invite revoked"));
     assert_int_equal(kith_node_member_count(w->n[A].node, room), 4);
 
     /* Revocation survives a restart of the inviter. */
     assert_int_equal(kith_node_flush(w->n[A].node), 0);
-    node_stop(w, A);
-    node_start(w, A);
-    settle(w);
+    tw_stop(w, A);
+    tw_start(w, A);
+    tw_settle(w);
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, code2), 0);
 
     /* Expired: the joiner's node refuses at once, the inviter too. */
     o.ttl_ms = 1000;
     assert_int_equal(kith_node_invite_ex(w->n[A].node, room, &o, code, sizeof code), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     assert_int_equal(kith_node_join(w->n[D].node, code), KITH_EEXPIRED);
     /* A member who is not an observer can invite; an observer can't. */
     uint8_t id[32];
@@ -567,7 +303,7 @@ static void test_invite_hygiene(void **state)
     assert_int_equal(
         kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_OBSERVER, NULL),
         0);
-    tick(w, 1);
+    tw_tick(w, 1);
     assert_int_equal(kith_node_invite(w->n[B].node, room, 0, code, sizeof code), KITH_EPERM);
     uint64_t seq;
     assert_int_equal(
@@ -580,8 +316,8 @@ static void test_invite_hygiene(void **state)
 static void test_rekey_fallback(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 4);
+    tworld *w = W;
+    tw_init(w, 4, &opts);
     uint8_t room[32], id[32];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     for (int j = B; j <= D; j++)
@@ -589,27 +325,27 @@ static void test_rekey_fallback(void **state)
     memcpy(id, w->n[B].id.id_pk, 32);
     assert_int_equal(
         kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
-    tick(w, 2);
+    tw_tick(w, 2);
     assert_int_equal(kith_node_flush(w->n[B].node), 0);
-    node_stop(w, B);
+    tw_stop(w, B);
     assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_LEAVE, NULL, 0, NULL), 0);
-    tick(w, 5);
+    tw_tick(w, 5);
     kith_room_info ri;
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_int_equal(ri.epoch, 0); /* B is due, and offline */
-    tick(w, 70);
+    tw_tick(w, 70);
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_true(ri.epoch >= 1);
     kith_room_info rd;
     assert_int_equal(kith_node_room_info(w->n[D].node, room, &rd), 0);
     assert_string_equal(rd.safety, ri.safety);
-    send_text(w, D, room, "new key, same room");
-    tick(w, 2);
-    assert_int_equal(count_ev(&w->n[C], KITH_EV_MESSAGE, "new key, same room"), 1);
-    assert_int_equal(count_ev(&w->n[A], KITH_EV_MESSAGE, "new key, same room"), 0);
+    tw_send(w, D, room, "new key, same room");
+    tw_tick(w, 2);
+    assert_int_equal(tw_count(&w->n[C], KITH_EV_MESSAGE, "new key, same room"), 1);
+    assert_int_equal(tw_count(&w->n[A], KITH_EV_MESSAGE, "new key, same room"), 0);
 }
 
-static void fpr4(world *w, int i, char out[8])
+static void fpr4(tworld *w, int i, char out[8])
 {
     char fpr[KITH_FPR_STRLEN];
     kith_fingerprint(w->n[i].id.id_pk, fpr);
@@ -617,7 +353,7 @@ static void fpr4(world *w, int i, char out[8])
     out[4] = '\0';
 }
 
-static const rec_ev *last_msg(const tnode *tn, const char *text)
+static const tev *last_msg(const tnode *tn, const char *text)
 {
     for (size_t i = tn->nev; i-- > 0;)
         if (tn->ev[i].type == KITH_EV_MESSAGE && strcmp(tn->ev[i].text, text) == 0)
@@ -631,8 +367,8 @@ static const rec_ev *last_msg(const tnode *tn, const char *text)
 static void test_name_collision(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, &opts);
     uint8_t room[32], id[32];
     char fb[8], fc[8], want[64];
     fpr4(w, B, fb);
@@ -640,18 +376,18 @@ static void test_name_collision(void **state)
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     invite_join(w, room, A, B);
     invite_join(w, room, A, C);
-    send_text(w, B, room, "before");
-    tick(w, 1);
+    tw_send(w, B, room, "before");
+    tw_tick(w, 1);
     assert_string_equal(last_msg(&w->n[A], "before")->nick, "b");
 
     /* C renames itself "B": a look-alike of b's name. */
     assert_int_equal(kith_node_set_nick(w->n[C].node, "B"), 0);
-    tick(w, 1);
+    tw_tick(w, 1);
     snprintf(want, sizeof want, "B~%s", fc);
     assert_true(has_event(&w->n[A], KITH_EV_NICK, want));
-    send_text(w, B, room, "from b");
-    send_text(w, C, room, "from c");
-    tick(w, 1);
+    tw_send(w, B, room, "from b");
+    tw_send(w, C, room, "from c");
+    tw_tick(w, 1);
     for (int at = A; at <= C; at++) {
         snprintf(want, sizeof want, "b~%s", fb);
         assert_string_equal(last_msg(&w->n[at], "from b")->nick, want);
@@ -670,22 +406,22 @@ static void test_name_collision(void **state)
     assert_memory_equal(id, w->n[C].id.id_pk, 32);
     /* A system line names the removed member with its suffix. */
     assert_int_equal(kith_node_member_op(w->n[A].node, room, KITH_MOP_REMOVE, id, 0, NULL), 0);
-    tick(w, 1);
+    tw_tick(w, 1);
     snprintf(want, sizeof want, "B~%s was removed", fc);
     assert_true(has_info(&w->n[B], want));
 
     /* Names stay suffixed while the log names both (C's old lines are in
      * the history); a fresh name ends it. */
     assert_int_equal(kith_node_set_nick(w->n[B].node, "bea"), 0);
-    send_text(w, B, room, "after");
-    tick(w, 10);
+    tw_send(w, B, room, "after");
+    tw_tick(w, 10);
     assert_string_equal(last_msg(&w->n[A], "after")->nick, "bea");
     assert_true(has_event(&w->n[A], KITH_EV_NICK, "bea"));
     /* The rename is in the log: A still knows it after a restart. */
     assert_int_equal(kith_node_flush(w->n[A].node), 0);
-    node_stop(w, A);
-    node_start(w, A);
-    settle(w);
+    tw_stop(w, A);
+    tw_start(w, A);
+    tw_settle(w);
     bool seen = false;
     for (size_t i = 0; i < kith_node_member_count(w->n[A].node, room); i++) {
         kith_member_info mi;
@@ -698,7 +434,7 @@ static void test_name_collision(void **state)
     assert_true(seen);
 }
 
-static void invite_short_id(world *w, const char *code, char out[16])
+static void invite_short_id(tworld *w, const char *code, char out[16])
 {
     kith_invite inv;
     assert_int_equal(kith_invite_decode(&w->t.env, code, &inv), 0);
@@ -713,18 +449,18 @@ static void invite_short_id(world *w, const char *code, char out[16])
 static void test_invite_ops(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 5);
+    tworld *w = W;
+    tw_init(w, 5, &opts);
     uint8_t room[32];
     char code[KITH_INVITE_CODE_MAX], idhex[16], want[128];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     invite_join(w, room, A, B);
     invite_join(w, room, A, C);
-    tick(w, 1);
+    tw_tick(w, 1);
 
     /* C, a member, issues an invite: everyone sees it. */
     assert_int_equal(kith_node_invite(w->n[C].node, room, 0, code, sizeof code), 0);
-    tick(w, 1);
+    tw_tick(w, 1);
     invite_short_id(w, code, idhex);
     snprintf(want, sizeof want, "c issued an invite to bookclub (id %s)", idhex);
     assert_true(has_info(&w->n[A], want));
@@ -735,14 +471,14 @@ static void test_invite_ops(void **state)
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, "00000000"), KITH_ENOENT);
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, idhex), 1);
     assert_int_equal(kith_node_invite_revoke(w->n[A].node, room, idhex), 0); /* again: harmless */
-    tick(w, 1);
+    tw_tick(w, 1);
     snprintf(want, sizeof want, "a revoked the invite %s", idhex);
     assert_true(has_info(&w->n[C], want));
     assert_true(has_info(&w->n[B], want));
 
     /* C's own record does not know; the log does: D is refused. */
     assert_int_equal(kith_node_join(w->n[D].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_event(&w->n[D], KITH_EV_ERROR, "join failed: invite revoked"));
     assert_int_equal(kith_node_member_count(w->n[C].node, room), 3);
     assert_int_equal(kith_node_room_count(w->n[D].node), 0);
@@ -751,14 +487,14 @@ static void test_invite_ops(void **state)
     assert_int_equal(kith_node_invite(w->n[C].node, room, 0, code, sizeof code), 0);
     invite_short_id(w, code, idhex);
     assert_int_equal(kith_node_join(w->n[D].node, code), 0);
-    settle(w);
-    tick(w, 1);
+    tw_settle(w);
+    tw_tick(w, 1);
     snprintf(want, sizeof want, "d joined bookclub with c's invite %s", idhex);
     assert_true(has_info(&w->n[A], want));
     assert_true(has_info(&w->n[B], want));
     /* A second use of a one-use invite is refused, with the reason. */
     assert_int_equal(kith_node_join(w->n[E].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_event(&w->n[E], KITH_EV_ERROR, "join failed: invite already used"));
 }
 
@@ -778,9 +514,9 @@ static size_t count_info(const tnode *tn, const char *sub)
 static void test_scheduled_rekey(void **state)
 {
     (void)state;
-    world *w = W;
-    rekey_every_ms = 60000;
-    world_init(w, 3);
+    tworld *w = W;
+    opts.rekey_every_ms = 60000;
+    tw_init(w, 3, &opts);
     uint8_t room[32], id[32];
     assert_int_equal(kith_node_create_room(w->n[A].node, "bookclub", room), 0);
     invite_join(w, room, A, B);
@@ -788,11 +524,11 @@ static void test_scheduled_rekey(void **state)
     memcpy(id, w->n[B].id.id_pk, 32);
     assert_int_equal(
         kith_node_member_op(w->n[A].node, room, KITH_MOP_SET_ROLE, id, KITH_ROLE_ADMIN, NULL), 0);
-    tick(w, 30);
+    tw_tick(w, 30);
     kith_room_info ri;
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_int_equal(ri.epoch, 0);
-    tick(w, 35);
+    tw_tick(w, 35);
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_int_equal(ri.epoch, 1);
     assert_int_equal(count_info(&w->n[C], "rekeyed bookclub"), 1);
@@ -807,11 +543,11 @@ static void test_scheduled_rekey(void **state)
     int due = memcmp(w->n[A].id.id_pk, w->n[B].id.id_pk, 32) < 0 ? A : B;
     int other = due == A ? B : A;
     assert_int_equal(kith_node_flush(w->n[due].node), 0);
-    node_stop(w, due);
-    tick(w, 61);
+    tw_stop(w, due);
+    tw_tick(w, 61);
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_int_equal(ri.epoch, 1);
-    tick(w, 20);
+    tw_tick(w, 20);
     assert_int_equal(kith_node_room_info(w->n[C].node, room, &ri), 0);
     assert_int_equal(ri.epoch, 2);
     char want[64];
@@ -819,9 +555,9 @@ static void test_scheduled_rekey(void **state)
     assert_int_equal(count_info(&w->n[C], want), 1);
     assert_int_equal(count_info(&w->n[C], "rekeyed bookclub"), 2);
     /* Messages flow under the new key. */
-    send_text(w, C, room, "fresh key");
-    tick(w, 2);
-    assert_int_equal(count_ev(&w->n[other], KITH_EV_MESSAGE, "fresh key"), 1);
+    tw_send(w, C, room, "fresh key");
+    tw_tick(w, 2);
+    assert_int_equal(tw_count(&w->n[other], KITH_EV_MESSAGE, "fresh key"), 1);
 }
 
 int main(void)

@@ -1,6 +1,6 @@
-/* Unit tests for the sans-I/O node, driven by a small in-process driver:
- * every node's WRITE actions are delivered to the peer's conn_data, CONNECT
- * looks the address up among the test's nodes, time is virtual. */
+/* Unit tests for the sans-I/O node, driven by tworld (testenv.h): every
+ * node's WRITE actions are delivered to the peer's conn_data, CONNECT looks
+ * the address up among the test's nodes, time is virtual. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,264 +14,7 @@
 #include "store/store.h"
 #include "testenv.h"
 
-#define MAXN 4
-#define MAXLINKS 64
-#define MAXEV 8192
-
-typedef struct rec_ev {
-    int type;
-    bool self;
-    bool catchup;
-    uint32_t msg_type;
-    char nick[40];
-    char text[200];
-} rec_ev;
-
-typedef struct tnode {
-    kith_node *node;
-    kith_store *store;
-    kith_identity id;
-    char addr[32];
-    char nick[16];
-    rec_ev *ev;
-    size_t nev;
-    bool up;
-} tnode;
-
-typedef struct link {
-    int a, b;
-    uint64_t ca, cb;
-    bool open;
-    kith_buf ab, ba; /* bytes in flight */
-} link;
-
-typedef struct world {
-    test_env t;
-    tnode n[MAXN];
-    int count;
-    link links[MAXLINKS];
-    int nlinks;
-    bool drop_writes_from[MAXN]; /* simulate a peer that stops reading */
-    bool block[MAXN][MAXN]; /* connects from i to k fail */
-} world;
-
-static world *W;
-
-static void node_start(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_node_config cfg = { .addr = tn->addr, .nick = tn->nick, .invite_ttl_ms = 0 };
-    assert_int_equal(kith_node_new(&w->t.env, tn->store, &tn->id, &cfg, &tn->node), 0);
-    tn->up = true;
-}
-
-static void world_init(world *w, int count)
-{
-    memset(w, 0, sizeof *w);
-    test_env_init(&w->t, 42);
-    w->count = count;
-    for (int i = 0; i < count; i++) {
-        tnode *tn = &w->n[i];
-        snprintf(tn->addr, sizeof tn->addr, "node%d:1", i);
-        snprintf(tn->nick, sizeof tn->nick, "%c", 'a' + i);
-        assert_int_equal(kith_identity_generate(&w->t.env, &tn->id), 0);
-        assert_int_equal(kith_store_open_mem(&w->t.env, &tn->store), 0);
-        tn->ev = calloc(MAXEV, sizeof *tn->ev);
-        node_start(w, i);
-    }
-}
-
-static link *find_link(world *w, int node, uint64_t conn, int *side)
-{
-    for (int i = 0; i < w->nlinks; i++) {
-        link *l = &w->links[i];
-        if (!l->open)
-            continue;
-        if (l->a == node && l->ca == conn) {
-            *side = 0;
-            return l;
-        }
-        if (l->b == node && l->cb == conn) {
-            *side = 1;
-            return l;
-        }
-    }
-    return NULL;
-}
-
-static void close_link(world *w, link *l, int closer)
-{
-    if (!l->open)
-        return;
-    l->open = false;
-    kith_buf_free(&l->ab);
-    kith_buf_free(&l->ba);
-    int other = closer == l->a ? l->b : l->a;
-    uint64_t oc = closer == l->a ? l->cb : l->ca;
-    if (w->n[other].up)
-        kith_node_conn_closed(w->n[other].node, oc);
-}
-
-static void record(tnode *tn, const kith_event *ev)
-{
-    if (tn->nev >= MAXEV)
-        return;
-    rec_ev *r = &tn->ev[tn->nev++];
-    r->type = ev->type;
-    r->self = ev->self;
-    r->catchup = ev->catchup;
-    r->msg_type = ev->msg_type;
-    snprintf(r->nick, sizeof r->nick, "%s", ev->nick ? ev->nick : "");
-    size_t len = ev->text ? KITH_MIN(ev->text_len, sizeof r->text - 1) : 0;
-    if (len)
-        memcpy(r->text, ev->text, len);
-    r->text[len] = '\0';
-    if (getenv("KITH_TEST_LOG"))
-        fprintf(stderr, "[%s] event %d nick=%s text=%s\n", tn->nick, r->type, r->nick, r->text);
-}
-
-/* Drain one node's actions. Returns how many there were. */
-static int drain(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    kith_action a;
-    int count = 0;
-    while (tn->up && kith_node_poll(tn->node, &a)) {
-        count++;
-        int side;
-        link *l;
-        switch (a.type) {
-        case KITH_ACT_WRITE:
-            l = find_link(w, i, a.conn, &side);
-            if (l && !w->drop_writes_from[i])
-                assert_int_equal(kith_buf_append(side ? &l->ba : &l->ab, a.data, a.len), 0);
-            break;
-        case KITH_ACT_CONNECT: {
-            int target = -1;
-            for (int k = 0; k < w->count; k++) {
-                if (w->n[k].up && strcmp(w->n[k].addr, a.addr) == 0)
-                    target = k;
-            }
-            uint64_t conn = a.conn;
-            if (target < 0 || w->nlinks >= MAXLINKS || w->block[i][target]) {
-                kith_node_conn_closed(tn->node, conn);
-                break;
-            }
-            l = &w->links[w->nlinks++];
-            memset(l, 0, sizeof *l);
-            l->a = i;
-            l->b = target;
-            l->ca = conn;
-            l->cb = kith_node_accept(w->n[target].node);
-            l->open = true;
-            kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-            kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-            kith_node_conn_opened(tn->node, conn);
-            break;
-        }
-        case KITH_ACT_CLOSE:
-            l = find_link(w, i, a.conn, &side);
-            if (l)
-                close_link(w, l, i);
-            break;
-        case KITH_ACT_TIMER:
-            break;
-        case KITH_ACT_EVENT:
-            record(tn, &a.ev);
-            break;
-        default:
-            fail_msg("unknown action %d", a.type);
-        }
-    }
-    return count;
-}
-
-/* Run until nothing moves (bounded). */
-static void settle(world *w)
-{
-    for (int round = 0; round < 10000; round++) {
-        int moved = 0;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up) {
-                assert_int_equal(kith_node_flush(w->n[i].node), 0);
-                moved += drain(w, i);
-            }
-        }
-        for (int k = 0; k < w->nlinks; k++) {
-            link *l = &w->links[k];
-            if (l->open && l->ab.len) {
-                kith_buf b = l->ab;
-                kith_buf_init(&l->ab, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->b].node, l->cb, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-            if (l->open && l->ba.len) {
-                kith_buf b = l->ba;
-                kith_buf_init(&l->ba, &w->t.env, 64u << 20);
-                kith_node_conn_data(w->n[l->a].node, l->ca, b.data, b.len);
-                kith_buf_free(&b);
-                moved++;
-            }
-        }
-        if (!moved)
-            return;
-    }
-    fail_msg("network did not settle");
-}
-
-static void tick(world *w, int seconds)
-{
-    for (int s = 0; s < seconds; s++) {
-        w->t.mono += 1000;
-        w->t.wall += 1000;
-        for (int i = 0; i < w->count; i++) {
-            if (w->n[i].up)
-                kith_node_timer(w->n[i].node);
-        }
-        settle(w);
-    }
-}
-
-static void node_stop(world *w, int i)
-{
-    tnode *tn = &w->n[i];
-    for (int k = 0; k < w->nlinks; k++) {
-        link *l = &w->links[k];
-        if (l->open && (l->a == i || l->b == i))
-            close_link(w, l, i);
-    }
-    kith_node_free(tn->node);
-    tn->node = NULL;
-    tn->up = false;
-}
-
-static void world_free(world *w)
-{
-    for (int i = 0; i < w->count; i++) {
-        if (w->n[i].up)
-            node_stop(w, i);
-        kith_store_close(w->n[i].store);
-        kith_identity_wipe(&w->n[i].id);
-        free(w->n[i].ev);
-    }
-    for (int k = 0; k < w->nlinks; k++) {
-        kith_buf_free(&w->links[k].ab);
-        kith_buf_free(&w->links[k].ba);
-    }
-    w->count = 0;
-    w->nlinks = 0;
-}
-
-static size_t count_ev(const tnode *tn, int type, const char *text)
-{
-    size_t c = 0;
-    for (size_t i = 0; i < tn->nev; i++) {
-        if (tn->ev[i].type == type && (!text || strcmp(tn->ev[i].text, text) == 0))
-            c++;
-    }
-    return c;
-}
+static tworld *W;
 
 static bool has_error(const tnode *tn, const char *sub)
 {
@@ -282,22 +25,15 @@ static bool has_error(const tnode *tn, const char *sub)
     return false;
 }
 
-static void send_text(world *w, int i, const uint8_t room[32], const char *text)
-{
-    uint64_t seq;
-    assert_int_equal(
-        kith_node_send(w->n[i].node, room, KITH_MSG_TEXT, text, strlen(text), &seq), 0);
-}
-
 /* a creates a room, invites b; b joins. */
-static void make_room(world *w, uint8_t room[32], int inviter, int joiner)
+static void make_room(tworld *w, uint8_t room[32], int inviter, int joiner)
 {
     char code[KITH_INVITE_CODE_MAX];
     if (inviter >= 0 && !kith_node_room_count(w->n[inviter].node))
         assert_int_equal(kith_node_create_room(w->n[inviter].node, "bookclub", room), 0);
     assert_int_equal(kith_node_invite(w->n[inviter].node, room, 0, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[joiner].node, code), 0);
-    settle(w);
+    tw_settle(w);
 }
 
 static int setup(void **state)
@@ -311,7 +47,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    world_free(W);
+    tw_free(W);
     free(W);
     return 0;
 }
@@ -319,29 +55,29 @@ static int teardown(void **state)
 static void test_create_invite_join_chat(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_ROOM, NULL), 1);
     assert_int_equal(kith_node_member_count(w->n[0].node, room), 2);
     assert_int_equal(kith_node_member_count(w->n[1].node, room), 2);
     make_room(w, room, 0, 2);
-    tick(w, 5); /* b and c find each other through the add op's address */
+    tw_tick(w, 5); /* b and c find each other through the add op's address */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(kith_node_member_count(w->n[i].node, room), 3);
         kith_room_info info;
         assert_int_equal(kith_node_room_info(w->n[i].node, room, &info), 0);
         assert_int_equal(info.online, 3); /* us, and every other member connected */
     }
-    send_text(w, 0, room, "hello from a");
-    send_text(w, 1, room, "hello from b");
-    send_text(w, 2, room, "hello from c");
-    settle(w);
+    tw_send(w, 0, room, "hello from a");
+    tw_send(w, 1, room, "hello from b");
+    tw_send(w, 2, room, "hello from c");
+    tw_settle(w);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from a"), 1);
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from b"), 1);
-        assert_int_equal(count_ev(&w->n[i], KITH_EV_MESSAGE, "hello from c"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "hello from a"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "hello from b"), 1);
+        assert_int_equal(tw_count(&w->n[i], KITH_EV_MESSAGE, "hello from c"), 1);
     }
     /* A member's nick is the one it chose when joining. */
     kith_member_info mi;
@@ -351,41 +87,41 @@ static void test_create_invite_join_chat(void **state)
         saw_b |= strcmp(mi.nick, "b") == 0;
     }
     assert_true(saw_b);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_restart_keeps_room_and_history(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     for (int k = 0; k < 50; k++) {
         char text[32];
         snprintf(text, sizeof text, "msg %d", k);
-        send_text(w, k % 2, room, text);
+        tw_send(w, k % 2, room, text);
     }
-    settle(w);
-    node_stop(w, 1);
+    tw_settle(w);
+    tw_stop(w, 1);
     /* a keeps talking while b is away */
-    send_text(w, 0, room, "while you were out");
-    settle(w);
-    node_start(w, 1);
+    tw_send(w, 0, room, "while you were out");
+    tw_settle(w);
+    tw_start(w, 1);
     assert_int_equal(kith_node_room_count(w->n[1].node), 1);
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_int_equal(info.members, 2);
     assert_int_equal(info.messages, 50);
-    tick(w, 3); /* reconnect and sync */
+    tw_tick(w, 3); /* reconnect and sync */
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_int_equal(info.messages, 51);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "while you were out"), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "while you were out"), 1);
     /* b's sequence numbers continue: a new message is accepted by a. */
-    send_text(w, 1, room, "back again");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "back again"), 1);
-    world_free(w);
+    tw_send(w, 1, room, "back again");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "back again"), 1);
+    tw_free(w);
 }
 
 static size_t count_catchup(const tnode *tn)
@@ -414,28 +150,28 @@ static void on_hist(void *ud, const kith_event *ev)
 static void test_bulk_catchup(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
-    node_stop(w, 1);
+    tw_stop(w, 1);
     for (int k = 0; k < 300; k++) {
         char text[32];
         snprintf(text, sizeof text, "away %d", k);
-        send_text(w, 0, room, text);
+        tw_send(w, 0, room, text);
         if (k % 50 == 49)
-            settle(w);
+            tw_settle(w);
     }
-    settle(w);
+    tw_settle(w);
     size_t before = w->n[1].nev;
-    node_start(w, 1);
-    tick(w, 3);
+    tw_start(w, 1);
+    tw_tick(w, 3);
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_int_equal(info.messages, 300);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_INFO, "catching up bookclub: 0/300"), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_INFO, "catching up bookclub: 0/300"), 1);
     assert_int_equal(
-        count_ev(&w->n[1], KITH_EV_INFO, "caught up bookclub: 300 messages (/history shows them)"),
+        tw_count(&w->n[1], KITH_EV_INFO, "caught up bookclub: 300 messages (/history shows them)"),
         1);
     assert_int_equal(count_catchup(&w->n[1]), 300);
     assert_true(w->n[1].nev > before);
@@ -444,15 +180,15 @@ static void test_bulk_catchup(void **state)
     assert_int_equal(h.n, 10);
     assert_string_equal(h.last, "away 299");
     /* Back for a few messages only: no catch-up mode. */
-    node_stop(w, 1);
+    tw_stop(w, 1);
     for (int k = 0; k < 20; k++)
-        send_text(w, 0, room, "short");
-    settle(w);
-    node_start(w, 1);
-    tick(w, 3);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "short"), 20);
+        tw_send(w, 0, room, "short");
+    tw_settle(w);
+    tw_start(w, 1);
+    tw_tick(w, 3);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "short"), 20);
     assert_int_equal(count_catchup(&w->n[1]), 300);
-    world_free(w);
+    tw_free(w);
 }
 
 /* kith_env.verify_many as a driver with worker threads would offer it, but
@@ -503,25 +239,25 @@ static nconn *conn_to(kith_node *n, const uint8_t peer[KITH_ID_LEN])
 static void test_batched_verify(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     memset(&VS, 0, sizeof VS);
     w->t.env.verify_many = count_verify_many;
     w->t.env.verify_ctx = &VS;
     uint8_t room[32];
     make_room(w, room, 0, 1);
-    node_stop(w, 1);
+    tw_stop(w, 1);
     for (int k = 0; k < 300; k++) {
         char text[32];
         snprintf(text, sizeof text, "away %d", k);
-        send_text(w, 0, room, text);
+        tw_send(w, 0, room, text);
         if (k % 50 == 49)
-            settle(w);
+            tw_settle(w);
     }
-    settle(w);
+    tw_settle(w);
     VS.jobs = VS.calls = VS.biggest = 0;
-    node_start(w, 1);
-    tick(w, 3);
+    tw_start(w, 1);
+    tw_tick(w, 3);
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_int_equal(info.messages, 300);
@@ -547,10 +283,10 @@ static void test_batched_verify(void **state)
     for (int k = 0; k < 5; k++) {
         char text[32];
         snprintf(text, sizeof text, "good %d", k);
-        send_text(w, 0, room, text);
+        tw_send(w, 0, room, text);
     }
     assert_int_equal(kith_node_flush(a->node), 0);
-    drain(w, 0);
+    tw_drain(w, 0);
     nroom *ar = node_room_by_id(a->node, room);
     author_st *au = node_author(a->node, ar, a->id.id_pk, false);
     assert_non_null(au);
@@ -590,15 +326,15 @@ static void test_batched_verify(void **state)
     size_t links = 0;
     for (size_t i = 0; i < b->node->nconns; i++)
         links += b->node->conns[i]->established;
-    settle(w);
+    tw_settle(w);
     assert_int_equal(VS.calls, calls + 1); /* one batch: 5 good, 1 bad */
     assert_int_equal(VS.bad, bad + 1);
     for (int k = 0; k < 5; k++) {
         char text[32];
         snprintf(text, sizeof text, "good %d", k);
-        assert_int_equal(count_ev(b, KITH_EV_MESSAGE, text), 1);
+        assert_int_equal(tw_count(b, KITH_EV_MESSAGE, text), 1);
     }
-    assert_int_equal(count_ev(b, KITH_EV_MESSAGE, "forged"), 0);
+    assert_int_equal(tw_count(b, KITH_EV_MESSAGE, "forged"), 0);
     assert_int_equal(kith_node_room_info(b->node, room, &info), 0);
     assert_int_equal(info.messages, 305);
     size_t after = 0;
@@ -607,50 +343,50 @@ static void test_batched_verify(void **state)
     assert_true(after < links); /* the link that carried it was closed */
     w->t.env.verify_many = NULL;
     w->t.env.verify_ctx = NULL;
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_sent_only_after_flush(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
-    size_t before = count_ev(&w->n[0], KITH_EV_SENT, NULL);
-    send_text(w, 0, room, "durable?");
+    size_t before = tw_count(&w->n[0], KITH_EV_SENT, NULL);
+    tw_send(w, 0, room, "durable?");
     /* Nothing is shown or sent before the flush. */
-    drain(w, 0);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_SENT, NULL), before);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "durable?"), 0);
+    tw_drain(w, 0);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_SENT, NULL), before);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "durable?"), 0);
     /* A crash now loses it, and the node reuses nothing a peer saw. */
     kith_store_mem_crash(w->n[0].store);
-    node_stop(w, 0);
-    node_start(w, 0);
-    tick(w, 3);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "durable?"), 0);
-    send_text(w, 0, room, "after crash");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "after crash"), 1);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "after crash"), 1);
-    world_free(w);
+    tw_stop(w, 0);
+    tw_start(w, 0);
+    tw_tick(w, 3);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "durable?"), 0);
+    tw_send(w, 0, room, "after crash");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "after crash"), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "after crash"), 1);
+    tw_free(w);
 }
 
 static void test_invite_refusals(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, NULL);
     uint8_t room[32];
     char code[KITH_INVITE_CODE_MAX];
     assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
     assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[1].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_room_count(w->n[1].node), 1);
     /* The same code again, by someone else: refused clearly. */
     assert_int_equal(kith_node_join(w->n[2].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(kith_node_room_count(w->n[2].node), 0);
     assert_true(has_error(&w->n[2], "already used"));
     /* Expired: refused locally before any connection. */
@@ -665,18 +401,18 @@ static void test_invite_refusals(void **state)
     assert_int_equal(kith_node_join(w->n[1].node, code), KITH_EEXIST);
     /* An unreachable inviter gives an error, not a hang. */
     assert_int_equal(kith_node_invite(w->n[0].node, room, 0, code, sizeof code), 0);
-    node_stop(w, 0);
+    tw_stop(w, 0);
     assert_int_equal(kith_node_join(w->n[2].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_true(has_error(&w->n[2], "could not reach"));
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_garbage_closes_connection(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     /* A stranger connects to a and sends garbage. */
@@ -692,43 +428,43 @@ static void test_garbage_closes_connection(void **state)
         if (a.type == KITH_ACT_CLOSE && a.conn == c)
             closed = true;
         if (a.type == KITH_ACT_EVENT)
-            record(&w->n[0], &a.ev);
+            tw_record(&w->n[0], &a.ev);
     }
     assert_true(closed);
     /* a still serves b. */
-    send_text(w, 1, room, "still there?");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "still there?"), 1);
-    world_free(w);
+    tw_send(w, 1, room, "still there?");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "still there?"), 1);
+    tw_free(w);
 }
 
 static void test_nick_change(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     assert_int_equal(kith_node_set_nick(w->n[1].node, "bobby"), 0);
     assert_int_equal(kith_node_set_nick(w->n[1].node, "has space"), KITH_EINVAL);
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_NICK, "bobby"), 1);
-    send_text(w, 1, room, "new name");
-    settle(w);
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_NICK, "bobby"), 1);
+    tw_send(w, 1, room, "new name");
+    tw_settle(w);
     bool ok = false;
     for (size_t i = 0; i < w->n[0].nev; i++) {
         if (strcmp(w->n[0].ev[i].text, "new name") == 0)
             ok = strcmp(w->n[0].ev[i].nick, "bobby") == 0;
     }
     assert_true(ok);
-    world_free(w);
+    tw_free(w);
 }
 
 static void test_lingering_stranger_dropped(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 1);
+    tworld *w = W;
+    tw_init(w, 1, NULL);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
     /* A stranger completes a real handshake, then says nothing. */
@@ -771,7 +507,7 @@ static void test_lingering_stranger_dropped(void **state)
     kith_buf_free(&in);
     kith_session_free(s);
     kith_identity_wipe(&stranger);
-    world_free(w);
+    tw_free(w);
 }
 
 /* A member moves to a new address. Its signed record, relayed by a member
@@ -779,24 +515,24 @@ static void test_lingering_stranger_dropped(void **state)
 static void test_address_record_moves(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     make_room(w, room, 0, 2);
-    tick(w, 5);
-    node_stop(w, 1);
+    tw_tick(w, 5);
+    tw_stop(w, 1);
     snprintf(w->n[1].addr, sizeof w->n[1].addr, "node1-moved:2");
     w->block[1][2] = true; /* b can't reach c: c must come to b's new address */
-    node_start(w, 1);
-    tick(w, 70); /* c's dials to the old address fail until it is forgotten */
+    tw_start(w, 1);
+    tw_tick(w, 70); /* c's dials to the old address fail until it is forgotten */
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[2].node, room, &info), 0);
     assert_int_equal(info.online, 3);
-    send_text(w, 1, room, "from my new home");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[2], KITH_EV_MESSAGE, "from my new home"), 1);
-    world_free(w);
+    tw_send(w, 1, room, "from my new home");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[2], KITH_EV_MESSAGE, "from my new home"), 1);
+    tw_free(w);
 }
 
 /* ---- edits, deletes and reactions ---- */
@@ -827,7 +563,7 @@ static void on_hline(void *ud, const kith_event *ev)
     l->text[len] = '\0';
 }
 
-static void history(world *w, int i, const uint8_t room[32], hlist *out)
+static void history(tworld *w, int i, const uint8_t room[32], hlist *out)
 {
     memset(out, 0, sizeof *out);
     assert_int_equal(kith_node_history(w->n[i].node, room, 100, on_hline, out), 0);
@@ -856,7 +592,7 @@ static size_t count_msg_type(const tnode *tn, uint32_t type)
     return c;
 }
 
-static void about(world *w, int i, const uint8_t room[32], uint32_t type, const uint8_t id[32],
+static void about(tworld *w, int i, const uint8_t room[32], uint32_t type, const uint8_t id[32],
     const char *text, int want)
 {
     uint64_t seq;
@@ -867,7 +603,7 @@ static void about(world *w, int i, const uint8_t room[32], uint32_t type, const 
 
 /* b signs an edit of a's message with its own key, in its own chain, and
  * hands it to every node as if it came off the wire. */
-static void forge_edit(world *w, const uint8_t room[32], const uint8_t target[32])
+static void forge_edit(tworld *w, const uint8_t room[32], const uint8_t target[32])
 {
     kith_node *bn = w->n[1].node;
     nroom *br = node_room_by_id(bn, room);
@@ -906,18 +642,18 @@ static void forge_edit(world *w, const uint8_t room[32], const uint8_t target[32
 static void test_edit_delete_react(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     make_room(w, room, 0, 2);
-    tick(w, 3);
-    send_text(w, 0, room, "hello");
-    settle(w);
-    send_text(w, 0, room, "second");
-    settle(w);
-    send_text(w, 1, room, "from b");
-    settle(w);
+    tw_tick(w, 3);
+    tw_send(w, 0, room, "hello");
+    tw_settle(w);
+    tw_send(w, 0, room, "second");
+    tw_settle(w);
+    tw_send(w, 1, room, "from b");
+    tw_settle(w);
 
     uint8_t hello[32], second[32], fromb[32], x[32];
     assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 2, true, hello), 0);
@@ -936,10 +672,10 @@ static void test_edit_delete_react(void **state)
 
     /* a edits its first message; everyone sees it once, live. */
     about(w, 0, room, KITH_MSG_EDIT, hello, "hello, edited", 0);
-    settle(w);
+    tw_settle(w);
     for (int i = 0; i < 3; i++)
         assert_int_equal(count_msg_type(&w->n[i], KITH_MSG_EDIT), 1);
-    assert_int_equal(count_ev(&w->n[2], KITH_EV_MESSAGE, "hello, edited"), 1);
+    assert_int_equal(tw_count(&w->n[2], KITH_EV_MESSAGE, "hello, edited"), 1);
     /* Nobody else may edit or delete it; empty edits are refused. */
     about(w, 1, room, KITH_MSG_EDIT, hello, "mine now", KITH_EPERM);
     about(w, 1, room, KITH_MSG_DELETE, hello, NULL, KITH_EPERM);
@@ -948,14 +684,14 @@ static void test_edit_delete_react(void **state)
 
     /* Reactions from b and c. */
     about(w, 1, room, KITH_MSG_REACTION, hello, "+1", 0);
-    settle(w);
+    tw_settle(w);
     about(w, 2, room, KITH_MSG_REACTION, hello, "+1", 0);
-    settle(w);
+    tw_settle(w);
     about(w, 2, room, KITH_MSG_REACTION, hello, "\xe2\x9d\xa4", 0);
-    settle(w);
+    tw_settle(w);
     about(w, 1, room, KITH_MSG_REACTION, hello, "+1", KITH_EEXIST);
     about(w, 0, room, KITH_MSG_REACTION, fromb, "ok", 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(count_msg_type(&w->n[0], KITH_MSG_REACTION), 4);
 
     hlist h;
@@ -970,7 +706,7 @@ static void test_edit_delete_react(void **state)
     /* b takes its reaction back; c's stays. */
     assert_int_equal(kith_node_unreact(w->n[1].node, room, hello, "+1", 2), 1);
     assert_int_equal(kith_node_unreact(w->n[1].node, room, hello, NULL, 0), KITH_ENOENT);
-    settle(w);
+    tw_settle(w);
     want = "a:hello, edited*|r c:+1|r c:\xe2\x9d\xa4|a:second|b:from b|r a:ok";
     for (int i = 0; i < 3; i++) {
         history(w, i, room, &h);
@@ -983,16 +719,16 @@ static void test_edit_delete_react(void **state)
      * b's later messages still chain), but without effect and unreported. */
     size_t before = count_msg_type(&w->n[0], KITH_MSG_EDIT);
     forge_edit(w, room, second);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(count_msg_type(&w->n[0], KITH_MSG_EDIT), before);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "forged"), 0);
-    send_text(w, 1, room, "b goes on");
-    tick(w, 2); /* the forgeries' relays pruned links: pulled after an IHAVE */
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "b goes on"), 1);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "forged"), 0);
+    tw_send(w, 1, room, "b goes on");
+    tw_tick(w, 2); /* the forgeries' relays pruned links: pulled after an IHAVE */
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "b goes on"), 1);
 
     /* a deletes its second message; a later edit of it has no effect. */
     about(w, 0, room, KITH_MSG_DELETE, second, NULL, 0);
-    settle(w);
+    tw_settle(w);
     about(w, 0, room, KITH_MSG_EDIT, second, "too late", KITH_EINVAL);
     about(w, 0, room, KITH_MSG_DELETE, second, NULL, KITH_EINVAL);
     assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 1, true, x), 0);
@@ -1008,12 +744,12 @@ static void test_edit_delete_react(void **state)
     assert_int_equal(info.messages, 4);
 
     /* The view is rebuilt from the log after a restart. */
-    node_stop(w, 2);
-    node_start(w, 2);
+    tw_stop(w, 2);
+    tw_start(w, 2);
     history(w, 2, room, &h);
     hstr(&h, str, sizeof str);
     assert_string_equal(str, want);
-    world_free(w);
+    tw_free(w);
 }
 
 /* A reaction that arrives before its target (its author's chain ran ahead):
@@ -1022,15 +758,15 @@ static void test_edit_delete_react(void **state)
 static void test_reaction_before_target(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 3);
+    tworld *w = W;
+    tw_init(w, 3, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
     make_room(w, room, 0, 2);
-    tick(w, 3);
+    tw_tick(w, 3);
     kith_node *a = w->n[0].node, *b = w->n[1].node, *c = w->n[2].node;
     /* a's message, not flushed (so not sent): c gets it by hand, b not. */
-    send_text(w, 0, room, "late target");
+    tw_send(w, 0, room, "late target");
     nroom *ra = node_room_by_id(a, room);
     const hist *m = node_hist_at(ra, ra->nhist - 1);
     uint8_t mid[32];
@@ -1069,7 +805,7 @@ static void test_reaction_before_target(void **state)
     hstr(&h, str, sizeof str);
     assert_string_equal(str, "a:late target|r c:+1");
     free(menv);
-    world_free(w);
+    tw_free(w);
 }
 
 /* More messages than one block of history entries: edits, reactions and
@@ -1078,26 +814,26 @@ static void test_reaction_before_target(void **state)
 static void test_history_blocks(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 1);
+    tworld *w = W;
+    tw_init(w, 1, NULL);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "club", room), 0);
     size_t total = NODE_HIST_BLOCK + 10;
     for (size_t k = 0; k < total; k++) {
         char text[32];
         snprintf(text, sizeof text, "line %zu", k);
-        send_text(w, 0, room, text);
+        tw_send(w, 0, room, text);
         if (k % 64 == 63)
-            settle(w);
+            tw_settle(w);
     }
-    settle(w);
+    tw_settle(w);
     uint8_t first[32], last[32];
     assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, total, true, first), 0);
     assert_int_equal(kith_node_find_message(w->n[0].node, room, NULL, 1, true, last), 0);
     about(w, 0, room, KITH_MSG_EDIT, first, "first, edited", 0);
     about(w, 0, room, KITH_MSG_REACTION, first, "+1", 0);
     about(w, 0, room, KITH_MSG_DELETE, last, NULL, 0);
-    settle(w);
+    tw_settle(w);
     for (int round = 0; round < 2; round++) {
         nroom *r = node_room_by_id(w->n[0].node, room);
         assert_non_null(r);
@@ -1121,11 +857,11 @@ static void test_history_blocks(void **state)
         kith_buf_init(&env, &w->t.env, KITH_MSG_MAX_ENVELOPE);
         assert_int_equal(node_hist_env(w->n[0].node, r, r->nhist - 1, &env), 0);
         kith_buf_free(&env);
-        node_stop(w, 0);
-        node_start(w, 0);
-        settle(w);
+        tw_stop(w, 0);
+        tw_start(w, 0);
+        tw_settle(w);
     }
-    world_free(w);
+    tw_free(w);
 }
 
 /* A member linked with the inviter through one room joins a second room
@@ -1134,26 +870,26 @@ static void test_history_blocks(void **state)
 static void test_second_room_over_link(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t r1[32], r2[32];
     make_room(w, r1, 0, 1);
     assert_int_equal(kith_node_create_room(w->n[0].node, "second", r2), 0);
-    settle(w);
+    tw_settle(w);
     int links = w->nlinks;
     char code[KITH_INVITE_CODE_MAX];
     assert_int_equal(kith_node_invite(w->n[0].node, r2, 0, code, sizeof code), 0);
     assert_int_equal(kith_node_join(w->n[1].node, code), 0);
-    settle(w);
+    tw_settle(w);
     assert_int_equal(w->nlinks, links);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 2);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_ROOM, NULL), 2);
     assert_int_equal(kith_node_member_count(w->n[1].node, r2), 2);
-    send_text(w, 0, r2, "in the second room");
-    send_text(w, 1, r1, "still in the first");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "in the second room"), 1);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "still in the first"), 1);
-    world_free(w);
+    tw_send(w, 0, r2, "in the second room");
+    tw_send(w, 1, r1, "still in the first");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "in the second room"), 1);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "still in the first"), 1);
+    tw_free(w);
 }
 
 /* A room whose log is more than one frame's worth of ops (here by its
@@ -1162,8 +898,8 @@ static void test_second_room_over_link(void **state)
 static void test_join_big_log(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     assert_int_equal(kith_node_create_room(w->n[0].node, "archive", room), 0);
     char topic[KITH_TOPIC_MAX + 1];
@@ -1175,7 +911,7 @@ static void test_join_big_log(void **state)
         assert_int_equal(
             kith_node_member_op(w->n[0].node, room, KITH_MOP_SET_TOPIC, NULL, 0, topic), 0);
     }
-    settle(w);
+    tw_settle(w);
     const kith_room *big = node_room_by_id(w->n[0].node, room)->room;
     size_t nops = kith_room_op_count(big), bytes = 0;
     for (size_t i = 0; i < nops; i++) {
@@ -1187,16 +923,16 @@ static void test_join_big_log(void **state)
     assert_true(bytes > KITH_SESSION_MAX_APP); /* more than one frame can carry */
     make_room(w, room, 0, 1);
     assert_false(has_error(&w->n[1], "join failed"));
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_ROOM, NULL), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_ROOM, NULL), 1);
     const nroom *got = node_room_by_id(w->n[1].node, room);
     assert_non_null(got);
     assert_int_equal(kith_room_op_count(got->room), nops + 2); /* + invite and add */
     kith_room_info info;
     assert_int_equal(kith_node_room_info(w->n[1].node, room, &info), 0);
     assert_string_equal(info.topic, topic);
-    send_text(w, 1, room, "read it all");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[0], KITH_EV_MESSAGE, "read it all"), 1);
+    tw_send(w, 1, room, "read it all");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[0], KITH_EV_MESSAGE, "read it all"), 1);
     /* The mark is `true` or absent: `false` is not a second spelling. */
     uint8_t part[]
         = { 0x84, 0x00, 0x03, 0x01, 0xc4, 0x20, [38] = 0x02, 0x91, 0xc4, 0x01, 'x', 0x03, 0xc3 };
@@ -1208,13 +944,13 @@ static void test_join_big_log(void **state)
     part[sizeof part - 1] = 0xc2;
     assert_int_equal(kith_frame_decode(&w->t.env, part, sizeof part, doc, &f), KITH_EPROTO);
     free(doc);
-    world_free(w);
+    tw_free(w);
 }
 
 /* Display names are kept group by group (names with one skeleton): after
  * every join and rename each is what a computation over the whole room
  * gives. */
-static void check_names(world *w, int at, const uint8_t room[32])
+static void check_names(tworld *w, int at, const uint8_t room[32])
 {
     kith_node *node = w->n[at].node;
     nroom *r = node_room_by_id(node, room);
@@ -1240,8 +976,8 @@ static void check_names(world *w, int at, const uint8_t room[32])
 static void test_display_names_by_group(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 4);
+    tworld *w = W;
+    tw_init(w, 4, NULL);
     assert_int_equal(kith_node_set_nick(w->n[1].node, "ann"), 0);
     assert_int_equal(kith_node_set_nick(w->n[2].node, "Ann"), 0);
     assert_int_equal(kith_node_set_nick(w->n[3].node, "bob"), 0);
@@ -1254,18 +990,18 @@ static void test_display_names_by_group(void **state)
     assert_non_null(strchr(
         node_display(w->n[0].node, node_room_by_id(w->n[0].node, room), w->n[1].id.id_pk), '~'));
     make_room(w, room, 0, 3);
-    tick(w, 3);
+    tw_tick(w, 3);
     assert_int_equal(kith_node_set_nick(w->n[3].node, "ANN"), 0); /* three of a kind */
-    tick(w, 1);
+    tw_tick(w, 1);
     for (int i = 0; i < 4; i++)
         check_names(w, i, room);
     assert_int_equal(kith_node_set_nick(w->n[2].node, "carl"), 0); /* one leaves the group */
-    tick(w, 1);
+    tw_tick(w, 1);
     for (int i = 0; i < 4; i++)
         check_names(w, i, room);
     assert_string_equal(
         node_display(w->n[0].node, node_room_by_id(w->n[0].node, room), w->n[2].id.id_pk), "carl");
-    world_free(w);
+    tw_free(w);
 }
 
 /* A message whose seen-map insert fails is not half delivered: no history
@@ -1274,13 +1010,13 @@ static void test_display_names_by_group(void **state)
 static void test_deliver_all_or_nothing(void **state)
 {
     (void)state;
-    world *w = W;
-    world_init(w, 2);
+    tworld *w = W;
+    tw_init(w, 2, NULL);
     uint8_t room[32];
     make_room(w, room, 0, 1);
-    send_text(w, 0, room, "one");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "one"), 1);
+    tw_send(w, 0, room, "one");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "one"), 1);
     nroom *r = node_room_by_id(w->n[1].node, room);
     assert_non_null(r);
     author_st *a = node_author(w->n[1].node, r, w->n[0].id.id_pk, false);
@@ -1289,19 +1025,19 @@ static void test_deliver_all_or_nothing(void **state)
     uint64_t seq = a->seq;
     size_t max = r->seen.max;
     r->seen.max = r->seen.count; /* the next new id does not fit */
-    send_text(w, 0, room, "two");
-    settle(w);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "two"), 0);
+    tw_send(w, 0, room, "two");
+    tw_settle(w);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "two"), 0);
     assert_int_equal(r->nhist, nhist);
     assert_int_equal(a->seq, seq);
     r->seen.max = max;
-    send_text(w, 0, room, "three");
-    settle(w);
-    tick(w, 5);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "two"), 1);
-    assert_int_equal(count_ev(&w->n[1], KITH_EV_MESSAGE, "three"), 1);
+    tw_send(w, 0, room, "three");
+    tw_settle(w);
+    tw_tick(w, 5);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "two"), 1);
+    assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "three"), 1);
     assert_int_equal(r->nhist, nhist + 2);
-    world_free(w);
+    tw_free(w);
 }
 
 int main(void)
