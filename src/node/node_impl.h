@@ -39,10 +39,11 @@
  * frame's worth is queued): one frame header, session tag and room id for
  * many ids instead of one per message. */
 #define NODE_IHAVE_INTERVAL_MS 500
-/* Lazy links of a room that get one round's announcements, drawn at random
- * each round: every member still hears of a message within a round or two
- * whatever tree the eager links form, for a fraction of the bytes. */
-#define NODE_IHAVE_FANOUT 2
+/* Lazy links of a room that get a round's announcements while messages
+ * keep coming, drawn at random each round (node_gossip.c ann_round): each
+ * id costs 34 bytes per link it is announced on, more than a tenth of a
+ * 200-byte text's envelope, so one. */
+#define NODE_IHAVE_FANOUT 1
 #define NODE_WANT_RETRY_MS 3000
 #define NODE_MAX_ORPHANS 64 /* reactions waiting for their target, per room */
 #define NODE_DEPS_WAIT_MS 5000 /* then show a message despite missing deps */
