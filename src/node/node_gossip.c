@@ -291,6 +291,16 @@ static void ann_round(kith_node *n, nroom *r, uint8_t (*ids)[KITH_HASH_LEN])
         return;
     }
     r->ntail_to = 0;
+    /* A slow link gets every round: announcements are all it gets in place
+     * of the pushes it would have had (it is out of the draw below). */
+    size_t nlazy = 0;
+    for (size_t k = 0; k < np; k++) {
+        if (pick[k]->slow && !is_lazy(pick[k], r))
+            announce(n, r, pick[k], r->ntail, r->nann, ids);
+        else
+            pick[nlazy++] = pick[k];
+    }
+    np = nlazy;
     for (size_t k = 0; k < NODE_IHAVE_FANOUT && k < np; k++) {
         uint32_t x;
         kith_random(n->env, &x, sizeof x);
