@@ -259,6 +259,10 @@ int kith_node_new(const kith_env *env, kith_store *store, const kith_identity *s
     kith_buf_init(&n->feed_out, env, 1u << 20);
     kith_buf_init(&n->run_bytes, env, NODE_RUN_MAX * (KITH_MSG_MAX_ENVELOPE + 64));
     kith_buf_init(&n->run_signed, env, NODE_RUN_MAX * (KITH_MSG_MAX_ENVELOPE + 64));
+    kith_buf_init(&n->rd_env, env, KITH_STORE_MAX_RECORD);
+    kith_buf_init(&n->rd_plain, env, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&n->rd_text, env, KITH_MSG_MAX_ENVELOPE);
+    kith_buf_init(&n->rd_ctx, env, KITH_MSG_MAX_ENVELOPE);
     n->doc = kith_malloc(env, sizeof *n->doc);
     if (!n->doc) {
         kith_node_free(n);
@@ -311,6 +315,10 @@ void kith_node_free(kith_node *n)
     for (size_t i = 0; n->run && i < NODE_RUN_MAX; i++)
         kith_buf_free(&n->run[i].plain);
     kith_free(n->env, n->run);
+    kith_buf_free(&n->rd_env);
+    kith_buf_free(&n->rd_plain);
+    kith_buf_free(&n->rd_text);
+    kith_buf_free(&n->rd_ctx);
     sodium_memzero(n->local_key, sizeof n->local_key);
     kith_free(n->env, n);
 }
@@ -334,13 +342,25 @@ int kith_node_flush(kith_node *n)
     for (size_t i = 0; i < n->nout; i++) {
         outmsg *o = &n->out[i];
         nroom *r = o->room;
+        /* What the event shows is at hand: no need to read the log. */
+        const hist *h = node_hist_at(r, o->hist);
+        uint8_t id[KITH_HASH_LEN];
+        kith_msg_id(o->env, o->env_len, id);
+        kith_inner in;
+        memset(&in, 0, sizeof in);
+        in.type = h->type;
+        in.wall_ms = o->wall_ms;
+        in.body = o->env + o->env_len;
+        in.body_len = o->body_len;
+        in.has_target = h->has_target;
+        memcpy(in.target, o->target, KITH_HASH_LEN);
         kith_event ev;
-        node_message_event(n, r, o->hist, &ev);
+        node_message_event_with(n, r, o->hist, &in, id, &ev);
         ev.self = true;
         node_push_event(n, &ev, ev.text, ev.text_len);
         ev.type = KITH_EV_SENT;
         node_push_event(n, &ev, NULL, 0);
-        node_gossip_relay(n, r, o->hist, o->env, o->env_len, NULL);
+        node_gossip_relay(n, r, h->author, id, o->env, o->env_len, NULL);
         kith_free(n->env, o->env);
         o->env = NULL;
     }
@@ -609,23 +629,29 @@ static void history_reactions(kith_node *n, nroom *r, size_t i, kith_history_cb 
         idx[a] = idx[b - 1];
         idx[b - 1] = t;
     }
+    /* Their texts (a reaction is short), read back from the log. */
+    char txt[HIST_REACTIONS_MAX][KITH_MSG_MAX_REACTION + 1];
+    size_t tl[HIST_REACTIONS_MAX];
+    for (size_t a = 0; a < k; a++) {
+        size_t len;
+        const char *t = node_hist_text(n, r, idx[a], &n->rd_text, &len);
+        tl[a] = KITH_MIN(len, (size_t)KITH_MSG_MAX_REACTION);
+        memcpy(txt[a], t, tl[a]);
+    }
     bool done[HIST_REACTIONS_MAX] = { false };
     for (size_t a = 0; a < k; a++) {
         if (done[a])
             continue;
-        const hist *ha = node_hist_at(r, idx[a]);
         for (size_t b = a; b < k; b++) {
             const hist *hb = node_hist_at(r, idx[b]);
-            if (done[b] || hb->body_len != ha->body_len
-                || memcmp(hb->body, ha->body, ha->body_len) != 0)
+            if (done[b] || tl[b] != tl[a] || memcmp(txt[b], txt[a], tl[a]) != 0)
                 continue;
             done[b] = true;
             /* One per reactor: the same emoji twice from one member counts once. */
             bool dup = false;
             for (size_t c = a; c < b && !dup; c++) {
                 const hist *hc = node_hist_at(r, idx[c]);
-                dup = c != b && hc->body_len == hb->body_len
-                    && memcmp(hc->body, hb->body, hb->body_len) == 0
+                dup = c != b && tl[c] == tl[b] && memcmp(txt[c], txt[b], tl[b]) == 0
                     && memcmp(node_hist_author(r, hc), node_hist_author(r, hb), KITH_ID_LEN) == 0;
             }
             if (dup)

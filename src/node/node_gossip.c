@@ -63,11 +63,10 @@ static bool link_serves(const kith_node *n, const nconn *c, const nroom *r)
     return c->established && !c->joining && !c->doomed && node_is_member(r, c->peer);
 }
 
-void node_gossip_relay(
-    kith_node *n, nroom *r, size_t hist_idx, const uint8_t *env, size_t len, const nconn *from)
+void node_gossip_relay(kith_node *n, nroom *r, size_t author_idx, const uint8_t id[KITH_HASH_LEN],
+    const uint8_t *env, size_t len, const nconn *from)
 {
-    const hist *h = node_hist_at(r, hist_idx);
-    const uint8_t *author = node_hist_author(r, h);
+    const uint8_t *author = r->authors[author_idx].id;
     kith_buf frame;
     kith_buf_init(&frame, n->env, KITH_SESSION_MAX_APP);
     bool encoded = false, lazy = false;
@@ -93,8 +92,8 @@ void node_gossip_relay(
     }
     kith_buf_free(&frame);
     if (lazy) {
-        queue_ann(n, r, node_hist_id(r, h), from ? from->id : 0, h->author);
-        r->authors[h->author].unannounced = true;
+        queue_ann(n, r, id, from ? from->id : 0, (uint32_t)author_idx);
+        r->authors[author_idx].unannounced = true;
     }
 }
 
@@ -127,7 +126,7 @@ void node_gossip_duplicate(kith_node *n, nroom *r, nconn *from)
 void node_gossip_want(
     kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], uint64_t conn, uint64_t delay_ms)
 {
-    if (kith_map_get(&r->seen, id, NULL))
+    if (node_has_id(r, id))
         return;
     for (size_t i = 0; i < r->nwant; i++) {
         if (memcmp(r->want[i].id, id, KITH_HASH_LEN) == 0)
@@ -156,12 +155,13 @@ static int on_want(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     set_lazy(c, r, false);
     for (size_t i = 0; i < f->count && !rc; i++) {
         uint8_t id[KITH_HASH_LEN];
-        uint64_t v;
         rc = kith_frame_id_at(f, i, id);
-        if (rc || !kith_map_get(&r->seen, id, &v) || v == 0 || v > r->nhist)
+        size_t k = rc ? SIZE_MAX : node_hist_find(r, id);
+        if (k == SIZE_MAX)
             continue;
         kith_buf_reset(&env);
-        if (node_hist_env(n, r, (size_t)(v - 1), &env) != 0)
+        uint8_t got[KITH_HASH_LEN];
+        if (node_hist_env(n, r, k, &env, got) != 0 || sodium_memcmp(got, id, KITH_HASH_LEN) != 0)
             continue;
         kith_buf_reset(&frame);
         rc = kith_frame_msg_pulled(&frame, env.data, env.len);
@@ -247,8 +247,7 @@ static void quiet_round(
     for (size_t q = 0; tailpos && q < r->ntail; q++) {
         uint32_t a = r->ann[q].author;
         const author_st *au = a < r->nauthors ? &r->authors[a] : NULL;
-        if (au && au->unannounced && au->seq
-            && memcmp(au->ids[au->seq - 1], r->ann[q].id, KITH_HASH_LEN) == 0)
+        if (au && au->unannounced && au->seq && memcmp(au->last, r->ann[q].id, KITH_HASH_LEN) == 0)
             tailpos[a] = q + 1;
     }
     for (size_t k = 0; k < nlinks; k++) {
@@ -262,7 +261,7 @@ static void quiet_round(
             size_t tp = tailpos ? tailpos[a] : 0;
             if (tp && (had_tail || r->ann[tp - 1].from == c->id))
                 continue;
-            memcpy(ids[cnt++], au->ids[au->seq - 1], KITH_HASH_LEN);
+            memcpy(ids[cnt++], au->last, KITH_HASH_LEN);
         }
         if (cnt)
             send_ids(n, c, KITH_FR_IHAVE, r, (const uint8_t(*)[KITH_HASH_LEN])ids, cnt);
@@ -371,7 +370,7 @@ static void want_due(kith_node *n, nroom *r, uint64_t now)
     size_t keep = 0;
     for (size_t i = 0; i < r->nwant; i++) {
         wanted w = r->want[i];
-        if (kith_map_get(&r->seen, w.id, NULL) || w.tries >= 5)
+        if (node_has_id(r, w.id) || w.tries >= 5)
             continue;
         if (w.due_ms <= now) {
             nconn *c = conn_find(n, w.conn);

@@ -17,6 +17,7 @@
 #define NODE_MAX_CONNS 256
 #define NODE_MAX_ROOMS 256
 #define NODE_MAX_HELD 4096 /* out-of-order messages held per room */
+#define NODE_MAX_HELD_BYTES (4u << 20) /* and their envelopes' bytes */
 #define NODE_MAX_HELD_OPS 256 /* ops waiting for a parent */
 #define NODE_MAX_SEEN (1u << 22)
 #define NODE_MAX_INVITES 1024
@@ -70,37 +71,46 @@ enum {
     REC_INVITE_REVOKED = 5, /* sealed: invite id (32) */
 };
 
-/* One delivered message. Its envelope stays in the room log (read back by
- * position when a peer asks for it), so memory per message is this entry
- * (64 bytes; its id is the author's id list's, node_hist_id) with its text,
- * the seen-map entry and the author's id list, not the envelope. Entries live in fixed blocks of
- * NODE_HIST_BLOCK (node_hist_at): the history grows without copying what it holds. */
+/* One delivered message: where its record is in the room log, and what the
+ * room's view needs (type, author, sequence, links between messages). Its
+ * text, time and full id stay in the log with the envelope and are read
+ * back when something shows it (node_hist_open), so memory per message is
+ * this entry (40 bytes) and its slot in the id index (4 bytes at a load of
+ * 1/4 to 1/2), whatever its text. Entries live in fixed blocks of
+ * NODE_HIST_BLOCK (node_hist_at): the history grows without copying what it
+ * holds. */
 typedef struct hist {
-    uint64_t seq;
-    uint64_t wall_ms;
     uint64_t pos; /* position of its record in the room log */
-    /* The text; for an edit, delete or reaction the target's id comes
-     * first in the same allocation (node_hist_target). */
-    char *body;
-    uint32_t body_len; /* <= KITH_MSG_MAX_BODY */
-    uint32_t env_len; /* <= KITH_MSG_MAX_ENVELOPE */
+    uint64_t idp; /* the first 8 bytes of its id (node_id_prefix): the id index's key */
+    uint32_t seq; /* <= NODE_MAX_SEEN: no author delivers more than a room holds */
     uint32_t author; /* index into the room's authors (node_hist_author) */
-    uint32_t type;
     /* Edits, deletes and reactions (node_room.c, proto/kith.md 6). */
     uint32_t edit; /* text/action: 1 + index of the latest effective edit; 0 none */
     uint32_t
         react; /* text/action: 1 + index of the latest reaction to it; reaction: the one before */
-    bool has_target;
-    bool effective; /* edit/delete/reaction: it applied (its author could) */
-    bool deleted; /* text/action/reaction: deleted by its author (body wiped) */
-    bool linked; /* reaction: in its target's list */
+    uint32_t target; /* edit/delete/reaction: 1 + index of its target once held; 0 not held */
+    uint16_t env_len; /* <= KITH_MSG_MAX_ENVELOPE */
+    uint8_t type; /* the message type; NODE_TYPE_OTHER for any type above it */
+    bool has_target : 1;
+    bool effective : 1; /* edit/delete/reaction: it applied (its author could) */
+    /* text/action/reaction: deleted by its author (its text is not shown);
+     * edit: its target was deleted (nor is its text) */
+    bool deleted : 1;
+    bool linked : 1; /* reaction: in its target's list */
 } hist;
 #define NODE_HIST_BLOCK 1024 /* entries per block of history */
-_Static_assert(sizeof(hist) <= 64, "a history entry is kept small: one per message held");
-/* The id an edit, delete or reaction targets (only when has_target). */
-static inline const uint8_t *node_hist_target(const hist *h)
+#define NODE_RECENT 8 /* ids of the latest messages kept whole (nroom.recent) */
+#define NODE_TYPE_OTHER 255
+_Static_assert(sizeof(hist) <= 40, "a history entry is kept small: one per message held");
+_Static_assert(KITH_MSG_MAX_ENVELOPE <= UINT16_MAX, "hist.env_len is 16 bits");
+_Static_assert(NODE_MAX_SEEN < UINT32_MAX, "hist indices and sequences are 32 bits");
+
+/* The id index's key: the first 8 bytes of a message id. */
+static inline uint64_t node_id_prefix(const uint8_t id[KITH_HASH_LEN])
 {
-    return (const uint8_t *)h->body - KITH_HASH_LEN;
+    uint64_t v;
+    memcpy(&v, id, sizeof v);
+    return v;
 }
 
 typedef struct dname {
@@ -112,8 +122,7 @@ typedef struct dname {
 typedef struct author_st {
     uint8_t id[KITH_ID_LEN];
     uint64_t seq; /* highest sequence delivered without a gap */
-    uint8_t (*ids)[KITH_HASH_LEN]; /* ids[s-1] = id of sequence s */
-    size_t cap;
+    uint8_t last[KITH_HASH_LEN]; /* id of sequence seq: the next one's prev */
     char nick[KITH_NICK_MAX + 1]; /* from the author's latest nick message */
     uint64_t target; /* highest sequence a peer's SYNC said it holds */
     bool unannounced; /* delivered since the room's last quiet announcement round */
@@ -164,11 +173,17 @@ typedef struct nroom {
     size_t ntags;
     hist **hblk; /* blocks of NODE_HIST_BLOCK entries (node_hist_at) */
     size_t nhist, nhblk;
-    kith_map seen;
+    /* The id index (node_hist_find): open addressing over 1 + history
+     * index (0 free), keyed by hist.idp; capacity a power of two, at most
+     * half full; hashed with a per-room random key, so nobody can aim ids
+     * at one chain of slots. */
+    uint32_t *ix;
+    size_t ixcap, ixmax; /* ixmax: messages held at most (NODE_MAX_SEEN) */
+    uint64_t ixkey;
     author_st *authors;
     size_t nauthors;
     held *held;
-    size_t nheld;
+    size_t nheld, held_bytes; /* <= NODE_MAX_HELD, NODE_MAX_HELD_BYTES */
     invite_st *inv;
     size_t ninv;
     uint8_t **held_ops;
@@ -190,6 +205,11 @@ typedef struct nroom {
     size_t ndn, capdn;
     kith_map dn_group; /* group -> 1 + index of its first person */
     bool names_dirty;
+    /* The ids of the latest messages delivered, by history index modulo
+     * NODE_RECENT (recent_at says which index each is): sending names the
+     * latest as dependencies without reading them back. */
+    uint8_t recent[NODE_RECENT][KITH_HASH_LEN];
+    size_t recent_at[NODE_RECENT];
     /* Bulk catch-up (node_room.c): messages delivered while it runs carry
      * kith_event.catchup; progress goes out as info lines. */
     bool catchup;
@@ -200,6 +220,7 @@ typedef struct nroom {
      * to attach when it comes. A bounded ring: a member reacting to ids
      * that never come can't make each new message scan the history. */
     size_t orphans[NODE_MAX_ORPHANS];
+    uint8_t orphan_target[NODE_MAX_ORPHANS][KITH_HASH_LEN]; /* the id each waits for */
     size_t norphans, orphan_next;
     /* The dependencies of the latest message delivered from someone else
      * (hist index last_other): a message we send names no dependency that
@@ -296,6 +317,8 @@ typedef struct outmsg {
     size_t hist;
     uint8_t *env; /* envelope (env_len) then body (body_len) */
     size_t env_len, body_len;
+    uint64_t wall_ms;
+    uint8_t target[KITH_HASH_LEN]; /* an edit's, delete's or reaction's */
 } outmsg;
 
 /* A MSG frame of a run. Before the run is handled in order, every frame
@@ -353,6 +376,10 @@ struct kith_node {
     bool ticked; /* kith_node_timer ran at least once */
 
     kith_wire_doc *doc; /* scratch for frame decoding */
+    /* Scratch for messages read back from the log (node_message_event):
+     * an envelope, its plaintext, and the two texts an event may show
+     * (NUL-terminated). Each at most KITH_MSG_MAX_ENVELOPE bytes. */
+    kith_buf rd_env, rd_plain, rd_text, rd_ctx;
     kith_buf feed_out; /* handshake bytes produced during a feed */
     nconn *feeding;
     bool loading;
@@ -390,6 +417,10 @@ void node_push_beacon(kith_node *n, const uint8_t *data, size_t len);
  * edit, delete or reaction its target and the target's text and author
  * (ctx, ctx_nick). Strings point into the node; node_push_event copies. */
 void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev);
+/* The same, given what the envelope of entry i holds (its type, time,
+ * target and body in `in`, and its id), so the log is not read for it. */
+void node_message_event_with(kith_node *n, nroom *r, size_t i, const kith_inner *in,
+    const uint8_t id[KITH_HASH_LEN], kith_event *ev);
 /* Is history entry i a message people read (text or action)? */
 bool node_hist_visible(const hist *h);
 nroom *node_room_by_id(const kith_node *n, const uint8_t id[KITH_HASH_LEN]);
@@ -405,8 +436,27 @@ KITH_WUR int node_open_envelope(kith_node *n, const nroom *r, const uint8_t *env
 /* The same for an envelope already parsed (e.ct points into its bytes). */
 KITH_WUR int node_open_parsed(kith_node *n, const nroom *r, const kith_envelope *e, bool known,
     kith_buf *plain, kith_inner *in);
-/* The envelope of history entry idx (from the log), appended to out. */
-KITH_WUR int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out);
+/* The envelope of history entry idx (from the log), appended to out; its
+ * id checked against the entry's and, unless NULL, written to id. */
+KITH_WUR int node_hist_env(
+    kith_node *n, const nroom *r, size_t idx, kith_buf *out, uint8_t id[KITH_HASH_LEN]);
+/* History entry idx read back from the log and opened (no signature check:
+ * it was verified when delivered, and its id is checked): *in, whose body
+ * points into plain, and its id. */
+KITH_WUR int node_hist_open(kith_node *n, const nroom *r, size_t idx, kith_buf *plain,
+    kith_inner *in, uint8_t id[KITH_HASH_LEN]);
+/* The full id of history entry idx (read from the log). */
+KITH_WUR int node_hist_full_id(kith_node *n, const nroom *r, size_t idx, uint8_t id[KITH_HASH_LEN]);
+/* The text of entry idx read back from the log into buf (NUL-terminated),
+ * its length in *len: "" for a deleted text or an edit of one, or when the
+ * log can't be read. */
+const char *node_hist_text(kith_node *n, const nroom *r, size_t idx, kith_buf *buf, size_t *len);
+/* The history index of a delivered message, SIZE_MAX when not held. */
+size_t node_hist_find(const nroom *r, const uint8_t id[KITH_HASH_LEN]);
+static inline bool node_has_id(const nroom *r, const uint8_t id[KITH_HASH_LEN])
+{
+    return node_hist_find(r, id) != SIZE_MAX;
+}
 static inline hist *node_hist_at(const nroom *r, size_t i)
 {
     return &r->hblk[i / NODE_HIST_BLOCK][i % NODE_HIST_BLOCK];
@@ -414,11 +464,6 @@ static inline hist *node_hist_at(const nroom *r, size_t i)
 static inline const uint8_t *node_hist_author(const nroom *r, const hist *h)
 {
     return r->authors[h->author].id;
-}
-/* Its id: the author's list holds the id of every sequence delivered. */
-static inline const uint8_t *node_hist_id(const nroom *r, const hist *h)
-{
-    return r->authors[h->author].ids[h->seq - 1];
 }
 KITH_WUR int node_load(kith_node *n);
 /* Process an envelope for a room: dedup, open, order, deliver. from_conn is
@@ -471,8 +516,8 @@ KITH_WUR int node_addr_frame(kith_node *n, struct nconn *c, const kith_frame *f)
 
 /* node_gossip.c */
 /* A message just delivered: push it to eager links, announce it to lazy ones. */
-void node_gossip_relay(kith_node *n, nroom *r, size_t hist_idx, const uint8_t *env, size_t len,
-    const struct nconn *from);
+void node_gossip_relay(kith_node *n, nroom *r, size_t author_idx, const uint8_t id[KITH_HASH_LEN],
+    const uint8_t *env, size_t len, const struct nconn *from);
 /* A duplicate arrived on `from`: prune that link for the room. */
 void node_gossip_duplicate(kith_node *n, nroom *r, struct nconn *from);
 KITH_WUR int node_gossip_frame(kith_node *n, struct nconn *c, nroom *r, const kith_frame *f);

@@ -360,23 +360,33 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     }
     size_t sent = 0;
     bool more = false;
+    /* What the peer holds of each of our authors. */
+    uint64_t *have = kith_calloc(n->env, r->nauthors ? r->nauthors : 1, sizeof *have);
+    if (!have && !rc)
+        rc = KITH_ENOMEM;
+    size_t pending = 0;
+    for (size_t k = 0; !rc && k < r->nauthors; k++) {
+        kith_map_get(&theirs, r->authors[k].id, &have[k]);
+        pending += r->authors[k].seq > have[k];
+    }
     /* Start at the oldest message the peer lacks, not at the beginning of
-     * history: a long catch-up asks many times. */
+     * history: a long catch-up asks many times. Each author's messages
+     * are in the history in sequence order, so walking back from the end
+     * finds it once every author the peer lacks messages of has shown the
+     * first one the peer lacks. */
     size_t start = r->nhist;
-    for (size_t k = 0; k < r->nauthors; k++) {
-        const author_st *a = &r->authors[k];
-        uint64_t have = 0, idx;
-        kith_map_get(&theirs, a->id, &have);
-        if (a->seq > have && kith_map_get(&r->seen, a->ids[have], &idx) && idx && idx - 1 < start)
-            start = (size_t)(idx - 1);
+    for (size_t i = r->nhist; !rc && i > 0 && pending; i--) {
+        const hist *h = node_hist_at(r, i - 1);
+        if (h->seq == have[h->author] + 1) {
+            start = i - 1;
+            pending--;
+        }
     }
     kith_buf env;
     kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
     for (size_t i = start; !rc && i < r->nhist; i++) {
         const hist *h = node_hist_at(r, i);
-        uint64_t have = 0;
-        kith_map_get(&theirs, node_hist_author(r, h), &have);
-        if (h->seq <= have)
+        if (h->seq <= have[h->author])
             continue;
         /* Our own unsent messages go out after the flush, not here. */
         bool unsent = false;
@@ -389,7 +399,7 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             break;
         }
         kith_buf_reset(&env);
-        if (node_hist_env(n, r, i, &env) != 0)
+        if (node_hist_env(n, r, i, &env, NULL) != 0)
             continue; /* logged; the peer asks again at the next sync */
         kith_buf_reset(&frame);
         rc = kith_frame_msg_pulled(&frame, env.data, env.len);
@@ -401,6 +411,7 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     kith_buf_free(&env);
     kith_buf_free(&frame);
     kith_map_free(&theirs);
+    kith_free(n->env, have);
     /* The peer holds what we lack (or it sent its SYNC to say "there is
      * more"): ask at once rather than at the next periodic sync. Each side
      * asks only while the other is ahead, so the exchange ends. */
@@ -781,7 +792,7 @@ static void run_check(kith_node *n, nconn *c, size_t nrun)
             continue;
         kith_msg_id(env, p->len, p->id);
         p->has_id = true;
-        if (kith_map_get(&r->seen, p->id, NULL) || run_dup(n, i))
+        if (node_has_id(r, p->id) || run_dup(n, i))
             continue;
         /* Decrypt and parse only; the signature is checked below. */
         /* Each entry keeps its buffer from run to run (wiped in between). */

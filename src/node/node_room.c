@@ -82,7 +82,8 @@ int node_room_add(kith_node *n, kith_room *room, nroom **out)
         return KITH_ENOMEM;
     r->room = room;
     r->cu_ready = true;
-    kith_map_init(&r->seen, n->env, NODE_MAX_SEEN);
+    kith_random(n->env, &r->ixkey, sizeof r->ixkey);
+    r->ixmax = NODE_MAX_SEEN;
     log_name(n, kith_room_id(room), r->log);
     node_refresh_tag(n, r);
     r->names_dirty = true;
@@ -95,15 +96,10 @@ void node_room_free(kith_node *n, nroom *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->nhist; i++) {
-        hist *h = node_hist_at(r, i);
-        kith_free(n->env, h->body - (h->has_target ? KITH_HASH_LEN : 0));
-    }
     for (size_t b = 0; b < r->nhblk; b++)
         kith_free(n->env, r->hblk[b]);
     kith_free(n->env, r->hblk);
-    for (size_t i = 0; i < r->nauthors; i++)
-        kith_free(n->env, r->authors[i].ids);
+    kith_free(n->env, r->ix);
     kith_free(n->env, r->authors);
     for (size_t i = 0; i < r->nheld; i++)
         kith_free(n->env, r->held[i].env);
@@ -117,7 +113,6 @@ void node_room_free(kith_node *n, nroom *r)
     kith_free(n->env, r->inv);
     kith_free(n->env, r->want);
     kith_free(n->env, r->ann);
-    kith_map_free(&r->seen);
     kith_free(n->env, r->tags);
     kith_free(n->env, r->dn);
     kith_map_free(&r->dn_group);
@@ -158,7 +153,8 @@ int node_persist(kith_node *n, nroom *r, int kind, const uint8_t *data, size_t l
     return persist_at(n, r, kind, data, len, NULL);
 }
 
-int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out)
+int node_hist_env(
+    kith_node *n, const nroom *r, size_t idx, kith_buf *out, uint8_t id_out[KITH_HASH_LEN])
 {
     const hist *h = node_hist_at(r, idx);
     size_t at = out->len;
@@ -175,14 +171,94 @@ int node_hist_env(kith_node *n, const nroom *r, size_t idx, kith_buf *out)
     memmove(out->data + at, out->data + at + 1, h->env_len);
     out->len = at + h->env_len;
     /* The very bytes we verified: their id says so (the log has only a
-     * checksum, and whoever can write it could swap a record). */
+     * checksum, and whoever can write it could swap a record). The entry
+     * keeps 64 bits of the id: swapping a record unnoticed would take a
+     * second preimage of those. */
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(out->data + at, h->env_len, id);
-    if (sodium_memcmp(id, node_hist_id(r, h), KITH_HASH_LEN) != 0) {
+    if (node_id_prefix(id) != h->idp) {
         out->len = at;
         KITH_LOGW(n->env, "room %s: a logged message changed on disk", kith_room_name(r->room));
         return KITH_EIO;
     }
+    if (id_out)
+        memcpy(id_out, id, KITH_HASH_LEN);
+    return 0;
+}
+
+int node_hist_open(kith_node *n, const nroom *r, size_t idx, kith_buf *plain, kith_inner *in,
+    uint8_t id[KITH_HASH_LEN])
+{
+    kith_buf_reset(&n->rd_env);
+    int rc = node_hist_env(n, r, idx, &n->rd_env, id);
+    if (rc)
+        return rc;
+    kith_buf_reset(plain);
+    rc = node_open_envelope(n, r, n->rd_env.data, n->rd_env.len, true, plain, in);
+    if (rc)
+        KITH_LOGW(n->env, "room %s: cannot open a logged message: %s", kith_room_name(r->room),
+            kith_strerror(rc));
+    return rc;
+}
+
+int node_hist_full_id(kith_node *n, const nroom *r, size_t idx, uint8_t id[KITH_HASH_LEN])
+{
+    if (r->recent_at[idx % NODE_RECENT] == idx + 1) {
+        memcpy(id, r->recent[idx % NODE_RECENT], KITH_HASH_LEN);
+        return 0;
+    }
+    kith_buf_reset(&n->rd_env);
+    return node_hist_env(n, r, idx, &n->rd_env, id);
+}
+
+/* ---- the id index ---- */
+
+static size_t ix_slot(const nroom *r, uint64_t idp)
+{
+    /* Ids are hashes already; the keyed multiply spreads them over the
+     * slots in a way a member grinding ids can't predict. */
+    return (size_t)(((idp ^ r->ixkey) * 0x9E3779B97F4A7C15ull) >> 24) & (r->ixcap - 1);
+}
+
+size_t node_hist_find(const nroom *r, const uint8_t id[KITH_HASH_LEN])
+{
+    if (!r->ixcap)
+        return SIZE_MAX;
+    uint64_t p = node_id_prefix(id);
+    for (size_t s = ix_slot(r, p);; s = (s + 1) & (r->ixcap - 1)) {
+        uint32_t v = r->ix[s];
+        if (!v)
+            return SIZE_MAX;
+        if (node_hist_at(r, v - 1)->idp == p)
+            return v - 1;
+    }
+}
+
+static void ix_insert(nroom *r, uint32_t v)
+{
+    size_t s = ix_slot(r, node_hist_at(r, v - 1)->idp);
+    while (r->ix[s])
+        s = (s + 1) & (r->ixcap - 1);
+    r->ix[s] = v;
+}
+
+/* Room in the index for one more message (it stays at most half full). */
+static int ix_reserve(kith_node *n, nroom *r)
+{
+    if (r->nhist >= r->ixmax)
+        return KITH_ETOOBIG;
+    if ((r->nhist + 1) * 2 <= r->ixcap)
+        return 0;
+    size_t ocap = r->ixcap, ncap = ocap ? ocap * 2 : 64;
+    uint32_t *nix = kith_calloc(n->env, ncap, sizeof *nix), *old = r->ix;
+    if (!nix)
+        return KITH_ENOMEM;
+    r->ix = nix;
+    r->ixcap = ncap;
+    for (size_t i = 0; i < ocap; i++)
+        if (old[i])
+            ix_insert(r, old[i]);
+    kith_free(n->env, old);
     return 0;
 }
 
@@ -374,8 +450,8 @@ const char *node_display(const kith_node *n, nroom *r, const uint8_t id[KITH_ID_
     return node_nick_of(n, r, id);
 }
 
-static int hist_push(kith_node *n, nroom *r, const kith_inner *in, size_t author, uint64_t pos,
-    size_t env_len, size_t *idx)
+static int hist_push(kith_node *n, nroom *r, const kith_inner *in, const uint8_t id[KITH_HASH_LEN],
+    size_t author, uint64_t pos, size_t env_len, size_t *idx)
 {
     if (r->nhist == r->nhblk * NODE_HIST_BLOCK) {
         /* A new block; only the small table of blocks is ever copied. */
@@ -388,50 +464,16 @@ static int hist_push(kith_node *n, nroom *r, const kith_inner *in, size_t author
             return KITH_ENOMEM;
         r->nhblk++;
     }
-    size_t pre = in->has_target ? KITH_HASH_LEN : 0;
-    char *mem = kith_malloc(n->env, pre + in->body_len + 1);
-    if (!mem)
-        return KITH_ENOMEM;
     hist *h = node_hist_at(r, r->nhist);
     memset(h, 0, sizeof *h);
-    h->author = (uint32_t)author;
-    h->seq = in->seq;
-    h->type = in->type;
-    h->wall_ms = in->wall_ms;
-    if (pre)
-        memcpy(mem, in->target, KITH_HASH_LEN);
-    h->body = mem + pre;
-    if (in->body_len)
-        memcpy(h->body, in->body, in->body_len);
-    h->body[in->body_len] = '\0';
-    h->body_len = (uint32_t)in->body_len;
     h->pos = pos;
-    h->env_len = (uint32_t)env_len;
+    h->idp = node_id_prefix(id);
+    h->seq = (uint32_t)in->seq;
+    h->author = (uint32_t)author;
+    h->env_len = (uint16_t)env_len;
+    h->type = (uint8_t)KITH_MIN(in->type, (uint32_t)NODE_TYPE_OTHER);
     h->has_target = in->has_target;
     *idx = r->nhist++;
-    return 0;
-}
-
-/* Undo the last hist_push (its block stays for the next one). */
-static void hist_pop(kith_node *n, nroom *r)
-{
-    hist *h = node_hist_at(r, --r->nhist);
-    kith_free(n->env, h->body - (h->has_target ? KITH_HASH_LEN : 0));
-    memset(h, 0, sizeof *h);
-}
-
-static int author_record(kith_node *n, author_st *a, const uint8_t id[KITH_HASH_LEN])
-{
-    if (a->seq == a->cap) {
-        size_t ncap = a->cap ? a->cap * 2 : 16;
-        uint8_t(*ids)[KITH_HASH_LEN] = kith_realloc(n->env, a->ids, ncap * KITH_HASH_LEN);
-        if (!ids)
-            return KITH_ENOMEM;
-        a->ids = ids;
-        a->cap = ncap;
-    }
-    memcpy(a->ids[a->seq], id, KITH_HASH_LEN);
-    a->seq++;
     return 0;
 }
 
@@ -440,62 +482,96 @@ bool node_hist_visible(const hist *h)
     return h->type == KITH_MSG_TEXT || h->type == KITH_MSG_ACTION;
 }
 
-static const hist *hist_by_id(const nroom *r, const uint8_t id[KITH_HASH_LEN], size_t *idx)
+/* The text of entry k read back from the log into buf, NUL-terminated;
+ * "" for a deleted text or an edit of one (a reaction's text stays: taking
+ * it back names it), or when the log can't be read. */
+const char *node_hist_text(kith_node *n, const nroom *r, size_t k, kith_buf *buf, size_t *len)
 {
-    uint64_t v;
-    if (!kith_map_get(&r->seen, id, &v) || v == 0 || v > r->nhist)
-        return NULL;
-    if (idx)
-        *idx = (size_t)(v - 1);
-    return node_hist_at(r, v - 1);
+    const hist *h = node_hist_at(r, k);
+    kith_inner in;
+    kith_buf_reset(buf);
+    *len = 0;
+    if (!(h->deleted && h->type != KITH_MSG_REACTION)
+        && node_hist_open(n, r, k, &n->rd_plain, &in, NULL) == 0
+        && kith_buf_append(buf, in.body, in.body_len) == 0)
+        *len = in.body_len;
+    if (kith_buf_append_u8(buf, 0) != 0) {
+        *len = 0;
+        return "";
+    }
+    return (const char *)buf->data;
 }
 
-void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
+void node_message_event_with(kith_node *n, nroom *r, size_t i, const kith_inner *fresh,
+    const uint8_t fresh_id[KITH_HASH_LEN], kith_event *ev)
 {
     const hist *h = node_hist_at(r, i);
     memset(ev, 0, sizeof *ev);
     ev->type = KITH_EV_MESSAGE;
     node_room_event(n, ev, r);
     memcpy(ev->author, node_hist_author(r, h), KITH_ID_LEN);
-    memcpy(ev->id, node_hist_id(r, h), KITH_HASH_LEN);
     ev->self = memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) == 0;
     ev->nick = node_display(n, r, node_hist_author(r, h));
     ev->msg_type = h->type;
-    ev->wall_ms = h->wall_ms;
     ev->seq = h->seq;
-    ev->text = h->body;
-    ev->text_len = h->body_len;
     ev->deleted = h->deleted;
+    ev->text = "";
+    /* The entry's own envelope: its id, time, target and text. */
+    kith_inner own;
+    const kith_inner *in = fresh;
+    if (in)
+        memcpy(ev->id, fresh_id, KITH_HASH_LEN);
+    else if (node_hist_open(n, r, i, &n->rd_plain, &own, ev->id) == 0)
+        in = &own;
+    if (in) {
+        ev->msg_type = in->type;
+        ev->wall_ms = in->wall_ms;
+        if (h->has_target)
+            memcpy(ev->target, in->target, KITH_HASH_LEN);
+        kith_buf_reset(&n->rd_text);
+        if (!(h->deleted && h->type != KITH_MSG_REACTION)
+            && kith_buf_append(&n->rd_text, in->body, in->body_len) == 0)
+            ev->text_len = in->body_len;
+        if (kith_buf_append_u8(&n->rd_text, 0) == 0)
+            ev->text = (const char *)n->rd_text.data;
+        else
+            ev->text_len = 0;
+    }
     if (node_hist_visible(h) && h->edit && !h->deleted) {
-        const hist *e = node_hist_at(r, h->edit - 1);
-        ev->text = e->body;
-        ev->text_len = e->body_len;
+        ev->text = node_hist_text(n, r, h->edit - 1, &n->rd_text, &ev->text_len);
         ev->edited = true;
     }
-    if (!h->has_target)
+    if (!h->has_target || !in)
         return;
     ev->has_target = true;
-    memcpy(ev->target, node_hist_target(h), KITH_HASH_LEN);
-    size_t ti;
-    const hist *t = hist_by_id(r, node_hist_target(h), &ti);
-    if (!t)
+    size_t ti = h->target ? h->target - 1 : node_hist_find(r, ev->target);
+    if (ti == SIZE_MAX)
         return;
+    const hist *t = node_hist_at(r, ti);
     ev->target_type = t->type;
     if (h->type == KITH_MSG_DELETE && t->type == KITH_MSG_REACTION) {
         /* Taking back a reaction: say which, and to what. */
-        ev->text = t->body;
-        ev->text_len = t->body_len;
-        if (!t->has_target || !(t = hist_by_id(r, node_hist_target(t), &ti)))
+        ev->text = node_hist_text(n, r, ti, &n->rd_text, &ev->text_len);
+        if (!t->has_target || !t->target)
             return;
+        ti = t->target - 1;
+        t = node_hist_at(r, ti);
     }
     if (!node_hist_visible(t))
         return;
     ev->ctx_nick = node_display(n, r, node_hist_author(r, t));
     /* A deleted target's text is gone: ctx is "". */
-    ev->ctx = t->deleted ? "" : t->edit ? node_hist_at(r, t->edit - 1)->body : t->body;
+    size_t cl;
+    ev->ctx = t->deleted ? "" : node_hist_text(n, r, t->edit ? t->edit - 1 : ti, &n->rd_ctx, &cl);
 }
 
-static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nick)
+void node_message_event(kith_node *n, nroom *r, size_t i, kith_event *ev)
+{
+    node_message_event_with(n, r, i, NULL, NULL, ev);
+}
+
+static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nick,
+    const kith_inner *in, const uint8_t id[KITH_HASH_LEN])
 {
     const hist *h = node_hist_at(r, i);
     kith_event ev;
@@ -503,7 +579,7 @@ static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nic
         memset(&ev, 0, sizeof ev);
         node_room_event(n, &ev, r);
         memcpy(ev.author, node_hist_author(r, h), KITH_ID_LEN);
-        ev.wall_ms = h->wall_ms;
+        ev.wall_ms = in->wall_ms;
         ev.seq = h->seq;
         ev.msg_type = h->type;
         ev.type = KITH_EV_NICK;
@@ -518,39 +594,36 @@ static void notify_message(kith_node *n, nroom *r, size_t i, const char *old_nic
      * news; a reaction to a message we don't hold yet still is. */
     if (kith_msg_type_targets(h->type) && !h->effective)
         return;
-    node_message_event(n, r, i, &ev);
+    node_message_event_with(n, r, i, in, id, &ev);
     ev.catchup = r->catchup;
     node_push_event(n, &ev, ev.text, ev.text_len);
-}
-
-static void wipe_body(hist *h)
-{
-    sodium_memzero(h->body, h->body_len);
-    h->body_len = 0;
 }
 
 static void link_reaction(nroom *r, size_t target, size_t i)
 {
     node_hist_at(r, i)->react = node_hist_at(r, target)->react;
     node_hist_at(r, target)->react = (uint32_t)(i + 1);
+    node_hist_at(r, i)->target = (uint32_t)(target + 1);
     node_hist_at(r, i)->linked = true;
 }
 
-/* Apply history entry i (just delivered) to the view: the rules of
- * proto/kith.md 6, "Edits, deletes and reactions". They depend only on the
- * order of each author's own messages (which every node delivers alike), so
- * every member ends with the same view. */
-static void apply_view(kith_node *n, nroom *r, size_t i)
+/* Apply history entry i (just delivered: in, with this id) to the view:
+ * the rules of proto/kith.md 6, "Edits, deletes and reactions". They
+ * depend only on the order of each author's own messages (which every node
+ * delivers alike), so every member ends with the same view. */
+static void apply_view(
+    kith_node *n, nroom *r, size_t i, const uint8_t id[KITH_HASH_LEN], const kith_inner *in)
 {
     hist *h = node_hist_at(r, i);
     if (node_hist_visible(h)) {
         /* Reactions that came before this message (another author's chain
          * may run ahead of the target's). */
         for (size_t k = 0; k < r->norphans;) {
-            hist *x = node_hist_at(r, r->orphans[k]);
-            if (memcmp(node_hist_target(x), node_hist_id(r, h), KITH_HASH_LEN) == 0) {
+            if (memcmp(r->orphan_target[k], id, KITH_HASH_LEN) == 0) {
                 link_reaction(r, i, r->orphans[k]);
-                r->orphans[k] = r->orphans[--r->norphans];
+                r->norphans--;
+                r->orphans[k] = r->orphans[r->norphans];
+                memcpy(r->orphan_target[k], r->orphan_target[r->norphans], KITH_HASH_LEN);
             } else {
                 k++;
             }
@@ -558,9 +631,10 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
     }
     if (!h->has_target || !kith_msg_type_targets(h->type))
         return;
-    size_t ti;
-    const hist *tc = hist_by_id(r, node_hist_target(h), &ti);
-    hist *t = tc ? node_hist_at(r, ti) : NULL;
+    size_t ti = node_hist_find(r, in->target);
+    hist *t = ti != SIZE_MAX ? node_hist_at(r, ti) : NULL;
+    if (t)
+        h->target = (uint32_t)(ti + 1);
     char fpr[KITH_FPR_STRLEN];
     kith_fingerprint(node_hist_author(r, h), fpr);
     if (h->type == KITH_MSG_REACTION) {
@@ -568,12 +642,15 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
         if (!t) {
             /* Full: one waiting in turn gives up its place (and is not
              * shown if its target comes later). */
+            size_t k;
             if (r->norphans < NODE_MAX_ORPHANS) {
-                r->orphans[r->norphans++] = i;
+                k = r->norphans++;
             } else {
-                r->orphans[r->orphan_next] = i;
+                k = r->orphan_next;
                 r->orphan_next = (r->orphan_next + 1) % NODE_MAX_ORPHANS;
             }
+            r->orphans[k] = i;
+            memcpy(r->orphan_target[k], in->target, KITH_HASH_LEN);
         } else if (node_hist_visible(t)) {
             link_reaction(r, ti, i);
         } else {
@@ -604,17 +681,15 @@ static void apply_view(kith_node *n, nroom *r, size_t i)
         t->edit = (uint32_t)(i + 1);
         return;
     }
-    /* Delete: the text goes from memory (the envelope stays: the author's
-     * hash chain and sync need it), and so do its edits'. */
+    /* Delete: the text is no longer shown (the envelope stays: the
+     * author's hash chain and sync need it), nor are its edits'. */
     t->deleted = true;
     if (t->type == KITH_MSG_REACTION)
         return;
-    wipe_body(t);
     for (size_t k = ti + 1; k < r->nhist; k++) {
         hist *x = node_hist_at(r, k);
-        if (x->type == KITH_MSG_EDIT && x->effective && x->has_target
-            && memcmp(node_hist_target(x), node_hist_id(r, t), KITH_HASH_LEN) == 0)
-            wipe_body(x);
+        if (x->type == KITH_MSG_EDIT && x->effective && x->target == ti + 1)
+            x->deleted = true;
     }
 }
 
@@ -723,35 +798,27 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
 {
     /* The hash chain: seq s must name the id of seq s-1 as its prev. */
     static const uint8_t zero[KITH_HASH_LEN];
-    const uint8_t *want = a->seq ? a->ids[a->seq - 1] : zero;
+    const uint8_t *want = a->seq ? a->last : zero;
     if (sodium_memcmp(in->prev, want, KITH_HASH_LEN) != 0) {
         KITH_LOGW(n->env, "message %llu of an author does not chain to the previous one",
             (unsigned long long)in->seq);
         return KITH_EPROTO;
     }
-    uint64_t pos = n->load_pos; /* already in the log when not persisted here */
-    int rc = persist ? persist_at(n, r, REC_ENVELOPE, env, len, &pos) : 0;
-    size_t idx;
-    /* The id first: the history entry reads it from the author's list. */
-    if (!rc)
-        rc = author_record(n, a, id);
-    if (!rc) {
-        rc = hist_push(n, r, in, (size_t)(a - r->authors), pos, len, &idx);
-        if (rc)
-            a->seq--;
-    }
-    if (!rc) {
-        rc = kith_map_put(&r->seen, id, (uint64_t)idx + 1);
-        if (rc) {
-            /* All or nothing: an entry the seen-map can't find would be
-             * delivered again (and shown twice) when the message comes
-             * back; the author's chain goes back one too. */
-            hist_pop(n, r);
-            a->seq--;
-        }
-    }
+    int rc = ix_reserve(n, r);
     if (rc)
         return rc;
+    uint64_t pos = n->load_pos; /* already in the log when not persisted here */
+    rc = persist ? persist_at(n, r, REC_ENVELOPE, env, len, &pos) : 0;
+    size_t idx;
+    if (!rc)
+        rc = hist_push(n, r, in, id, (size_t)(a - r->authors), pos, len, &idx);
+    if (rc)
+        return rc;
+    ix_insert(r, (uint32_t)(idx + 1));
+    memcpy(r->recent[idx % NODE_RECENT], id, KITH_HASH_LEN);
+    r->recent_at[idx % NODE_RECENT] = idx + 1;
+    a->seq = in->seq;
+    memcpy(a->last, id, KITH_HASH_LEN);
     if (in->lamport > r->lamport)
         r->lamport = in->lamport;
     if (memcmp(in->author, n->self->id_pk, KITH_ID_LEN) != 0) {
@@ -767,14 +834,14 @@ static int deliver(kith_node *n, nroom *r, author_st *a, const uint8_t id[KITH_H
         a->nick[nl] = '\0';
         node_names_renamed(n, r, in->author);
     }
-    apply_view(n, r, idx);
+    apply_view(n, r, idx, id, in);
     if (notify)
-        notify_message(n, r, idx, old);
+        notify_message(n, r, idx, old, in, id);
     if (r->catchup && notify && !n->loading)
         catchup_step(n, r, a);
     if (persist && notify && !n->loading) {
         n->stats.delivered++;
-        node_gossip_relay(n, r, idx, env, len, n->cur_from);
+        node_gossip_relay(n, r, (size_t)(a - r->authors), id, env, len, n->cur_from);
     }
     return 0;
 }
@@ -806,7 +873,7 @@ static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const 
     }
     for (size_t i = 0; i < in->ndeps; i++)
         node_gossip_want(n, r, in->deps[i], from, NODE_WANT_DELAY_MS);
-    if (r->nheld >= NODE_MAX_HELD || held_has(r, id))
+    if (r->nheld >= NODE_MAX_HELD || r->held_bytes + len > NODE_MAX_HELD_BYTES || held_has(r, id))
         return; /* a later sync brings it again */
     held *h = kith_realloc(n->env, r->held, (r->nheld + 1) * sizeof *h);
     if (!h)
@@ -817,6 +884,7 @@ static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const 
         return;
     memcpy(copy, env, len);
     h = &r->held[r->nheld++];
+    r->held_bytes += len;
     memcpy(h->id, id, KITH_HASH_LEN);
     memcpy(h->author, in->author, KITH_ID_LEN);
     h->seq = in->seq;
@@ -831,7 +899,7 @@ static void hold(kith_node *n, nroom *r, const uint8_t id[KITH_HASH_LEN], const 
 static bool deps_missing(const nroom *r, size_t ndeps, const uint8_t (*deps)[KITH_HASH_LEN])
 {
     for (size_t i = 0; i < ndeps; i++) {
-        if (!kith_map_get(&r->seen, deps[i], NULL))
+        if (!node_has_id(r, deps[i]))
             return true;
     }
     return false;
@@ -871,7 +939,7 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     uint8_t id[KITH_HASH_LEN];
     kith_msg_id(env, len, id);
     /* Dedup by id before spending a signature check. */
-    if (kith_map_get(&r->seen, id, NULL)) {
+    if (node_has_id(r, id)) {
         n->last_dup = true;
         return 0;
     }
@@ -912,15 +980,14 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
         return KITH_ENOMEM;
     }
     if (in.seq <= a->seq) {
-        /* Same (author, seq), different id: the author signed two messages
+        /* Same (author, seq) as a message delivered, different id (the
+         * same id was a duplicate, above): the author signed two messages
          * for one slot. Keep the first; report the evidence. */
-        if (sodium_memcmp(a->ids[in.seq - 1], id, KITH_HASH_LEN) != 0) {
-            char fpr[KITH_FPR_STRLEN];
-            kith_fingerprint(in.author, fpr);
-            KITH_LOGW(n->env, "equivocation: %s signed two messages with sequence %llu", fpr,
-                (unsigned long long)in.seq);
-            rc = KITH_EREPLAY;
-        }
+        char fpr[KITH_FPR_STRLEN];
+        kith_fingerprint(in.author, fpr);
+        KITH_LOGW(n->env, "equivocation: %s signed two messages with sequence %llu", fpr,
+            (unsigned long long)in.seq);
+        rc = KITH_EREPLAY;
     } else if (in.seq == a->seq + 1
         && (force || n->loading
             || !deps_missing(r, in.ndeps, (const uint8_t(*)[KITH_HASH_LEN])in.deps))) {
@@ -957,6 +1024,7 @@ void node_release_held(kith_node *n, nroom *r)
                 continue;
             held copy = *h;
             r->held[i] = r->held[--r->nheld];
+            r->held_bytes -= copy.len;
             if (ready) {
                 bool delivered;
                 n->load_pos = copy.pos;
@@ -1002,14 +1070,18 @@ int kith_node_send(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], uint32
 /* Our own reaction `text` to target index ti that is still in force, or
  * (text NULL) any of ours; SIZE_MAX when none. */
 static size_t own_reaction(
-    const kith_node *n, const nroom *r, size_t ti, const char *text, size_t len, size_t after)
+    kith_node *n, const nroom *r, size_t ti, const char *text, size_t len, size_t after)
 {
     for (size_t at = node_hist_at(r, ti)->react; at; at = node_hist_at(r, at - 1)->react) {
         const hist *x = node_hist_at(r, at - 1);
         if (at - 1 >= after || x->deleted
             || memcmp(node_hist_author(r, x), n->self->id_pk, KITH_ID_LEN) != 0)
             continue;
-        if (!text || (x->body_len == len && memcmp(x->body, text, len) == 0))
+        if (!text)
+            return at - 1;
+        size_t xl;
+        const char *xt = node_hist_text(n, r, at - 1, &n->rd_text, &xl);
+        if (xl == len && memcmp(xt, text, len) == 0)
             return at - 1;
     }
     return SIZE_MAX;
@@ -1023,10 +1095,10 @@ int kith_node_send_about(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN], 
         return KITH_ENOENT;
     if (!kith_msg_type_targets(msg_type))
         return KITH_EINVAL;
-    size_t ti;
-    const hist *t = hist_by_id(r, target, &ti);
-    if (!t)
+    size_t ti = node_hist_find(r, target);
+    if (ti == SIZE_MAX)
         return KITH_ENOENT;
+    const hist *t = node_hist_at(r, ti);
     bool mine = memcmp(node_hist_author(r, t), n->self->id_pk, KITH_ID_LEN) == 0;
     if (msg_type == KITH_MSG_DELETE && t->type == KITH_MSG_REACTION) {
         if (!mine)
@@ -1061,19 +1133,24 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
         for (size_t i = r->nhist; i > 0; i--) {
             const hist *x = node_hist_at(r, i - 1);
             if (x->type != KITH_MSG_REACTION || x->deleted || !x->effective
-                || memcmp(node_hist_author(r, x), n->self->id_pk, KITH_ID_LEN) != 0
-                || (text && (x->body_len != len || memcmp(x->body, text, len) != 0)))
+                || memcmp(node_hist_author(r, x), n->self->id_pk, KITH_ID_LEN) != 0)
+                continue;
+            size_t xl;
+            const char *xt = text ? node_hist_text(n, r, i - 1, &n->rd_text, &xl) : NULL;
+            if (text && (xl != len || memcmp(xt, text, len) != 0))
                 continue;
             uint8_t id[KITH_HASH_LEN];
-            memcpy(id, node_hist_id(r, x), KITH_HASH_LEN);
+            int rc = node_hist_full_id(n, r, i - 1, id);
+            if (rc)
+                return rc;
             uint64_t seq;
-            int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
+            rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
             return rc ? rc : 1;
         }
         return KITH_ENOENT;
     }
-    size_t ti;
-    if (!hist_by_id(r, target, &ti))
+    size_t ti = node_hist_find(r, target);
+    if (ti == SIZE_MAX)
         return KITH_ENOENT;
     /* Each delete is applied at once (send delivers it), so the walk goes
      * on from the reaction just taken back. */
@@ -1083,9 +1160,10 @@ int kith_node_unreact(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN],
         if (k == SIZE_MAX)
             break;
         uint8_t id[KITH_HASH_LEN];
-        memcpy(id, node_hist_id(r, node_hist_at(r, k)), KITH_HASH_LEN);
         uint64_t seq;
-        int rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
+        int rc = node_hist_full_id(n, r, k, id);
+        if (!rc)
+            rc = send_msg(n, r, KITH_MSG_DELETE, NULL, 0, id, &seq);
         if (rc)
             return count ? count : rc;
         count++;
@@ -1111,10 +1189,20 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
         if (mine && memcmp(node_hist_author(r, h), n->self->id_pk, KITH_ID_LEN) != 0)
             continue;
         if (id_hex) {
+            /* The entry's 8 bytes of id first; more digits than those
+             * are checked against the id read from the log. */
             char hex[2 * KITH_HASH_LEN + 1];
-            kith_hex(hex, node_hist_id(r, h), KITH_HASH_LEN);
-            if (strncasecmp(hex, id_hex, hl) != 0)
+            uint8_t full[KITH_HASH_LEN];
+            kith_hex(hex, (const uint8_t *)&h->idp, sizeof h->idp);
+            if (strncasecmp(hex, id_hex, KITH_MIN(hl, 2 * sizeof h->idp)) != 0)
                 continue;
+            if (hl > 2 * sizeof h->idp) {
+                if (node_hist_full_id(n, r, i - 1, full) != 0)
+                    continue;
+                kith_hex(hex, full, KITH_HASH_LEN);
+                if (strncasecmp(hex, id_hex, hl) != 0)
+                    continue;
+            }
             if (found != SIZE_MAX)
                 return KITH_EEXIST;
             found = i - 1;
@@ -1125,8 +1213,7 @@ int kith_node_find_message(kith_node *n, const uint8_t room_id[KITH_ROOM_ID_LEN]
     }
     if (found == SIZE_MAX)
         return KITH_ENOENT;
-    memcpy(id, node_hist_id(r, node_hist_at(r, found)), KITH_HASH_LEN);
-    return 0;
+    return node_hist_full_id(n, r, found, id);
 }
 
 static bool dep_listed(const kith_inner *in, const uint8_t id[KITH_HASH_LEN])
@@ -1143,14 +1230,16 @@ static bool dep_listed(const kith_inner *in, const uint8_t id[KITH_HASH_LEN])
  * is left out when it is an ancestor of the first by what the node knows
  * cheaply: the same author (the hash chain orders them), or named by the
  * first as a dependency. Each dependency costs 35 bytes of every copy. */
-static void deps_pick(const kith_node *n, const nroom *r, const uint8_t *target, kith_inner *in)
+static void deps_pick(kith_node *n, const nroom *r, const uint8_t *target, kith_inner *in)
 {
     size_t first = 0; /* 1 + hist index of the first picked */
     for (size_t i = r->nhist; i > 0 && in->ndeps < 2; i--) {
         const hist *h = node_hist_at(r, i - 1);
-        const uint8_t *author = node_hist_author(r, h), *id = node_hist_id(r, h);
+        const uint8_t *author = node_hist_author(r, h);
+        uint8_t id[KITH_HASH_LEN]; /* nroom.recent has the latest: no read */
         if (memcmp(author, n->self->id_pk, KITH_ID_LEN) == 0
-            || (target && memcmp(id, target, KITH_HASH_LEN) == 0))
+            || (target && h->idp == node_id_prefix(target))
+            || node_hist_full_id(n, r, i - 1, id) != 0)
             continue;
         if (!first) {
             first = i;
@@ -1189,7 +1278,7 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
     memcpy(in.author, n->self->id_pk, KITH_ID_LEN);
     in.seq = a->seq + 1;
     if (a->seq)
-        memcpy(in.prev, a->ids[a->seq - 1], KITH_HASH_LEN);
+        memcpy(in.prev, a->last, KITH_HASH_LEN);
     /* Causal dependencies: the message acted on first (so a receiver shows
      * a reaction after its target), then the latest we had from others. */
     if (target) {
@@ -1242,6 +1331,8 @@ static int send_msg(kith_node *n, nroom *r, uint32_t msg_type, const char *text,
     o->env = copy;
     o->env_len = env.len;
     o->body_len = len;
+    o->wall_ms = in.wall_ms;
+    memcpy(o->target, in.target, KITH_HASH_LEN);
     kith_buf_free(&env);
     *seq = in.seq;
     return 0;

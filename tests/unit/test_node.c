@@ -300,7 +300,7 @@ static void test_batched_verify(void **state)
     in.epoch = epoch;
     memcpy(in.author, a->id.id_pk, KITH_ID_LEN);
     in.seq = au->seq + 1;
-    memcpy(in.prev, au->ids[au->seq - 1], KITH_HASH_LEN);
+    memcpy(in.prev, au->last, KITH_HASH_LEN);
     in.lamport = 5000;
     in.wall_ms = w->t.wall;
     in.body = (const uint8_t *)"forged";
@@ -563,6 +563,15 @@ static void on_hline(void *ud, const kith_event *ev)
     l->text[len] = '\0';
 }
 
+/* The first two lines and the last one of a history, in an hlist. */
+static void on_hfirst(void *ud, const kith_event *ev)
+{
+    hlist *h = ud;
+    if (h->n == 3)
+        h->n = 2;
+    on_hline(ud, ev);
+}
+
 static void history(tworld *w, int i, const uint8_t room[32], hlist *out)
 {
     memset(out, 0, sizeof *out);
@@ -620,7 +629,7 @@ static void forge_edit(tworld *w, const uint8_t room[32], const uint8_t target[3
     in.epoch = epoch;
     memcpy(in.author, w->n[1].id.id_pk, KITH_ID_LEN);
     in.seq = a->seq + 1;
-    memcpy(in.prev, a->ids[a->seq - 1], KITH_HASH_LEN);
+    memcpy(in.prev, a->last, KITH_HASH_LEN);
     in.lamport = 1000;
     in.wall_ms = w->t.wall;
     in.body = (const uint8_t *)"forged";
@@ -770,12 +779,11 @@ static void test_reaction_before_target(void **state)
     /* a's message, not flushed (so not sent): c gets it by hand, b not. */
     tw_send(w, 0, room, "late target");
     nroom *ra = node_room_by_id(a, room);
-    const hist *m = node_hist_at(ra, ra->nhist - 1);
     uint8_t mid[32];
-    memcpy(mid, node_hist_id(ra, m), 32);
+    assert_int_equal(node_hist_full_id(a, ra, ra->nhist - 1, mid), 0);
     kith_buf mb;
     kith_buf_init(&mb, &w->t.env, KITH_MSG_MAX_ENVELOPE);
-    assert_int_equal(node_hist_env(a, ra, ra->nhist - 1, &mb), 0);
+    assert_int_equal(node_hist_env(a, ra, ra->nhist - 1, &mb, NULL), 0);
     size_t mlen = mb.len;
     uint8_t *menv = malloc(mlen);
     memcpy(menv, mb.data, mlen);
@@ -788,7 +796,7 @@ static void test_reaction_before_target(void **state)
     nroom *rb = node_room_by_id(b, room);
     kith_buf xb;
     kith_buf_init(&xb, &w->t.env, KITH_MSG_MAX_ENVELOPE);
-    assert_int_equal(node_hist_env(c, rc, rc->nhist - 1, &xb), 0);
+    assert_int_equal(node_hist_env(c, rc, rc->nhist - 1, &xb, NULL), 0);
     assert_int_equal(node_accept_envelope(b, rb, xb.data, xb.len, true, true), 0);
     kith_buf_free(&xb);
     assert_int_equal(rb->nheld, 1); /* waits for its dependency, the target */
@@ -842,23 +850,63 @@ static void test_history_blocks(void **state)
         size_t after = total + 3; /* the lines and the three above */
         assert_true(
             r->nhist >= after && r->nhblk == (r->nhist + NODE_HIST_BLOCK - 1) / NODE_HIST_BLOCK);
-        const hist *f = NULL, *l = NULL;
+        /* The id index finds every message at its place in the history
+         * (it grew by rehashing past several sizes, and was rebuilt from
+         * the log after the restart). */
+        kith_node *nd = w->n[0].node;
         for (size_t i = 0; i < r->nhist; i++) {
-            const hist *h = node_hist_at(r, i);
-            f = memcmp(node_hist_id(r, h), first, 32) == 0 ? h : f;
-            l = memcmp(node_hist_id(r, h), last, 32) == 0 ? h : l;
+            uint8_t id[32];
+            assert_int_equal(node_hist_full_id(nd, r, i, id), 0);
+            assert_int_equal(node_hist_find(r, id), i);
         }
-        assert_non_null(f);
-        assert_non_null(l);
+        uint8_t none[32];
+        memcpy(none, first, 32);
+        none[31] ^= 1; /* same 8-byte prefix, another id */
+        size_t fi = node_hist_find(r, first), li = node_hist_find(r, last);
+        assert_true(fi != SIZE_MAX && li != SIZE_MAX);
+        const hist *f = node_hist_at(r, fi), *l = node_hist_at(r, li);
         assert_true(f->edit > NODE_HIST_BLOCK && f->react > NODE_HIST_BLOCK);
-        assert_string_equal(node_hist_at(r, f->edit - 1)->body, "first, edited");
-        assert_memory_equal(node_hist_target(node_hist_at(r, f->edit - 1)), first, 32);
+        kith_buf txt;
+        kith_buf_init(&txt, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+        size_t tl;
+        /* Texts are read back from the log. */
+        assert_string_equal(node_hist_text(nd, r, f->edit - 1, &txt, &tl), "first, edited");
+        assert_int_equal(tl, strlen("first, edited"));
+        assert_string_equal(node_hist_text(nd, r, fi, &txt, &tl), "line 0");
+        assert_int_equal(node_hist_at(r, f->edit - 1)->target, fi + 1);
+        assert_int_equal(node_hist_at(r, f->react - 1)->target, fi + 1);
         assert_memory_equal(node_hist_author(r, f), w->n[0].id.id_pk, KITH_ID_LEN);
-        assert_true(l->deleted && l->body_len == 0);
+        assert_true(l->deleted);
+        assert_string_equal(node_hist_text(nd, r, li, &txt, &tl), "");
+        assert_int_equal(tl, 0);
+        kith_buf_free(&txt);
+        /* Ids named by a prefix: within the 8 bytes the entry keeps, and
+         * past them (checked against the log). */
+        char hex[65];
+        uint8_t got[32];
+        kith_hex(hex, first, 32);
+        for (size_t len = 12; len <= 64; len += 26) {
+            char pre[65];
+            memcpy(pre, hex, len);
+            pre[len] = '\0';
+            memset(got, 0, sizeof got);
+            assert_int_equal(kith_node_find_message(nd, room, pre, 0, false, got), 0);
+            assert_memory_equal(got, first, 32);
+        }
+        kith_hex(hex, none, 32);
+        assert_int_equal(kith_node_find_message(nd, room, hex, 0, false, got), KITH_ENOENT);
         kith_buf env;
         kith_buf_init(&env, &w->t.env, KITH_MSG_MAX_ENVELOPE);
-        assert_int_equal(node_hist_env(w->n[0].node, r, r->nhist - 1, &env), 0);
+        assert_int_equal(node_hist_env(w->n[0].node, r, r->nhist - 1, &env, NULL), 0);
         kith_buf_free(&env);
+        /* What /history shows: the edited first line with its reaction,
+         * the deleted last one without its text. */
+        hlist h;
+        memset(&h, 0, sizeof h);
+        assert_int_equal(kith_node_history(nd, room, SIZE_MAX, on_hfirst, &h), 0);
+        char str[256];
+        hstr(&h, str, sizeof str);
+        assert_string_equal(str, "a:first, edited*|r a:+1|a:~");
         tw_stop(w, 0);
         tw_start(w, 0);
         tw_settle(w);
@@ -1006,7 +1054,7 @@ static void test_display_names_by_group(void **state)
     tw_free(w);
 }
 
-/* A message whose seen-map insert fails is not half delivered: no history
+/* A message the id index has no room for is not half delivered: no history
  * entry, the author's chain not advanced, so when it comes again (pulled
  * for the next message's gap) it is delivered and shown once. */
 static void test_deliver_all_or_nothing(void **state)
@@ -1025,14 +1073,14 @@ static void test_deliver_all_or_nothing(void **state)
     assert_non_null(a);
     size_t nhist = r->nhist;
     uint64_t seq = a->seq;
-    size_t max = r->seen.max;
-    r->seen.max = r->seen.count; /* the next new id does not fit */
+    size_t max = r->ixmax;
+    r->ixmax = r->nhist; /* the next new id does not fit */
     tw_send(w, 0, room, "two");
     tw_settle(w);
     assert_int_equal(tw_count(&w->n[1], KITH_EV_MESSAGE, "two"), 0);
     assert_int_equal(r->nhist, nhist);
     assert_int_equal(a->seq, seq);
-    r->seen.max = max;
+    r->ixmax = max;
     tw_send(w, 0, room, "three");
     tw_settle(w);
     tw_tick(w, 5);
