@@ -818,6 +818,61 @@ static void test_reaction_before_target(void **state)
     tw_free(w);
 }
 
+/* b signs two messages for one sequence number: the first is delivered,
+ * the second refused as equivocation (the id index says it is no copy of
+ * the first), and a copy of the first is a harmless duplicate. */
+static void test_equivocation(void **state)
+{
+    (void)state;
+    tworld *w = W;
+    tw_init(w, 2, NULL);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    tw_tick(w, 3);
+    tw_send(w, 1, room, "one");
+    tw_settle(w);
+    kith_node *an = w->n[0].node, *bn = w->n[1].node;
+    nroom *ar = node_room_by_id(an, room), *br = node_room_by_id(bn, room);
+    author_st *a = node_author(bn, br, w->n[1].id.id_pk, false);
+    assert_non_null(a);
+    uint64_t epoch;
+    const uint8_t *key = kith_room_current_key(br->room, &epoch);
+    kith_buf env[2];
+    for (int k = 0; k < 2; k++) {
+        kith_inner in;
+        memset(&in, 0, sizeof in);
+        in.type = KITH_MSG_TEXT;
+        memcpy(in.room_id, room, 32);
+        in.epoch = epoch;
+        memcpy(in.author, w->n[1].id.id_pk, KITH_ID_LEN);
+        in.seq = a->seq + 1;
+        memcpy(in.prev, a->last, KITH_HASH_LEN);
+        in.lamport = 1000;
+        in.wall_ms = w->t.wall;
+        in.body = (const uint8_t *)(k ? "two, again" : "two");
+        in.body_len = k ? 10 : 3;
+        kith_buf_init(&env[k], &w->t.env, KITH_MSG_MAX_ENVELOPE);
+        assert_int_equal(kith_msg_seal(&w->t.env, &w->n[1].id, &in, key, &env[k]), 0);
+    }
+    size_t before = ar->nhist;
+    assert_int_equal(node_accept_envelope(an, ar, env[0].data, env[0].len, true, true), 0);
+    assert_int_equal(ar->nhist, before + 1);
+    assert_int_equal(
+        node_accept_envelope(an, ar, env[1].data, env[1].len, true, true), KITH_EREPLAY);
+    an->last_dup = false;
+    assert_int_equal(node_accept_envelope(an, ar, env[0].data, env[0].len, true, true), 0);
+    assert_true(an->last_dup);
+    assert_int_equal(ar->nhist, before + 1);
+    size_t tl;
+    kith_buf txt;
+    kith_buf_init(&txt, &w->t.env, KITH_MSG_MAX_ENVELOPE);
+    assert_string_equal(node_hist_text(an, ar, before, &txt, &tl), "two");
+    kith_buf_free(&txt);
+    kith_buf_free(&env[0]);
+    kith_buf_free(&env[1]);
+    tw_free(w);
+}
+
 /* More messages than one block of history entries: edits, reactions and
  * deletes reach across blocks, and survive a restart (replayed from the
  * log). */
@@ -1097,6 +1152,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_keeps_room_and_history, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_bulk_catchup, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_history_blocks, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_equivocation, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_sent_only_after_flush, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
