@@ -1440,6 +1440,69 @@ static size_t pick_heads(const kith_room *r, uint32_t out[KITH_ROOM_MAX_PARENTS]
     return n;
 }
 
+/* Is op a in the causal past of op h (or h itself)? A walk back from h
+ * that goes no shallower than a. */
+static bool in_past(const kith_room *r, uint32_t h, uint32_t a, uint8_t *seen, uint32_t *stack)
+{
+    memset(seen, 0, r->nops / 8 + 1);
+    size_t top = 0;
+    stack[top++] = h;
+    seen[h / 8] = (uint8_t)(seen[h / 8] | 1u << (h % 8));
+    while (top) {
+        uint32_t x = stack[--top];
+        if (x == a)
+            return true;
+        const op_rec *o = &r->ops[x];
+        for (size_t i = 0; i < o->nparents; i++) {
+            uint32_t p = o->parents[i];
+            if (!(seen[p / 8] & (1u << (p % 8))) && r->ops[p].lamport >= r->ops[a].lamport) {
+                seen[p / 8] = (uint8_t)(seen[p / 8] | 1u << (p % 8));
+                stack[top++] = p;
+            }
+        }
+    }
+    return false;
+}
+
+/* Parents for an op of self: the deepest heads can all be concurrent with
+ * the add that made self a member (a wave of joins leaves dozens of heads,
+ * and only KITH_ROOM_MAX_PARENTS are named), and then self is no member in
+ * their past: the op would be refused ("not permitted"). Swap the
+ * shallowest pick for a head that has that add in its past. True when the
+ * parents changed. */
+static bool heads_with_self(const kith_room *r, uint32_t self, uint32_t *parents, size_t np)
+{
+    if (!r->st.role || self >= r->st.n || !r->st.role[self])
+        return false;
+    uint32_t add = r->st.shown[self];
+    uint8_t *seen = kith_calloc(r->env, r->nops / 8 + 1, 1);
+    uint32_t *stack = kith_calloc(r->env, r->nops + 1, sizeof *stack);
+    bool found = false;
+    for (size_t h = r->nops; seen && stack && !found && h-- > 0;) {
+        bool picked = false;
+        for (size_t i = 0; i < np; i++)
+            picked |= parents[i] == h;
+        if (!r->ops[h].head || picked || !in_past(r, (uint32_t)h, add, seen, stack))
+            continue;
+        size_t lo = 0;
+        for (size_t k = 1; k < np; k++)
+            if (r->ops[parents[k]].lamport < r->ops[parents[lo]].lamport)
+                lo = k;
+        parents[lo] = (uint32_t)h;
+        for (size_t i = 1; i < np; i++) /* by id, as pick_heads leaves them */
+            for (size_t k = i;
+                 k > 0 && memcmp(r->ops[parents[k - 1]].id, r->ops[parents[k]].id, 32) > 0; k--) {
+                uint32_t t = parents[k];
+                parents[k] = parents[k - 1];
+                parents[k - 1] = t;
+            }
+        found = true;
+    }
+    kith_free(r->env, seen);
+    kith_free(r->env, stack);
+    return found;
+}
+
 typedef struct op_args {
     int kind;
     const uint8_t *subject;
@@ -1474,9 +1537,6 @@ static int author_op(kith_room *room, const op_args *a, kith_buf *op_out)
         memcpy(o.invite, a->invite, KITH_HASH_LEN);
     uint32_t parents[KITH_ROOM_MAX_PARENTS];
     size_t np = pick_heads(room, parents);
-    uint64_t depth = 0;
-    for (size_t i = 0; i < np; i++)
-        depth = KITH_MAX(depth, room->ops[parents[i]].lamport + 1);
 
     mstate s;
     uint32_t *rcpt = kith_calloc(env, room->nmembers + 1, sizeof *rcpt);
@@ -1492,6 +1552,18 @@ static int author_op(kith_room *room, const op_args *a, kith_buf *op_out)
         kith_free(env, seals);
         return rc;
     }
+    if (np == KITH_ROOM_MAX_PARENTS && !role_of(&s, o.author)
+        && heads_with_self(room, o.author, parents, np)) {
+        state_free(env, &s);
+        if ((rc = past_state(room, parents, np, room->nmembers, &s))) {
+            kith_free(env, rcpt);
+            kith_free(env, seals);
+            return rc;
+        }
+    }
+    uint64_t depth = 0;
+    for (size_t i = 0; i < np; i++)
+        depth = KITH_MAX(depth, room->ops[parents[i]].lamport + 1);
     uint64_t epoch = s.epoch + (rekeying((uint64_t)a->kind) ? 1 : 0);
     if (a->kind == KITH_OP_ADD && role_of(&s, o.subject)) {
         rc = KITH_EEXIST;

@@ -673,6 +673,47 @@ static void convergence(fx *f, int rounds, int history)
     assert_int_equal(kith_room_op_count(f->r[ALICE]), base);
 }
 
+/* More concurrent heads than an op names (8), all deeper than the add that
+ * made bob a member: bob's next op must still have that add in its past,
+ * else it is refused as "not permitted" (a wave of joins in a big room). */
+static void test_parents_keep_own_add(void **state)
+{
+    fx *f = *state;
+    admit(f, CAROL, KITH_ROLE_MODERATOR);
+    const kith_identity *p = &f->id[BOB];
+    kith_buf add, ops[18], inv;
+    kith_buf_init(&add, &f->t.env, KITH_OP_MAX);
+    assert_int_equal(
+        kith_room_add(f->r[ALICE], p->id_pk, p->dh_pk, p->cert_sig, "bob", "", NULL, &add), 0);
+    /* Nine replicas of carol's node, unaware of bob, each set the topic twice. */
+    for (int k = 0; k < 9; k++) {
+        kith_room *rep = open_as(f, CAROL);
+        sync_to(rep, f->r[CAROL]);
+        for (int j = 0; j < 2; j++) {
+            char topic[32];
+            snprintf(topic, sizeof topic, "draft %d.%d", k, j);
+            kith_buf_init(&ops[k * 2 + j], &f->t.env, KITH_OP_MAX);
+            assert_int_equal(kith_room_set_topic(rep, topic, &ops[k * 2 + j]), 0);
+        }
+        kith_room_free(rep);
+    }
+    f->r[BOB] = open_as(f, BOB);
+    sync_to(f->r[BOB], f->r[ALICE]);
+    for (int k = 0; k < 18; k++) {
+        assert_int_equal(kith_room_apply(f->r[BOB], ops[k].data, ops[k].len), 0);
+        assert_int_equal(kith_room_apply(f->r[ALICE], ops[k].data, ops[k].len), 0);
+    }
+    uint8_t invite_id[KITH_HASH_LEN] = { 1, 2, 3 };
+    kith_buf_init(&inv, &f->t.env, KITH_OP_MAX);
+    assert_int_equal(kith_room_invite_issued(f->r[BOB], invite_id, UINT64_MAX / 2, 1, &inv), 0);
+    assert_int_equal(kith_room_apply(f->r[ALICE], inv.data, inv.len), 0);
+    assert_int_equal(kith_room_op_count(f->r[ALICE]), kith_room_op_count(f->r[BOB]));
+    kith_buf_free(&add);
+    kith_buf_free(&inv);
+    for (int k = 0; k < 18; k++)
+        kith_buf_free(&ops[k]);
+}
+
 static void test_convergence_property(void **state)
 {
     convergence(*state, 40, 0);
@@ -857,6 +898,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forged_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_convergence_property, setup, teardown),
         cmocka_unit_test_setup_teardown(test_convergence_long_log, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parents_keep_own_add, setup, teardown),
         cmocka_unit_test(test_name_skeleton),
         cmocka_unit_test_setup_teardown(test_display_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_display_names_grind, setup, teardown),
