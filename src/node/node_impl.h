@@ -265,6 +265,10 @@ typedef struct nconn {
     size_t nlazy;
     uint64_t budget_bytes, budget_frames;
     uint64_t last_gap_sync_ms;
+    /* The latest ops of ops_room went over this link in answer to a SYNC
+     * when we held ops_ours and the peer ops_theirs (node_net.c on_sync). */
+    uint8_t ops_room[KITH_HASH_LEN];
+    uint64_t ops_ours, ops_theirs;
     bool slow; /* the driver says it is backed up (kith_node_conn_slow) */
 } nconn;
 

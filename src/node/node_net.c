@@ -350,6 +350,17 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
      * logs of equal size but different ops still meet (the peer asks for
      * everything if one of them lacks a parent there). */
     size_t from = f->nops < nops ? 0 : nops - KITH_MIN(nops, (size_t)4);
+    /* Not again when they went over this link with both counts as now
+     * (the periodic SYNC would resend ~2 KB of ops every minute). */
+    bool again = memcmp(c->ops_room, kith_room_id(r->room), KITH_HASH_LEN) == 0
+        && c->ops_ours == nops && c->ops_theirs == f->nops;
+    if (f->nops >= nops && again)
+        from = nops;
+    else if (f->nops >= nops) {
+        memcpy(c->ops_room, kith_room_id(r->room), KITH_HASH_LEN);
+        c->ops_ours = nops;
+        c->ops_theirs = f->nops;
+    }
     for (size_t i = from; !rc && i < nops; i++) {
         size_t len;
         const uint8_t *op = kith_room_op_at(r->room, i, &len);

@@ -460,6 +460,40 @@ static void test_nick_change(void **state)
     tw_free(w);
 }
 
+/* The periodic SYNC re-sends a room's latest ops (two logs of one size may
+ * differ) only when an op count changed since they last went over the
+ * link: a quiet room's anti-entropy costs its SYNC frames, no ops. */
+static void test_periodic_sync_ops_once(void **state)
+{
+    (void)state;
+    tworld *w = W;
+    tw_init(w, 3, NULL);
+    uint8_t room[32];
+    make_room(w, room, 0, 1);
+    make_room(w, room, 0, 2);
+    tw_tick(w, 70); /* one periodic SYNC on every link */
+    kith_node_stats a[3], b[3];
+    for (int i = 0; i < 3; i++)
+        kith_node_stats_get(w->n[i].node, &a[i]);
+    tw_tick(w, 130); /* two more */
+    for (int i = 0; i < 3; i++) {
+        kith_node_stats_get(w->n[i].node, &b[i]);
+        assert_true(b[i].wire_sync_out > a[i].wire_sync_out);
+        assert_int_equal(b[i].wire_op_out, a[i].wire_op_out);
+    }
+    /* A new op: its count changed, so the ops go out (once) again. */
+    assert_int_equal(
+        kith_node_member_op(w->n[0].node, room, KITH_MOP_SET_TOPIC, NULL, 0, "news"), 0);
+    tw_settle(w);
+    tw_tick(w, 130);
+    for (int i = 0; i < 3; i++) {
+        kith_room_info info;
+        assert_int_equal(kith_node_room_info(w->n[i].node, room, &info), 0);
+        assert_string_equal(info.topic, "news");
+    }
+    tw_free(w);
+}
+
 static void test_lingering_stranger_dropped(void **state)
 {
     (void)state;
@@ -1157,6 +1191,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invite_refusals, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_garbage_closes_connection, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_nick_change, NULL, NULL),
+        cmocka_unit_test_setup_teardown(test_periodic_sync_ops_once, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_lingering_stranger_dropped, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_address_record_moves, NULL, NULL),
         cmocka_unit_test_setup_teardown(test_edit_delete_react, NULL, NULL),
