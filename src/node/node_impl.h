@@ -30,6 +30,8 @@
 #define NODE_JOIN_MAX_BYTES (64u << 20)
 #define NODE_SYNC_INTERVAL_MS 60000
 #define NODE_SYNC_BATCH_BYTES (2u << 20)
+/* A SYNC this soon after a batch sent on the same link goes on after it. */
+#define NODE_SERVED_WINDOW_MS 10000
 #define NODE_BACKOFF_MIN_MS 1000
 #define NODE_BACKOFF_MAX_MS 60000
 #define NODE_MAX_LAZY 64
@@ -216,6 +218,9 @@ typedef struct nroom {
     bool cu_ready; /* just started or relinked: a big backlog may start one */
     uint64_t cu_done; /* delivered since it started */
     uint64_t cu_said_ms, cu_moved_ms; /* last progress line, last delivery */
+    /* The link that serves the bulk catch-up (its conn id): while one
+     * runs, only that peer is asked for more (node_net.c, on_sync). */
+    uint64_t cu_src;
     /* Reactions delivered before their target (indices into hist), kept
      * to attach when it comes. A bounded ring: a member reacting to ids
      * that never come can't make each new message scan the history. */
@@ -270,6 +275,11 @@ typedef struct nconn {
     uint8_t ops_room[KITH_HASH_LEN];
     uint64_t ops_ours, ops_theirs;
     bool slow; /* the driver says it is backed up (kith_node_conn_slow) */
+    /* What this link was last sent in answer to a SYNC (on_sync): the
+     * room, the history index the batch stopped at, when. */
+    uint8_t served_room[KITH_HASH_LEN];
+    size_t served_to;
+    uint64_t served_ms;
 } nconn;
 
 /* An id delivered since the room's last round of announcements
@@ -544,6 +554,8 @@ KITH_WUR int node_conn_send(kith_node *n, nconn *c, const kith_buf *frame);
 bool node_peer_online(const kith_node *n, const uint8_t id[KITH_ID_LEN]);
 void node_conn_free(kith_node *n, nconn *c);
 void node_send_sync(kith_node *n, nconn *c, nroom *r);
+/* SYNC for room r on every established link to a member of it. */
+void node_sync_links(kith_node *n, nroom *r);
 nconn *node_conn_open(kith_node *n, bool outbound);
 nconn *node_conn_find(const kith_node *n, uint64_t id);
 void node_send_join_err(

@@ -209,7 +209,17 @@ static void conn_gone(kith_node *n, nconn *c, bool tell_driver, const char *reas
     bool was_up = c->established;
     uint8_t peer[KITH_ID_LEN];
     memcpy(peer, c->peer, KITH_ID_LEN);
+    uint64_t cid = c->id;
     node_conn_free(n, c);
+    /* The peer that served a bulk catch-up is gone: the others were not
+     * asked for more meanwhile (on_sync), so ask them now. */
+    for (size_t i = 0; i < n->nrooms; i++) {
+        nroom *r = n->rooms[i];
+        if (r->catchup && r->cu_src == cid) {
+            r->cu_src = 0;
+            node_sync_links(n, r);
+        }
+    }
     if (was_up && !node_peer_online(n, peer))
         peer_event(n, KITH_EV_PEER_DOWN, peer);
 }
@@ -393,9 +403,21 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             pending--;
         }
     }
+    /* What we sent this link in answer to its last SYNC is on its way (a
+     * stream loses nothing): a SYNC that crossed that batch would get it
+     * again, and a catch-up asks twice at the start (its SYNC on connect,
+     * and its answer to ours), which doubled every batch after. Go on from
+     * where that batch stopped, unless the peer lacks ops (it may have
+     * dropped messages of authors it did not know) or it is old. */
+    uint64_t now = kith_mono_ms(n->env);
+    if (memcmp(c->served_room, kith_room_id(r->room), KITH_HASH_LEN) == 0 && f->nops >= nops
+        && now - c->served_ms < NODE_SERVED_WINDOW_MS && c->served_to > start
+        && c->served_to <= r->nhist)
+        start = c->served_to;
+    size_t next = start;
     kith_buf env;
     kith_buf_init(&env, n->env, KITH_MSG_MAX_ENVELOPE);
-    for (size_t i = start; !rc && i < r->nhist; i++) {
+    for (size_t i = start; !rc && i < r->nhist; i++, next = i) {
         const hist *h = node_hist_at(r, i);
         if (h->seq <= have[h->author])
             continue;
@@ -423,6 +445,11 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
     kith_buf_free(&frame);
     kith_map_free(&theirs);
     kith_free(n->env, have);
+    if (sent) {
+        memcpy(c->served_room, kith_room_id(r->room), KITH_HASH_LEN);
+        c->served_to = next;
+        c->served_ms = now;
+    }
     /* The peer holds what we lack (or it sent its SYNC to say "there is
      * more"): ask at once rather than at the next periodic sync. Each side
      * asks only while the other is ahead, so the exchange ends. */
@@ -435,9 +462,29 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
             behind = seq > (a ? a->seq : 0);
         }
     }
-    if (!rc && (more || behind))
+    bool ask = !rc && (more || behind);
+    if (ask && r->catchup) {
+        /* A bulk catch-up is served by one peer: every peer would send the
+         * same batches, and each copy costs both ends (the first batches
+         * still come from all, as everyone answers the SYNC on connect). */
+        nconn *src = r->cu_src ? conn_by_id(n, r->cu_src) : NULL;
+        if (!src || !src->established || src->doomed)
+            r->cu_src = c->id;
+        else if (src != c)
+            ask = false;
+    }
+    if (ask)
         node_send_sync(n, c, r);
     return rc;
+}
+
+void node_sync_links(kith_node *n, nroom *r)
+{
+    for (size_t i = n->nconns; i > 0; i--) {
+        nconn *c = n->conns[i - 1];
+        if (c->established && !c->joining && !c->doomed && node_is_member(r, c->peer))
+            node_send_sync(n, c, r);
+    }
 }
 
 /* ---- joining ---- */

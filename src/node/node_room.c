@@ -789,6 +789,8 @@ void node_catchup_tick(kith_node *n, uint64_t now)
         for (size_t k = 0; k < r->nauthors; k++)
             r->authors[k].target = r->authors[k].seq;
         r->catchup = false;
+        /* Only one peer was being asked (node_net.c, on_sync): ask all. */
+        node_sync_links(n, r);
     }
 }
 

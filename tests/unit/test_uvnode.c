@@ -177,7 +177,9 @@ static void hook_event(void *ud, const kith_event *ev)
             if (s->hold_test) {
                 if (s->own_msgs == 2)
                     hold_now(s);
-            } else if (!s->is_a && s->own_msgs >= (s->burst ? s->burst : 1))
+            } else if (!s->is_a && !s->burst)
+                /* (A burst's sender waits for A to leave: stopping cancels
+                 * writes the kernel has not taken yet.) */
                 kith_uvnode_stop(s->uv); /* deferred until the writes went out */
         } else {
             char want[16];
@@ -190,6 +192,10 @@ static void hook_event(void *ud, const kith_event *ev)
             if (s->is_a && s->got_msgs >= (s->burst ? s->burst : 1))
                 kith_uvnode_stop(s->uv);
         }
+        break;
+    case KITH_EV_PEER_DOWN:
+        if (!s->is_a && s->burst && !s->hold_test)
+            kith_uvnode_stop(s->uv);
         break;
     case KITH_EV_ERROR:
         s->errors++;
@@ -275,7 +281,7 @@ static void side_init_lan(side *s, const char *nick, bool is_a, const char *host
     kith_uvnode_set_hooks(s->uv, &hooks);
     uv_timer_init(kith_uvnode_loop(s->uv), &s->deadline);
     s->deadline.data = s;
-    uv_timer_start(&s->deadline, on_deadline, 8000, 0);
+    uv_timer_start(&s->deadline, on_deadline, s->burst ? 30000 : 8000, 0);
 }
 
 static void side_init(side *s, const char *nick, bool is_a, const char *host)
