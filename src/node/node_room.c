@@ -938,8 +938,16 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     bool notify, bool force, bool *delivered)
 {
     *delivered = false;
+    /* The frame of a run being handled (node_net.c): these very bytes were
+     * hashed, opened and their signature checked with the run. */
+    const pre_msg *pre = n->pre;
+    bool same = pre && pre->room == r && pre->has_id && len == pre->len
+        && env == n->run_bytes.data + pre->off;
     uint8_t id[KITH_HASH_LEN];
-    kith_msg_id(env, len, id);
+    if (same)
+        memcpy(id, pre->id, KITH_HASH_LEN);
+    else
+        kith_msg_id(env, len, id);
     /* Dedup by id before spending a signature check. */
     if (node_has_id(r, id)) {
         n->last_dup = true;
@@ -949,9 +957,8 @@ static int accept_one(kith_node *n, nroom *r, const uint8_t *env, size_t len, bo
     kith_buf_init(&plain, n->env, KITH_MSG_MAX_ENVELOPE);
     kith_inner in;
     int rc;
-    const pre_msg *pre = n->pre;
-    if (pre && pre->room == r && memcmp(pre->id, id, KITH_HASH_LEN) == 0) {
-        /* Opened with its run, its signature checked there (node_net.c). */
+    if (same) {
+        /* Opened with its run, its signature checked there. */
         in = pre->in;
         rc = pre->ok ? 0 : KITH_ECRYPTO;
     } else {
