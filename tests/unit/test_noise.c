@@ -487,7 +487,7 @@ static void test_vectors(void **state)
     char path[1024];
     snprintf(
         path, sizeof path, "%s/vectors/noise_25519_chachapoly_blake2b.json", test_shared_dir());
-    size_t len;
+    size_t len = 0;
     char *text = read_file(path, &len);
     if (!text)
         fail_msg("cannot read %s", path);
