@@ -473,8 +473,14 @@ static int on_sync(kith_node *n, nconn *c, nroom *r, const kith_frame *f)
         else if (src != c)
             ask = false;
     }
-    if (ask)
+    if (ask) {
         node_send_sync(n, c, r);
+    } else if (!rc && r->catchup && r->cu_src == c->id) {
+        /* The peer serving the catch-up has nothing more, yet others
+         * claimed more: ask them all now (not after the stall). */
+        r->cu_src = 0;
+        node_sync_links(n, r);
+    }
     return rc;
 }
 
