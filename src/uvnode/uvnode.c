@@ -733,6 +733,20 @@ static int lan_open(kith_uvnode *u, uv_udp_t *h, bool v6, uint16_t port, const c
     return rc;
 }
 
+/* Append "name (IPv4, IPv6)" (comma-separated) to out[cap] at *n, for the
+ * families given; nothing when neither. Truncates at cap. */
+static void lan_list_add(char *out, size_t cap, size_t *n, const char *name, bool v4, bool v6)
+{
+    if (!v4 && !v6)
+        return;
+    int w = snprintf(out + *n, cap - *n, "%s%s (%s)", *n ? ", " : "", name,
+        v4 && v6 ? "IPv4, IPv6"
+            : v4 ? "IPv4"
+                 : "IPv6");
+    if (w > 0)
+        *n = KITH_MIN(*n + (size_t)w, cap - 1);
+}
+
 /* Which interfaces hear and send, for the log. */
 static void lan_log(kith_uvnode *u)
 {
@@ -741,21 +755,8 @@ static void lan_log(kith_uvnode *u)
     for (size_t i = 0; i < u->nlan_ifs; i++) {
         const lan_if *f = &u->lan_ifs[i];
         bool h4 = f->present && f->joined4, h6 = f->present && f->joined6;
-        bool s4 = h4 && f->send4, s6 = h6 && f->send6;
-        if (h4 || h6) {
-            int w = snprintf(hears + nh, sizeof hears - nh, "%s%s (%s)", nh ? ", " : "", f->name,
-                h4 && h6 ? "IPv4, IPv6"
-                    : h4 ? "IPv4"
-                         : "IPv6");
-            nh = w > 0 ? KITH_MIN(nh + (size_t)w, sizeof hears - 1) : nh;
-        }
-        if (s4 || s6) {
-            int w = snprintf(sends + ns, sizeof sends - ns, "%s%s (%s)", ns ? ", " : "", f->name,
-                s4 && s6 ? "IPv4, IPv6"
-                    : s4 ? "IPv4"
-                         : "IPv6");
-            ns = w > 0 ? KITH_MIN(ns + (size_t)w, sizeof sends - 1) : ns;
-        }
+        lan_list_add(hears, sizeof hears, &nh, f->name, h4, h6);
+        lan_list_add(sends, sizeof sends, &ns, f->name, h4 && f->send4, h6 && f->send6);
     }
     KITH_LOGI(u->env, "LAN: hearing beacons on %s; sending on %s", nh ? hears : "no interface",
         ns ? sends : "none");
